@@ -1,0 +1,107 @@
+"""The one place backends are found, chosen and called.
+
+Every backend is a module with the same three functions (the numpy module is the reference):
+
+- ``train_epochs(plan, state, X, y, orders, lrs, batch_size) -> stats``: for each epoch ``e``,
+  visit ``orders[e]`` in consecutive slices of ``batch_size`` (the last, smaller slice kept) and
+  take one optimizer step per slice with learning rate ``lrs[e]``; the first step uses step
+  counter ``state.step``. Updates ``state.params``, ``state.slots`` and ``state.stats`` in place
+  (never ``state.step``/``state.epoch``: :func:`train_epochs` here does that) and returns a
+  float64 array ``(E, 4)`` of :data:`LOSS_SUM`, :data:`CORRECT`, :data:`SEEN`, :data:`STEPS`.
+- ``predict(plan, state, X, batch_size, logits=False) -> (n, K)``: inference mode.
+- ``loss_and_grad(plan, state, X, y) -> (loss, grad)``: one batch in training mode, no update of
+  anything (BatchNorm running statistics included); ``grad`` has the flat parameter layout.
+
+``X`` is 2-D in the plan's dtype (any strides, possibly read-only); ``y`` is 2-D in the plan's
+dtype, ``(n, K)`` or ``(n, 1)`` class indices for categorical cross-entropy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from types import ModuleType
+
+import numpy as np
+
+NAMES = ("cpp", "numba", "numpy")
+_MODULES = {"cpp": "densefit.backends.cpp", "numba": "densefit.backends.numba_", "numpy": "densefit.backends.numpy_"}
+LOSS_SUM, CORRECT, SEEN, STEPS = range(4)
+
+_loaded: dict[str, ModuleType] = {}
+_errors: dict[str, str] = {}
+_warned = False
+
+
+def _load(name: str) -> ModuleType | None:
+    if name not in _loaded and name not in _errors:
+        try:
+            _loaded[name] = importlib.import_module(_MODULES[name])
+        except Exception as exc:  # any import failure makes the backend unavailable, with its reason
+            _errors[name] = f"{type(exc).__name__}: {exc}"
+    return _loaded.get(name)
+
+
+def available_backends() -> list[str]:
+    """The backends that import on this machine, fastest first."""
+    return [name for name in NAMES if _load(name) is not None]
+
+
+def _auto() -> str:
+    requested = os.environ.get("DENSEFIT_BACKEND", "").strip().lower()
+    if requested and requested != "auto":
+        return resolve(requested)
+    for name in NAMES:
+        if _load(name) is not None:
+            return name
+    raise RuntimeError("no densefit backend could be loaded: " + "; ".join(f"{k}: {v}" for k, v in _errors.items()))
+
+
+def resolve(name: str) -> str:
+    """Turn ``"auto"`` or a backend name into an available backend name, or raise."""
+    global _warned
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a string, got {type(name).__name__}")
+    name = name.strip().lower()
+    if name == "auto":
+        chosen = _auto()
+        if chosen != NAMES[0] and not _warned and not os.environ.get("DENSEFIT_BACKEND"):
+            _warned = True
+            skipped = [f"{n}: {_errors[n]}" for n in NAMES[:NAMES.index(chosen)] if n in _errors]
+            warnings.warn(f"densefit is using the {chosen} backend; unavailable: " + "; ".join(skipped), RuntimeWarning,
+                          stacklevel=3)
+        return chosen
+    if name not in NAMES:
+        raise ValueError(f"unknown backend {name!r}; expected 'auto' or one of {list(NAMES)}")
+    if _load(name) is None:
+        raise RuntimeError(f"backend {name!r} is not available here ({_errors[name]}); available: {available_backends()}")
+    return name
+
+
+def get(name: str) -> ModuleType:
+    """The module of backend ``name`` (after :func:`resolve`)."""
+    return _loaded[resolve(name)]
+
+
+def backend_info() -> dict:
+    """Which backend ``"auto"`` picks and why, what is available, and why the rest is not."""
+    available = available_backends()
+    env = os.environ.get("DENSEFIT_BACKEND")
+    default = _auto() if available else None
+    if env and env.strip().lower() != "auto":
+        reason = f"DENSEFIT_BACKEND={env}"
+    elif default == NAMES[0]:
+        reason = "the fastest backend is available"
+    else:
+        reason = "fell back: " + "; ".join(f"{n} unavailable ({_errors[n]})" for n in NAMES if n in _errors)
+    return {"default": default, "reason": reason, "available": available,
+            "unavailable": {n: _errors[n] for n in NAMES if n in _errors}}
+
+
+def train_epochs(name: str, plan, state, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int) -> np.ndarray:
+    """Run ``len(lrs)`` epochs on backend ``name`` and advance the state's counters."""
+    stats = get(name).train_epochs(plan, state, X, y, orders, np.asarray(lrs, dtype=np.float64), batch_size)
+    state.step += int(stats[:, STEPS].sum())
+    state.epoch += len(lrs)
+    return stats

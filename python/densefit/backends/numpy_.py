@@ -1,0 +1,344 @@
+"""The numpy backend: the math of DESIGN.md, vectorized per mini-batch. The reference the
+other backends are tested against, and the fallback that works wherever numpy does.
+
+Size legend: ``m`` batch rows, ``n_in``/``n_out`` op widths, ``K`` outputs, ``P`` parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations as A
+from .. import losses as L
+from .. import optimizers as O
+from .. import rng
+from ..plan import (ACT, ACTIVATION, ALPHA, BATCHNORM, BN_EPSILON, BN_MOMENTUM, DENSE, DROPOUT, KIND, L1, L2,
+                    LAYER, N_IN, N_OUT, PARAM_OFF, RATE, STAT_OFF, USE_BIAS, Plan, State)
+
+# ---------------------------------------------------------------------------------------------
+# activations
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` without overflow: ``exp(x) / (1 + exp(x))`` for negative ``x``."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+_GELU_C = np.sqrt(2 / np.pi)
+
+
+def activation_forward(x: np.ndarray, act: int, alpha: float) -> np.ndarray:
+    if act == A.IDENTITY:
+        return x.copy()
+    if act == A.SIGMOID:
+        return sigmoid(x)
+    if act == A.TANH:
+        return np.tanh(x)
+    if act == A.RELU:
+        return np.maximum(x, 0)
+    if act == A.LEAKY_RELU:
+        return np.where(x > 0, x, x * x.dtype.type(alpha))
+    if act == A.ELU:
+        return np.where(x > 0, x, x.dtype.type(alpha) * np.expm1(np.minimum(x, 0)))
+    if act == A.SOFTPLUS:
+        return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0)
+    if act == A.GELU:
+        t = np.tanh(x.dtype.type(_GELU_C) * (x + x.dtype.type(0.044715) * x**3))
+        return 0.5 * x * (1 + t)
+    if act == A.SOFTMAX:
+        return softmax(x)
+    raise ValueError(f"unknown activation code {act}")
+
+
+def activation_backward(dout: np.ndarray, x: np.ndarray, y: np.ndarray, act: int, alpha: float) -> np.ndarray:
+    """``dout · act'(x)``; ``y = act(x)`` is passed so derivatives written in ``y`` reuse it."""
+    T = x.dtype.type
+    if act == A.IDENTITY:
+        return dout
+    if act == A.SIGMOID:
+        return dout * y * (1 - y)
+    if act == A.TANH:
+        return dout * (1 - y * y)
+    if act == A.RELU:
+        return np.where(x > 0, dout, 0)
+    if act == A.LEAKY_RELU:
+        return np.where(x > 0, dout, dout * T(alpha))
+    if act == A.ELU:
+        return np.where(x > 0, dout, dout * (y + T(alpha)))
+    if act == A.SOFTPLUS:
+        return dout * sigmoid(x)
+    if act == A.GELU:
+        u = T(_GELU_C) * (x + T(0.044715) * x**3)
+        t = np.tanh(u)
+        du = T(_GELU_C) * (1 + T(3 * 0.044715) * x * x)
+        return dout * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+    raise ValueError(f"activation code {act} has no standalone derivative")
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def output_activation(plan: Plan, z: np.ndarray) -> np.ndarray:
+    return z if plan.output_activation == A.IDENTITY else activation_forward(z, plan.output_activation, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# losses: value, count of correct predictions and gradient w.r.t. the logits, fused
+
+
+def loss_and_dlogits(loss: int, z: np.ndarray, y: np.ndarray, need_grad: bool = True):
+    """Return ``(mean loss (float64), correct, dz)`` for logits ``z (m, K)`` and targets ``y``.
+
+    ``y`` is ``(m, K)``, or ``(m, 1)`` integer class indices for categorical cross-entropy.
+    ``correct`` counts samples (categorical) or elements (binary); 0 for mse.
+    """
+    m, K = z.shape
+    T = z.dtype.type
+    if loss == L.MSE:
+        diff = z - y
+        value = np.mean(np.square(diff, dtype=np.float64))
+        return value, 0, (diff * T(2 / (m * K)) if need_grad else None)
+    if loss == L.BINARY_CROSSENTROPY:
+        terms = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        value = np.mean(terms, dtype=np.float64)
+        correct = int(np.count_nonzero((z > 0) == (y > 0.5)))
+        return value, correct, ((sigmoid(z) - y) * T(1 / (m * K)) if need_grad else None)
+    if loss == L.CATEGORICAL_CROSSENTROPY:
+        shifted = z - z.max(axis=1, keepdims=True)
+        e = np.exp(shifted)
+        sum_e = e.sum(axis=1, keepdims=True)
+        logp = shifted - np.log(sum_e)
+        predicted = z.argmax(axis=1)
+        if y.shape[1] == 1 and K > 1:
+            labels = y[:, 0].astype(np.int64)
+            value = -np.mean(logp[np.arange(m), labels], dtype=np.float64)
+            correct = int(np.count_nonzero(predicted == labels))
+            if not need_grad:
+                return value, correct, None
+            dz = e / sum_e
+            dz[np.arange(m), labels] -= 1
+            return value, correct, dz * T(1 / m)
+        value = -np.sum(y * logp, dtype=np.float64) / m
+        correct = int(np.count_nonzero(predicted == y.argmax(axis=1)))
+        if not need_grad:
+            return value, correct, None
+        dz = (e / sum_e) * y.sum(axis=1, keepdims=True) - y
+        return value, correct, dz * T(1 / m)
+    raise ValueError(f"unknown loss code {loss}")
+
+
+# ---------------------------------------------------------------------------------------------
+# forward and backward over the ops
+
+
+def _dense_views(row, params):
+    off, n_in, n_out = row[PARAM_OFF], row[N_IN], row[N_OUT]
+    W = params[off:off + n_in * n_out].reshape(n_in, n_out)
+    b = params[off + n_in * n_out:off + n_in * n_out + n_out] if row[USE_BIAS] else None
+    return W, b
+
+
+def forward(plan: Plan, state: State, X: np.ndarray, training: bool, update_stats: bool = True, step: int = 0):
+    """Run the ops on batch ``X``; return the list of op inputs/outputs and per-op caches.
+
+    ``acts[i]`` is the input of op ``i`` and ``acts[i + 1]`` its output (the logits at the end).
+    """
+    params, stats = state.params, state.stats
+    acts, caches = [X], []
+    for row, p in zip(plan.ops, plan.op_params):
+        x, cache = acts[-1], None
+        T = x.dtype.type
+        kind = row[KIND]
+        if kind == DENSE:
+            W, b = _dense_views(row, params)
+            out = x @ W
+            if b is not None:
+                out += b
+        elif kind == ACTIVATION:
+            out = activation_forward(x, row[ACT], p[ALPHA])
+        elif kind == DROPOUT:
+            if training and p[RATE] > 0:
+                m, width = x.shape
+                keep = rng.uniform(plan.seed, step, row[LAYER], np.arange(m * width)).reshape(m, width) >= p[RATE]
+                cache = np.where(keep, T(1 / (1 - p[RATE])), T(0))
+                out = x * cache
+            else:
+                out = x
+        elif kind == BATCHNORM:
+            C, off, soff = row[N_IN], row[PARAM_OFF], row[STAT_OFF]
+            gamma, beta = params[off:off + C], params[off + C:off + 2 * C]
+            running_mean, running_var = stats[soff:soff + C], stats[soff + C:soff + 2 * C]
+            if training:
+                m = x.shape[0]
+                mean = x.mean(axis=0)
+                centered = x - mean
+                var = (centered * centered).mean(axis=0)
+                invstd = T(1) / np.sqrt(var + T(p[BN_EPSILON]))
+                xhat = centered * invstd
+                cache = (xhat, invstd)
+                if update_stats:
+                    mom = T(p[BN_MOMENTUM])
+                    unbiased = var * T(m / (m - 1)) if m > 1 else var
+                    running_mean[:] = (1 - mom) * running_mean + mom * mean
+                    running_var[:] = (1 - mom) * running_var + mom * unbiased
+            else:
+                xhat = (x - running_mean) / np.sqrt(running_var + T(p[BN_EPSILON]))
+            out = gamma * xhat + beta
+        else:
+            raise ValueError(f"unknown op kind {kind}")
+        acts.append(out)
+        caches.append(cache)
+    return acts, caches
+
+
+def backward(plan: Plan, params: np.ndarray, acts, caches, dz: np.ndarray, grad: np.ndarray) -> None:
+    """Fill ``grad`` (shape ``(P,)``) with the gradient of the batch loss, given ``dz`` at the logits."""
+    d = dz
+    for i in range(len(plan.ops) - 1, -1, -1):
+        row, p = plan.ops[i], plan.op_params[i]
+        x, y, kind = acts[i], acts[i + 1], row[KIND]
+        if kind == DENSE:
+            off, n_in, n_out = row[PARAM_OFF], row[N_IN], row[N_OUT]
+            W, _ = _dense_views(row, params)
+            grad[off:off + n_in * n_out] = (x.T @ d).ravel()
+            if row[USE_BIAS]:
+                grad[off + n_in * n_out:off + n_in * n_out + n_out] = d.sum(axis=0)
+            if i > 0:
+                d = d @ W.T
+        elif kind == ACTIVATION:
+            d = activation_backward(d, x, y, row[ACT], p[ALPHA])
+        elif kind == DROPOUT:
+            if caches[i] is not None:
+                d = d * caches[i]
+        elif kind == BATCHNORM:
+            C, off = row[N_IN], row[PARAM_OFF]
+            xhat, invstd = caches[i]
+            gamma = params[off:off + C]
+            grad[off:off + C] = (d * xhat).sum(axis=0)
+            grad[off + C:off + 2 * C] = d.sum(axis=0)
+            m = x.shape[0]
+            dxhat = d * gamma
+            d = (invstd / m) * (m * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0))
+
+
+def add_penalty_gradient(plan: Plan, params: np.ndarray, grad: np.ndarray) -> float:
+    """``grad += l1 sign(W) + 2 l2 W`` on Dense kernels; return the penalty ``l1 Σ|W| + l2 ΣW²``."""
+    total = 0.0
+    for row, p in zip(plan.ops, plan.op_params):
+        if row[KIND] != DENSE or not (p[L1] or p[L2]):
+            continue
+        s = slice(row[PARAM_OFF], row[PARAM_OFF] + row[N_IN] * row[N_OUT])
+        W, T = params[s], params.dtype.type
+        total += p[L1] * np.sum(np.abs(W), dtype=np.float64) + p[L2] * np.sum(np.square(W, dtype=np.float64))
+        grad[s] += T(p[L1]) * np.sign(W) + T(2 * p[L2]) * W
+    return float(total)
+
+
+# ---------------------------------------------------------------------------------------------
+# the optimizer step: clip, then update, over the flat buffers
+
+
+def clip(plan: Plan, grad: np.ndarray) -> None:
+    """Clip in place: by value, then by global norm (``min(1, c / (‖g‖ + 1e-6))``)."""
+    clipvalue, clipnorm = plan.opt_params[O.CLIPVALUE], plan.opt_params[O.CLIPNORM]
+    if clipvalue > 0:
+        np.clip(grad, -clipvalue, clipvalue, out=grad)
+    if clipnorm > 0:
+        norm = np.sqrt(np.sum(np.square(grad, dtype=np.float64)))
+        scale = min(1.0, clipnorm / (norm + 1e-6))
+        if scale < 1.0:
+            grad *= grad.dtype.type(scale)
+
+
+def decay_mask(plan: Plan) -> np.ndarray:
+    """1 on Dense kernels, 0 elsewhere: where AdamW's decoupled weight decay applies."""
+    mask = np.zeros(plan.n_params, dtype=bool)
+    for row in plan.ops:
+        if row[KIND] == DENSE:
+            mask[row[PARAM_OFF]:row[PARAM_OFF] + row[N_IN] * row[N_OUT]] = True
+    return mask
+
+
+def update(plan: Plan, state: State, grad: np.ndarray, lr: float, t: int) -> None:
+    """One optimizer step ``t`` (from 1) with learning rate ``lr``, in place on ``state``."""
+    w, s0, s1, g = state.params, state.slots[0], state.slots[1], grad
+    q = plan.opt_params
+    T = w.dtype.type
+    if plan.optimizer == O.SGD_:
+        mu = q[O.MOMENTUM]
+        if mu > 0:
+            if t == 1:
+                s0[:] = g
+            else:
+                s0 *= T(mu)
+                s0 += T(1 - q[O.DAMPENING]) * g
+            direction = g + T(mu) * s0 if q[O.NESTEROV] else s0
+        else:
+            direction = g
+        w -= T(lr) * direction
+    elif plan.optimizer in (O.ADAM, O.ADAMW):
+        b1, b2 = q[O.BETA_1], q[O.BETA_2]
+        if plan.optimizer == O.ADAMW and q[O.WEIGHT_DECAY] > 0:
+            mask = decay_mask(plan)
+            w[mask] *= T(1 - lr * q[O.WEIGHT_DECAY])
+        s0 *= T(b1)
+        s0 += T(1 - b1) * g
+        s1 *= T(b2)
+        s1 += T(1 - b2) * g * g
+        step_size = lr / (1 - b1**t)
+        denom = np.sqrt(s1) / T(np.sqrt(1 - b2**t)) + T(q[O.EPSILON])
+        w -= T(step_size) * s0 / denom
+    elif plan.optimizer == O.RMSPROP:
+        rho = q[O.RHO]
+        s0 *= T(rho)
+        s0 += T(1 - rho) * g * g
+        w -= T(lr) * g / (np.sqrt(s0) + T(q[O.EPSILON]))
+    elif plan.optimizer == O.ADAGRAD:
+        s0 += g * g
+        w -= T(lr) * g / (np.sqrt(s0) + T(q[O.EPSILON]))
+    else:
+        raise ValueError(f"unknown optimizer code {plan.optimizer}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the backend interface
+
+
+def batch_loss_and_grad(plan: Plan, state: State, X: np.ndarray, y: np.ndarray, step: int, update_stats: bool):
+    """Forward + backward on one batch in training mode: ``(loss incl. penalty, correct, grad)``."""
+    acts, caches = forward(plan, state, X, training=True, update_stats=update_stats, step=step)
+    value, correct, dz = loss_and_dlogits(plan.loss, acts[-1], y)
+    grad = np.empty(plan.n_params, dtype=plan.dtype)
+    backward(plan, state.params, acts, caches, dz, grad)
+    return value + add_penalty_gradient(plan, state.params, grad), correct, grad
+
+
+def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int) -> np.ndarray:
+    n = X.shape[0]
+    out = np.zeros((len(lrs), 4))
+    step = state.step
+    for e, (order, lr) in enumerate(zip(orders, lrs)):
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            value, correct, grad = batch_loss_and_grad(plan, state, X[idx], y[idx], step, update_stats=True)
+            clip(plan, grad)
+            update(plan, state, grad, float(lr), step + 1)
+            step += 1
+            out[e] += (value * len(idx), correct, len(idx), 1)
+    return out
+
+
+def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) -> np.ndarray:
+    out = np.empty((X.shape[0], plan.n_outputs), dtype=plan.dtype)
+    for start in range(0, X.shape[0], batch_size):
+        z = forward(plan, state, np.asarray(X[start:start + batch_size]), training=False)[0][-1]
+        out[start:start + batch_size] = z if logits else output_activation(plan, z)
+    return out
+
+
+def loss_and_grad(plan: Plan, state: State, X, y):
+    value, _, grad = batch_loss_and_grad(plan, state, np.asarray(X), np.asarray(y), state.step, update_stats=False)
+    return value, grad

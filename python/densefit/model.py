@@ -1,0 +1,339 @@
+"""``Sequential``: the Keras-like model. It owns the layer specs, the compiled :class:`Plan`
+and the :class:`State`; every computation goes through one backend module.
+
+``fit`` computes, per epoch ``e`` (counted across successive ``fit`` calls), the learning rate
+``schedule(e)`` and the sample order ``Generator(PCG64([seed, e])).permutation(n)`` (or
+``0..n-1`` without shuffling), and hands whole epochs to the backend.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import backends
+from . import layers as layer_specs
+from . import losses as L
+from . import optimizers as O
+from . import schedules
+from .backends import numpy_
+from .plan import Plan, State, as_dtype, build_plan, infer_input_dim, init_state, penalty
+from .validation import as_features, as_targets, check_int
+
+FORMAT_VERSION = 1
+_MAX_ORDER_ENTRIES = 1 << 22      # sample indices handed to one backend call (32 MB of int64)
+_CALL_SECONDS = 0.1               # target length of one backend call when nothing needs Python
+_EVAL_ROWS = 1 << 16              # rows per chunk in evaluate/predict
+
+
+@dataclass
+class History:
+    """What ``fit`` returns: ``history[name]`` is a list with one value per epoch of this call."""
+
+    history: dict = field(default_factory=dict)
+    epoch: list = field(default_factory=list)
+
+    def _append(self, epoch: int, logs: dict) -> None:
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+
+class Sequential:
+    """A stack of layers trained as one network.
+
+    Parameters
+    ----------
+    layers : list of Dense, Activation, Dropout, BatchNorm
+    seed : int or None
+        Seeds initialization (``Generator(PCG64(seed))``), shuffling and dropout masks.
+        ``None`` draws one from the OS (readable afterwards as ``model.seed``).
+    dtype : "float32" or "float64"
+    backend : "auto", "cpp", "numba" or "numpy"
+    """
+
+    def __init__(self, layers=None, seed: int | None = None, dtype="float32", backend: str = "auto"):
+        self.layers: list = []
+        for layer in layers or []:
+            self.add(layer)
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (1 << 63))
+        self.seed = check_int("seed", seed, 0)
+        self.dtype = as_dtype(dtype)
+        self._backend = backends.resolve(backend)
+        self.loss: str | None = None
+        self.optimizer: O.Optimizer | None = None
+        self.metrics: list[str] = []
+        self.plan: Plan | None = None
+        self.state: State | None = None
+
+    # ----------------------------------------------------------------------------- building
+    def add(self, layer) -> None:
+        """Append a layer (only before the weights exist)."""
+        if not isinstance(layer, layer_specs.Layer):
+            raise TypeError(f"layers must be densefit layers (Dense, Activation, Dropout, BatchNorm), got {layer!r}")
+        if getattr(self, "state", None) is not None:
+            raise ValueError("cannot add layers after the model has weights; build a new model")
+        self.layers.append(layer)
+
+    def compile(self, loss: str = "mse", optimizer="sgd", metrics=None) -> None:
+        """Choose the loss, the optimizer and the metrics. Starts a new training run: keeps the
+        weights (if any) but resets the optimizer slots and the step and epoch counters."""
+        L.loss_code(loss)
+        optimizer = O.get(optimizer)
+        metrics = [] if metrics is None else list(metrics)
+        for metric in metrics:
+            if metric not in ("accuracy", "acc"):
+                raise ValueError(f"unknown metric {metric!r}; expected 'accuracy'")
+            if L.loss_code(loss) == L.MSE:
+                raise ValueError("metrics=['accuracy'] needs a classification loss, not mse")
+        self.loss, self.optimizer = loss, optimizer
+        self.metrics = ["accuracy" for _ in metrics[:1]]
+        n_features = self.plan.n_features if self.plan else infer_input_dim(self.layers) if self.layers else None
+        if n_features is not None:
+            self._build(n_features, keep_weights=True)
+
+    def _build(self, n_features: int, keep_weights: bool) -> None:
+        old = self.state
+        self.plan = build_plan(self.layers, n_features, self.loss, self.optimizer, self.dtype, self.seed)
+        if keep_weights and old is not None:
+            self.state = State(old.params, np.zeros_like(old.slots), old.stats)
+        else:
+            self.state = init_state(self.plan, self.layers, self.seed)
+
+    def _require_compiled(self) -> None:
+        if self.optimizer is None:
+            raise ValueError("call model.compile(loss=..., optimizer=...) first")
+
+    def _ensure_built(self, X) -> None:
+        self._require_compiled()
+        if self.plan is None:
+            if X.ndim != 2:
+                raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+            self._build(X.shape[1], keep_weights=False)
+
+    def _require_built(self) -> None:
+        if self.state is None:
+            raise ValueError("the model has no weights yet: give input_dim to the first layer and compile, or fit it")
+
+    # ----------------------------------------------------------------------------- backends
+    @property
+    def backend(self) -> str:
+        """The name of the backend this model computes with."""
+        return self._backend
+
+    def set_backend(self, name: str) -> None:
+        """Switch backend; weights, optimizer state, BN statistics and counters carry over."""
+        self._backend = backends.resolve(name)
+
+    # ----------------------------------------------------------------------------- training
+    def _prepare(self, X, y, name_x="X", name_y="y"):
+        X = np.asarray(X) if not hasattr(X, "dtype") else X
+        self._ensure_built(X)
+        X = as_features(X, self.plan.dtype, self.plan.n_features, name_x)
+        y = as_targets(y, self.plan.loss, self.plan.n_outputs, X.shape[0], self.plan.dtype, name_y)
+        return X, y
+
+    def _orders(self, first_epoch: int, count: int, n: int, shuffle: bool) -> np.ndarray:
+        if not shuffle:
+            return np.broadcast_to(np.arange(n, dtype=np.int64), (count, n))
+        return np.stack([np.random.Generator(np.random.PCG64([self.seed, e])).permutation(n)
+                         for e in range(first_epoch, first_epoch + count)])
+
+    def _accuracy(self, correct: float, seen: float) -> float:
+        per_sample = self.plan.n_outputs if self.plan.loss == L.BINARY_CROSSENTROPY else 1
+        return float(correct / (seen * per_sample))
+
+    def fit(self, X, y, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
+            validation_data=None, verbose: int = 1) -> History:
+        """Train for ``epochs`` more epochs of mini-batch steps; return the :class:`History`.
+
+        ``batch_size=1`` is SGD, ``batch_size=len(X)`` (or ``None``) full-batch gradient descent;
+        the last, smaller batch of an epoch is kept. ``verbose``: 0 silent, 1 progress lines at
+        most a few times a second, 2 one line per epoch.
+        """
+        epochs = check_int("epochs", epochs, 0)
+        X, y = self._prepare(X, y)
+        n = X.shape[0]
+        batch_size = n if batch_size is None else min(check_int("batch_size", batch_size, 1), n)
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be a bool, got {type(shuffle).__name__}")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a tuple (X_val, y_val)")
+            Xv, yv = self._prepare(*validation_data, name_x="validation_data X", name_y="validation_data y")
+        schedule = self.optimizer.learning_rate
+        history = History()
+        per_epoch = validation_data is not None or verbose == 2
+        chunk, done, last_print, started = 1, 0, 0.0, time.perf_counter()
+        while done < epochs:
+            count = 1 if per_epoch else min(chunk, epochs - done, max(1, _MAX_ORDER_ENTRIES // n))
+            first = self.state.epoch
+            lrs = np.array([schedule(e) for e in range(first, first + count)], dtype=np.float64)
+            call_start = time.perf_counter()
+            stats = backends.train_epochs(self._backend, self.plan, self.state, X, y,
+                                          self._orders(first, count, n, shuffle), lrs, batch_size)
+            elapsed = time.perf_counter() - call_start
+            chunk = max(1, min(2 * count, int(count * _CALL_SECONDS / max(elapsed, 1e-9))))
+            for i, row in enumerate(stats):
+                logs = {"loss": float(row[backends.LOSS_SUM] / row[backends.SEEN])}
+                if self.metrics:
+                    logs["accuracy"] = self._accuracy(row[backends.CORRECT], row[backends.SEEN])
+                if validation_data is not None:
+                    logs.update({f"val_{k}": v for k, v in self.evaluate(Xv, yv).items()})
+                logs["learning_rate"] = float(lrs[i])
+                history._append(first + i, logs)
+            done += count
+            now = time.perf_counter()
+            if verbose == 2 or (verbose == 1 and (now - last_print > 0.25 or done == epochs)):
+                last_print = now
+                self._print_progress(done, epochs, history, now - started)
+        return history
+
+    def _print_progress(self, done: int, epochs: int, history: History, seconds: float) -> None:
+        parts = [f"epoch {self.state.epoch} ({done}/{epochs})"]
+        for key, values in history.history.items():
+            if key != "learning_rate":
+                parts.append(f"{key} {values[-1]:.4f}")
+        parts.append(f"{seconds:.2f}s")
+        print(" - ".join(parts), file=sys.stdout, flush=True)
+
+    # ----------------------------------------------------------------------------- inference
+    def predict(self, X, batch_size: int | None = None) -> np.ndarray:
+        """Outputs of the last layer in inference mode (probabilities for sigmoid/softmax)."""
+        return self._predict(X, batch_size, logits=False)
+
+    def _predict(self, X, batch_size, logits: bool) -> np.ndarray:
+        self._require_built()
+        X = as_features(X, self.plan.dtype, self.plan.n_features)
+        batch_size = _EVAL_ROWS if batch_size is None else check_int("batch_size", batch_size, 1)
+        return backends.get(self._backend).predict(self.plan, self.state, X, batch_size, logits=logits)
+
+    def evaluate(self, X, y, batch_size: int | None = None) -> dict:
+        """Mean loss (plus the regularization penalty) and metrics in inference mode."""
+        self._require_built()
+        X, y = self._prepare(X, y)
+        total, correct = 0.0, 0
+        for start in range(0, X.shape[0], _EVAL_ROWS):
+            z = self._predict(X[start:start + _EVAL_ROWS], batch_size, logits=True)
+            value, right, _ = numpy_.loss_and_dlogits(self.plan.loss, z, y[start:start + _EVAL_ROWS], need_grad=False)
+            total += value * z.shape[0]
+            correct += right
+        result = {"loss": float(total / X.shape[0] + penalty(self.plan, self.state.params))}
+        if self.metrics:
+            result["accuracy"] = self._accuracy(correct, X.shape[0])
+        return result
+
+    def loss_and_grad(self, X, y):
+        """``(loss, grads)`` on one batch in training mode without updating anything; ``grads``
+        in :meth:`get_weights` order. Dropout uses the mask of the next optimizer step."""
+        X, y = self._prepare(X, y)
+        value, grad = backends.get(self._backend).loss_and_grad(self.plan, self.state, X, y)
+        return float(value), self._unflatten(grad)
+
+    # ----------------------------------------------------------------------------- weights
+    def _unflatten(self, flat: np.ndarray) -> list[np.ndarray]:
+        return [flat[w.offset:w.offset + w.size].reshape(w.shape).copy() for w in self.plan.weights]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the weights, Keras order: ``W0, b0, W1, b1, …`` (BatchNorm: ``γ, β``)."""
+        self._require_built()
+        return self._unflatten(self.state.params)
+
+    def set_weights(self, weights) -> None:
+        """Overwrite the weights from a list in :meth:`get_weights` order."""
+        self._require_built()
+        specs = self.plan.weights
+        if len(weights) != len(specs):
+            raise ValueError(f"expected {len(specs)} weight arrays, got {len(weights)}")
+        arrays = []
+        for i, (w, spec) in enumerate(zip(weights, specs)):
+            w = np.asarray(w, dtype=np.float64)
+            if w.shape != spec.shape:
+                raise ValueError(f"weights[{i}] has shape {w.shape}, expected {spec.shape}")
+            if not np.isfinite(w).all():
+                raise ValueError(f"weights[{i}] contains NaN or infinity")
+            arrays.append(w)
+        for w, spec in zip(arrays, specs):
+            self.state.params[spec.offset:spec.offset + spec.size] = w.ravel()
+
+    def count_params(self) -> int:
+        self._require_built()
+        return self.plan.n_params
+
+    def summary(self) -> str:
+        """A table of the layers with their output widths and parameter counts (also printed)."""
+        lines = [f"{'layer':<28}{'output':>10}{'params':>10}"]
+        width = self.plan.n_features if self.plan else infer_input_dim(self.layers)
+        for layer in self.layers:
+            params = 0
+            if isinstance(layer, layer_specs.Dense):
+                params = (width * layer.units if width else 0) + (layer.units if layer.use_bias else 0)
+                width = layer.units
+            elif isinstance(layer, layer_specs.BatchNorm):
+                params = 2 * width if width else 0
+            name = type(layer).__name__ + (f"({layer.activation})" if hasattr(layer, "activation") else "")
+            lines.append(f"{name:<28}{width if width else '?':>10}{params:>10}")
+        text = "\n".join(lines)
+        print(text)
+        return text
+
+    # ----------------------------------------------------------------------------- save / load
+    def get_config(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "layers": [layer.get_config() for layer in self.layers],
+            "seed": self.seed, "dtype": self.dtype.name, "backend": self._backend,
+            "loss": self.loss, "metrics": self.metrics,
+            "optimizer": None if self.optimizer is None else self.optimizer.get_config(),
+            "n_features": None if self.plan is None else self.plan.n_features,
+            "step": None if self.state is None else self.state.step,
+            "epoch": None if self.state is None else self.state.epoch,
+        }
+
+    def save(self, path) -> None:
+        """Write an ``.npz`` with the parameters, optimizer slots, BN statistics and a JSON
+        config (layers, loss, optimizer, counters): everything needed to continue training."""
+        config = json.dumps(self.get_config())
+        arrays = {"config": np.frombuffer(config.encode(), dtype=np.uint8)}
+        if self.state is not None:
+            arrays.update(params=self.state.params, slots=self.state.slots, stats=self.state.stats)
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def load_model(path, learning_rate=None, backend: str | None = None) -> Sequential:
+    """Rebuild a model saved with :meth:`Sequential.save`, ready to continue training.
+
+    ``learning_rate`` replaces the optimizer's learning rate (needed when it was a custom
+    callable, which a save file cannot hold). ``backend`` overrides the saved backend choice.
+    """
+    with np.load(path, allow_pickle=False) as data:
+        config = json.loads(bytes(data["config"]).decode())
+        arrays = {k: data[k] for k in ("params", "slots", "stats") if k in data}
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path} has format version {config.get('format_version')}, expected {FORMAT_VERSION}")
+    model = Sequential([layer_specs.from_config(c) for c in config["layers"]], seed=config["seed"],
+                       dtype=config["dtype"], backend=backend or _available_or_auto(config["backend"]))
+    if config["optimizer"] is not None:
+        optimizer = O.get(config["optimizer"])
+        if learning_rate is not None:
+            optimizer.learning_rate = schedules.get(learning_rate, optimizer.default_learning_rate)
+        model.loss, model.optimizer, model.metrics = config["loss"], optimizer, config["metrics"]
+    if config["n_features"] is not None:
+        model.plan = build_plan(model.layers, config["n_features"], model.loss, model.optimizer, model.dtype, model.seed)
+        if arrays["params"].shape != (model.plan.n_params,) or arrays["stats"].shape != (model.plan.n_stats,):
+            raise ValueError(f"{path} is corrupt: its arrays do not match the saved layers")
+        model.state = State(arrays["params"].copy(), arrays["slots"].copy(), arrays["stats"].copy(),
+                            step=config["step"], epoch=config["epoch"])
+    return model
+
+
+def _available_or_auto(name: str) -> str:
+    return name if name in backends.available_backends() else "auto"
