@@ -4,7 +4,7 @@ One network description, three interchangeable backends with the same math: ``cp
 whole epochs without the GIL), ``numba`` and ``numpy``. See :func:`backend_info`.
 """
 
-from . import activations, initializers, losses, optimizers, regularizers, schedules
+from . import activations, datasets, initializers, losses, optimizers, regularizers, schedules
 from .backends import available_backends, backend_info
 from .layers import Activation, BatchNorm, Dense, Dropout
 from .model import History, Sequential, load_model
