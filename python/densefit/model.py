@@ -140,7 +140,7 @@ class Sequential:
 
     def _orders(self, first_epoch: int, count: int, n: int, shuffle: bool) -> np.ndarray:
         if not shuffle:
-            return np.broadcast_to(np.arange(n, dtype=np.int64), (count, n))
+            return np.tile(np.arange(n, dtype=np.int64), (count, 1))
         return np.stack([np.random.Generator(np.random.PCG64([self.seed, e])).permutation(n)
                          for e in range(first_epoch, first_epoch + count)])
 

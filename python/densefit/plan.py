@@ -162,6 +162,7 @@ def build_plan(layers: list[Layer], n_features: int, loss: str, optimizer: O.Opt
         raise ValueError("the model has no trainable parameters; add a Dense layer")
 
     output_activation = _fuse_output_activation(ints, loss_code)
+    del floats[len(ints):]
     for row in ints:
         if row[KIND] == ACTIVATION and row[ACT] == A.SOFTMAX:
             raise ValueError("softmax is only supported as the last activation, with loss='categorical_crossentropy'")

@@ -1,0 +1,98 @@
+// Losses from the logits z (m × K), fused with their gradient: each function writes
+// dz = d(mean loss)/dz, never going through the output activation's derivative, and returns the
+// mean loss (accumulated in double) with the number of correct predictions. Codes are those of
+// python/densefit/losses.py; evaluation order follows the numpy reference.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "activation.hpp"
+
+namespace densefit {
+
+enum Loss : int64_t { MSE, BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY };
+
+struct LossValue {
+    double value;     // mean over the batch (and over outputs for mse / binary cross-entropy)
+    int64_t correct;  // samples (categorical) or elements (binary) predicted right; 0 for mse
+};
+
+// mean((z - y)²), dz = 2 (z - y) / (m K).
+template <class T>
+LossValue mse_loss(T* dz, const T* z, const T* y, int64_t m, int64_t K) {
+    const int64_t n = m * K;
+    const T scale = T(2.0 / static_cast<double>(n));
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        T diff = z[i] - y[i];
+        sum += static_cast<double>(diff) * static_cast<double>(diff);
+        dz[i] = diff * scale;
+    }
+    return {sum / static_cast<double>(n), 0};
+}
+
+// mean(max(z, 0) - z y + log1p(exp(-|z|))), dz = (sigmoid(z) - y) / (m K).
+template <class T>
+LossValue bce_loss(T* dz, const T* z, const T* y, int64_t m, int64_t K) {
+    const int64_t n = m * K;
+    const T scale = T(1.0 / static_cast<double>(n));
+    double sum = 0;
+    int64_t correct = 0;
+    for (int64_t i = 0; i < n; i++) {
+        sum += static_cast<double>(std::max(z[i], T(0)) - z[i] * y[i] + std::log1p(std::exp(-std::abs(z[i]))));
+        correct += (z[i] > T(0)) == (y[i] > T(0.5));
+        dz[i] = (sigmoid(z[i]) - y[i]) * scale;
+    }
+    return {sum / static_cast<double>(n), correct};
+}
+
+// Categorical cross-entropy of softmax(z). With index targets, labels (m) hold class numbers
+// (validated to lie in [0, K) by the caller); with dense targets y (m × K) the gradient is
+// (softmax(z) Σ_k y_k - y) / m, which is (softmax(z) - y) / m for one-hot rows.
+template <class T>
+LossValue cce_loss(T* dz, const T* z, const T* y, int64_t m, int64_t K, bool index_targets) {
+    const T scale = T(1.0 / static_cast<double>(m));
+    double sum = 0;
+    int64_t correct = 0;
+    for (int64_t r = 0; r < m; r++) {
+        const T* zr = z + r * K;
+        T* d = dz + r * K;
+        const int64_t predicted = std::max_element(zr, zr + K) - zr;
+        const T mx = zr[predicted];
+        T sum_e = 0;
+        for (int64_t j = 0; j < K; j++) sum_e += (d[j] = std::exp(zr[j] - mx));
+        const T log_sum_e = std::log(sum_e);
+        if (index_targets) {
+            const int64_t label = static_cast<int64_t>(y[r]);
+            sum -= static_cast<double>((zr[label] - mx) - log_sum_e);
+            correct += predicted == label;
+            for (int64_t j = 0; j < K; j++) d[j] = d[j] / sum_e;
+            d[label] -= T(1);
+            for (int64_t j = 0; j < K; j++) d[j] *= scale;
+        } else {
+            const T* yr = y + r * K;
+            T y_sum = 0;
+            for (int64_t j = 0; j < K; j++) {
+                y_sum += yr[j];
+                sum -= static_cast<double>(yr[j] * ((zr[j] - mx) - log_sum_e));
+            }
+            correct += predicted == std::max_element(yr, yr + K) - yr;
+            for (int64_t j = 0; j < K; j++) d[j] = ((d[j] / sum_e) * y_sum - yr[j]) * scale;
+        }
+    }
+    return {sum / static_cast<double>(m), correct};
+}
+
+// y is (m × K), or (m × 1) class indices for categorical cross-entropy when y_cols == 1 < K.
+template <class T>
+LossValue loss_and_dlogits(T* dz, const T* z, const T* y, int64_t m, int64_t K, int64_t y_cols, int64_t loss) {
+    switch (loss) {
+        case MSE: return mse_loss(dz, z, y, m, K);
+        case BINARY_CROSSENTROPY: return bce_loss(dz, z, y, m, K);
+        default: return cce_loss(dz, z, y, m, K, y_cols == 1 && K > 1);
+    }
+}
+
+}  // namespace densefit

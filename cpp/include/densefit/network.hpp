@@ -1,0 +1,439 @@
+// The network: a Plan decoded into plain structs (Net), the workspace every pass writes into
+// (one allocation per call), and the three entry points the bindings expose: train_epochs,
+// predict and loss_and_grad. Nothing here knows Python.
+//
+// Size legend: n samples, m batch rows (≤ batch), E epochs, P parameters, S BatchNorm statistics,
+// K outputs, d input features. The Plan layout (op table columns, codes) is that of
+// python/densefit/plan.py; the math is that of the numpy reference backend.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "activation.hpp"
+#include "layers.hpp"
+#include "loss.hpp"
+#include "matrix.hpp"
+#include "optimizer.hpp"
+#include "rng.hpp"
+
+namespace densefit {
+
+enum OpKind : int64_t { DENSE, ACTIVATION, DROPOUT, BATCHNORM };
+enum OpColumn : int64_t { KIND, N_IN, N_OUT, PARAM_OFF, STAT_OFF, ACT, LAYER, USE_BIAS, N_OP_COLUMNS };
+enum OpParamColumn : int64_t { ALPHA = 0, RATE = 0, BN_MOMENTUM = 0, BN_EPSILON = 1, L1 = 2, L2 = 3, N_OP_PARAMS = 4 };
+
+struct Op {
+    int64_t kind, n_in, n_out;
+    int64_t param_off, stat_off;  // DENSE: W then b; BATCHNORM: γ then β, and mean then var
+    int64_t act;                  // ACTIVATION
+    uint64_t layer;               // DROPOUT: the RNG's layer number
+    bool use_bias;                // DENSE
+    double alpha;                 // ACTIVATION
+    double rate;                  // DROPOUT
+    double bn_momentum, bn_epsilon;
+    double l1, l2;                // DENSE kernel penalty
+};
+
+// A run of the flat parameter buffer that is all Dense kernel or all something else.
+struct ParamSegment {
+    int64_t begin, end;
+    bool kernel;
+};
+
+struct Net {
+    std::vector<Op> ops;
+    int64_t loss, output_activation;
+    Optimizer optimizer;
+    uint64_t seed;
+    int64_t n_features, n_outputs, n_params, n_stats, max_width;
+    std::vector<ParamSegment> segments;  // cover [0, P) in order; AdamW decays the kernel ones
+};
+
+// Widths and offsets must fit BLAS's 32-bit integers and keep every product far from overflow.
+constexpr int64_t kMaxDim = (int64_t{1} << 31) - 1;
+
+inline void require(bool ok, const std::string& message) {
+    if (!ok) throw std::invalid_argument(message);
+}
+
+// Decode (and validate, so no later access can leave the buffers) the Plan's arrays:
+// ops (n_ops × N_OP_COLUMNS) int64, op_params (n_ops × N_OP_PARAMS) and opt_params
+// (N_OPT_PARAMS) float64, all row-major.
+inline Net decode_net(const int64_t* ops, const double* op_params, int64_t n_ops, int64_t loss,
+                      int64_t output_activation, int64_t optimizer, const double* opt_params, uint64_t seed,
+                      int64_t n_params, int64_t n_stats) {
+    require(n_ops >= 1, "the plan has no ops");
+    require(n_params >= 1, "plan n_params must be >= 1");
+    require(n_stats >= 0 && n_stats <= n_params, "plan n_stats out of range");
+    require(loss >= MSE && loss <= CATEGORICAL_CROSSENTROPY, "unknown loss code " + std::to_string(loss));
+    require(output_activation == IDENTITY || output_activation == SIGMOID || output_activation == SOFTMAX,
+            "unknown output activation code " + std::to_string(output_activation));
+    require(optimizer >= SGD && optimizer <= ADAGRAD, "unknown optimizer code " + std::to_string(optimizer));
+    Net net;
+    net.loss = loss;
+    net.output_activation = output_activation;
+    net.seed = seed;
+    net.n_params = n_params;
+    net.n_stats = n_stats;
+    const double* q = opt_params;
+    net.optimizer = {optimizer, q[MOMENTUM], q[DAMPENING], q[NESTEROV] != 0, q[BETA_1], q[BETA_2], q[EPSILON], q[RHO],
+                     q[WEIGHT_DECAY], q[CLIPNORM], q[CLIPVALUE]};
+    std::vector<ParamSegment> kernels;
+    int64_t width = ops[N_IN];
+    net.n_features = width;
+    net.max_width = width;
+    for (int64_t i = 0; i < n_ops; i++) {
+        const int64_t* row = ops + i * N_OP_COLUMNS;
+        const double* p = op_params + i * N_OP_PARAMS;
+        const std::string where = "plan op " + std::to_string(i) + ": ";
+        Op op{};
+        op.kind = row[KIND];
+        op.n_in = row[N_IN];
+        op.n_out = row[N_OUT];
+        require(op.kind >= DENSE && op.kind <= BATCHNORM, where + "unknown kind " + std::to_string(op.kind));
+        require(op.n_in >= 1 && op.n_in <= kMaxDim && op.n_out >= 1 && op.n_out <= kMaxDim, where + "bad width");
+        require(op.n_in == width, where + "input width does not match the previous op's output");
+        require(op.kind == DENSE || op.n_in == op.n_out, where + "only Dense changes the width");
+        op.param_off = row[PARAM_OFF];
+        op.stat_off = row[STAT_OFF];
+        op.act = row[ACT];
+        require(row[LAYER] >= 0, where + "negative layer");
+        op.layer = static_cast<uint64_t>(row[LAYER]);
+        op.use_bias = row[USE_BIAS] != 0;
+        switch (op.kind) {
+            case DENSE: {
+                const int64_t size = op.n_in * op.n_out + (op.use_bias ? op.n_out : 0);
+                require(op.param_off >= 0 && op.param_off <= n_params - size, where + "parameters out of range");
+                op.l1 = p[L1];
+                op.l2 = p[L2];
+                kernels.push_back({op.param_off, op.param_off + op.n_in * op.n_out, true});
+                break;
+            }
+            case ACTIVATION:
+                require(op.act >= IDENTITY && op.act <= GELU, where + "unknown or output-only activation");
+                op.alpha = p[ALPHA];
+                break;
+            case DROPOUT:
+                op.rate = p[RATE];
+                require(op.rate >= 0 && op.rate < 1, where + "dropout rate must be in [0, 1)");
+                break;
+            case BATCHNORM:
+                require(op.param_off >= 0 && op.param_off <= n_params - 2 * op.n_in, where + "parameters out of range");
+                require(op.stat_off >= 0 && op.stat_off <= n_stats - 2 * op.n_in, where + "statistics out of range");
+                op.bn_momentum = p[BN_MOMENTUM];
+                op.bn_epsilon = p[BN_EPSILON];
+                break;
+        }
+        width = op.n_out;
+        net.max_width = std::max(net.max_width, width);
+        net.ops.push_back(op);
+    }
+    net.n_outputs = width;
+    std::sort(kernels.begin(), kernels.end(), [](const ParamSegment& a, const ParamSegment& b) { return a.begin < b.begin; });
+    int64_t cursor = 0;
+    for (const ParamSegment& k : kernels) {
+        if (k.begin > cursor) net.segments.push_back({cursor, k.begin, false});
+        const int64_t begin = std::max(k.begin, cursor);
+        if (k.end > begin) net.segments.push_back({begin, k.end, true});
+        cursor = std::max(cursor, k.end);
+    }
+    if (cursor < n_params) net.segments.push_back({cursor, n_params, false});
+    return net;
+}
+
+// ---------------------------------------------------------------------------------------------
+// workspace
+
+struct FreeDeleter {
+    void operator()(void* p) const { std::free(p); }
+};
+
+template <class T>
+struct Workspace {
+    std::unique_ptr<T, FreeDeleter> memory;  // the one allocation; the pointers below are views into it
+    std::vector<int64_t> index;              // the rows of the current batch
+    int64_t batch = 0;                       // rows capacity
+    bool training = false;
+    T* x = nullptr;                          // gathered inputs (batch × d)
+    T* y = nullptr;                          // gathered targets (batch × y_cols)
+    std::vector<T*> out;                     // training: op i's output (batch × n_out); inference: a ping-pong pair
+    std::vector<const T*> ins;               // this batch: ins[i] is op i's input, ins.back() the logits
+    std::vector<T*> cache;                   // DROPOUT: mask; BATCHNORM: x̂ (batch × width)
+    std::vector<T*> invstd;                  // BATCHNORM (width)
+    T* scratch = nullptr;                    // BATCHNORM column sums (2 × max width)
+    T* d[2] = {nullptr, nullptr};            // backward ping-pong (batch × max width)
+    T* grad = nullptr;                       // P
+};
+
+// Assign the workspace's views into base (or only count when base is null); returns the size.
+template <class T>
+size_t layout_workspace(Workspace<T>& ws, const Net& net, int64_t y_cols, T* base) {
+    constexpr size_t kAlign = 64 / sizeof(T);  // every block starts on a cache line
+    size_t used = 0;
+    auto take = [&](int64_t count) -> T* {
+        T* p = base != nullptr ? base + used : nullptr;
+        used += (static_cast<size_t>(count) + kAlign - 1) / kAlign * kAlign;
+        return p;
+    };
+    const int64_t b = ws.batch, n_ops = static_cast<int64_t>(net.ops.size());
+    ws.x = take(b * net.n_features);
+    ws.out.assign(ws.training ? n_ops : 2, nullptr);
+    ws.cache.assign(n_ops, nullptr);
+    ws.invstd.assign(n_ops, nullptr);
+    if (!ws.training) {
+        ws.out[0] = take(b * net.max_width);
+        ws.out[1] = take(b * net.max_width);
+        return used;
+    }
+    ws.y = take(b * y_cols);
+    for (int64_t i = 0; i < n_ops; i++) {
+        const Op& op = net.ops[i];
+        const bool identity = op.kind == DROPOUT && op.rate == 0;
+        if (!identity) ws.out[i] = take(b * op.n_out);
+        if (op.kind == BATCHNORM || (op.kind == DROPOUT && !identity)) ws.cache[i] = take(b * op.n_in);
+        if (op.kind == BATCHNORM) ws.invstd[i] = take(op.n_in);
+    }
+    ws.scratch = take(2 * net.max_width);
+    ws.d[0] = take(b * net.max_width);
+    ws.d[1] = take(b * net.max_width);
+    ws.grad = take(net.n_params);
+    return used;
+}
+
+template <class T>
+Workspace<T> make_workspace(const Net& net, int64_t batch, int64_t y_cols, bool training) {
+    require(batch <= kMaxDim, "a batch of " + std::to_string(batch) + " rows is more than BLAS can index");
+    Workspace<T> ws;
+    ws.batch = batch;
+    ws.training = training;
+    if (training) ws.index.resize(static_cast<size_t>(batch));
+    ws.ins.resize(net.ops.size() + 1);
+    const size_t size = layout_workspace<T>(ws, net, y_cols, nullptr);
+    T* base = static_cast<T*>(std::aligned_alloc(64, std::max<size_t>(size, 1) * sizeof(T)));
+    if (base == nullptr) throw std::bad_alloc();
+    ws.memory.reset(base);
+    layout_workspace<T>(ws, net, y_cols, base);
+    if (training) std::fill(ws.grad, ws.grad + net.n_params, T(0));  // parameters no op owns keep a zero gradient
+    return ws;
+}
+
+// ---------------------------------------------------------------------------------------------
+// passes over one batch
+
+// Run the ops on x (m × d). Training mode (ws.training) uses batch statistics and dropout masks
+// for step `step`; running_stats, when not null, receives the BatchNorm running-statistics update
+// (it is the writable alias of stats).
+template <class T>
+void forward(Workspace<T>& ws, const Net& net, const T* params, const T* stats, T* running_stats, const T* x, int64_t m,
+             uint64_t step) {
+    ws.ins[0] = x;
+    for (size_t i = 0; i < net.ops.size(); i++) {
+        const Op& op = net.ops[i];
+        const T* inp = ws.ins[i];
+        T* out = ws.training ? ws.out[i] : (inp == ws.out[0] ? ws.out[1] : ws.out[0]);
+        const T* result = out;
+        const T* p = params + op.param_off;
+        switch (op.kind) {
+            case DENSE:
+                dense_forward(out, inp, p, op.use_bias ? p + op.n_in * op.n_out : nullptr, m, op.n_in, op.n_out);
+                break;
+            case ACTIVATION: activation_forward(out, inp, m * op.n_out, op.act, T(op.alpha)); break;
+            case DROPOUT:
+                if (ws.training && op.rate > 0)
+                    dropout_forward(out, ws.cache[i], inp, m, op.n_in, op.rate, stream_key(net.seed, step, op.layer));
+                else
+                    result = inp;  // identity: the next op reads the same rows (nobody writes an op's input)
+                break;
+            case BATCHNORM: {
+                const int64_t C = op.n_in;
+                const T* s = stats + op.stat_off;
+                if (ws.training) {
+                    T* r = running_stats != nullptr ? running_stats + op.stat_off : nullptr;
+                    batchnorm_forward_train(out, ws.cache[i], ws.invstd[i], ws.scratch, r, r != nullptr ? r + C : nullptr,
+                                            inp, p, p + C, m, C, op.bn_momentum, op.bn_epsilon);
+                } else {
+                    batchnorm_forward_infer(out, inp, p, p + C, s, s + C, m, C, op.bn_epsilon);
+                }
+                break;
+            }
+        }
+        ws.ins[i + 1] = result;
+    }
+}
+
+// grad (P) = d(loss)/d(params) given dz (m × K) in ws.d[0], after a training forward pass.
+template <class T>
+void backward(T* grad, Workspace<T>& ws, const Net& net, const T* params, int64_t m) {
+    int cur = 0;
+    for (int64_t i = static_cast<int64_t>(net.ops.size()) - 1; i >= 0; i--) {
+        const Op& op = net.ops[i];
+        const bool need_dinp = i > 0;
+        T* d = ws.d[cur];
+        switch (op.kind) {
+            case DENSE: {
+                T* dW = grad + op.param_off;
+                dense_backward(need_dinp ? ws.d[1 - cur] : nullptr, dW, op.use_bias ? dW + op.n_in * op.n_out : nullptr,
+                               d, ws.ins[i], params + op.param_off, m, op.n_in, op.n_out);
+                cur = 1 - cur;
+                break;
+            }
+            case ACTIVATION:
+                if (need_dinp) activation_backward(d, d, ws.ins[i], ws.ins[i + 1], m * op.n_in, op.act, T(op.alpha));
+                break;
+            case DROPOUT:
+                if (need_dinp && op.rate > 0) dropout_backward(d, d, ws.cache[i], m * op.n_in);
+                break;
+            case BATCHNORM: {
+                T* dgamma = grad + op.param_off;
+                batchnorm_backward(need_dinp ? d : nullptr, dgamma, dgamma + op.n_in, ws.scratch, d, ws.cache[i],
+                                   ws.invstd[i], params + op.param_off, m, op.n_in);
+                break;
+            }
+        }
+    }
+}
+
+// Forward + loss + backward + penalty on one gathered batch in training mode: fills grad (P)
+// and returns the mean loss plus the penalty, and the count of correct predictions.
+template <class T>
+LossValue batch_loss_and_grad(T* grad, Workspace<T>& ws, const Net& net, const T* params, const T* stats,
+                              T* running_stats, const T* x, const T* y, int64_t y_cols, int64_t m, uint64_t step) {
+    forward(ws, net, params, stats, running_stats, x, m, step);
+    LossValue result = loss_and_dlogits(ws.d[0], ws.ins.back(), y, m, net.n_outputs, y_cols, net.loss);
+    backward(grad, ws, net, params, m);
+    double penalty = 0;
+    for (const Op& op : net.ops) {
+        if (op.kind == DENSE && (op.l1 != 0 || op.l2 != 0))
+            penalty += add_penalty_gradient(grad + op.param_off, params + op.param_off, op.n_in * op.n_out, op.l1, op.l2);
+    }
+    result.value += penalty;
+    return result;
+}
+
+// Clip grad, then one optimizer step t (from 1) on params and slots.
+template <class T>
+void apply_gradient(T* params, T* slot0, T* slot1, T* grad, const Net& net, double lr, int64_t t) {
+    const Optimizer& opt = net.optimizer;
+    const T gscale = clip_gradient(grad, net.n_params, opt.clipvalue, opt.clipnorm);
+    if (opt.kind == ADAMW && opt.weight_decay > 0) {
+        const T decay = T(1 - lr * opt.weight_decay);
+        for (const ParamSegment& s : net.segments)
+            optimizer_step(params + s.begin, slot0 + s.begin, slot1 + s.begin, grad + s.begin, s.end - s.begin, opt, lr, t,
+                           gscale, s.kernel ? decay : T(1));
+    } else {
+        optimizer_step(params, slot0, slot1, grad, net.n_params, opt, lr, t, gscale, T(1));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// entry points
+
+// y must be (n × K), or (n × 1) class indices in [0, K) for categorical cross-entropy.
+template <class T>
+void check_targets(const Net& net, const StridedMatrix<T>& Y) {
+    const int64_t K = net.n_outputs;
+    const bool index_targets = net.loss == CATEGORICAL_CROSSENTROPY && Y.cols == 1 && K > 1;
+    require(Y.cols == K || index_targets,
+            "y must have " + std::to_string(K) + " columns" +
+                (net.loss == CATEGORICAL_CROSSENTROPY ? " (or 1 column of class indices)" : "") + ", got " +
+                std::to_string(Y.cols));
+    if (!index_targets) return;
+    for (int64_t r = 0; r < Y.rows; r++) {
+        const T label = Y.at(r, 0);
+        if (!(label >= T(0) && label < T(K)))  // NaN fails too
+            throw std::invalid_argument("y holds class indices: row " + std::to_string(r) + " has " +
+                                        std::to_string(static_cast<double>(label)) + ", not in [0, " +
+                                        std::to_string(K) + ")");
+    }
+}
+
+// Epoch e visits orders[e] in consecutive slices of batch_size (the last one smaller) with
+// learning rate lrs[e]; the first step is number `step` (0-based). Updates params, slots
+// (slot0, slot1: P each) and stats in place and writes out (E × 4): loss sum, correct, seen, steps.
+template <class T>
+void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Net& net, const StridedMatrix<T>& X,
+                  const StridedMatrix<T>& Y, const StridedMatrix<int64_t>& orders, const double* lrs,
+                  int64_t batch_size, uint64_t step) {
+    const int64_t n = X.rows, E = orders.rows;
+    require(batch_size >= 1, "batch_size must be >= 1");
+    check_targets(net, Y);
+    for (int64_t e = 0; e < E; e++) {
+        for (int64_t k = 0; k < n; k++) {
+            const int64_t r = orders.at(e, k);
+            if (r < 0 || r >= n)
+                throw std::invalid_argument("orders[" + std::to_string(e) + ", " + std::to_string(k) + "] = " +
+                                            std::to_string(r) + " is not a row index in [0, " + std::to_string(n) + ")");
+        }
+    }
+    std::fill(out, out + 4 * E, 0.0);
+    if (n == 0 || E == 0) return;
+    Workspace<T> ws = make_workspace<T>(net, std::min(batch_size, n), Y.cols, true);
+    for (int64_t e = 0; e < E; e++) {
+        double* epoch = out + 4 * e;
+        for (int64_t start = 0; start < n; start += batch_size) {
+            const int64_t m = std::min(batch_size, n - start);
+            for (int64_t k = 0; k < m; k++) ws.index[k] = orders.at(e, start + k);
+            gather_rows(ws.x, X, ws.index.data(), m);
+            gather_rows(ws.y, Y, ws.index.data(), m);
+            const LossValue lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, ws.x, ws.y, Y.cols, m, step);
+            apply_gradient(params, slot0, slot1, ws.grad, net, lrs[e], static_cast<int64_t>(step) + 1);
+            step++;
+            epoch[0] += lv.value * static_cast<double>(m);
+            epoch[1] += static_cast<double>(lv.correct);
+            epoch[2] += static_cast<double>(m);
+            epoch[3] += 1;
+        }
+    }
+}
+
+// out (n × K) = the network's output on X in inference mode, batch_size rows at a time; the
+// logits when `logits`, else the output activation of them.
+template <class T>
+void predict(T* out, const T* params, const T* stats, const Net& net, const StridedMatrix<T>& X, int64_t batch_size,
+             bool logits) {
+    const int64_t n = X.rows, K = net.n_outputs;
+    require(batch_size >= 1, "batch_size must be >= 1");
+    if (n == 0) return;
+    batch_size = std::min(batch_size, kMaxDim);  // rows are independent in inference
+    Workspace<T> ws = make_workspace<T>(net, std::min(batch_size, n), 0, false);
+    const T* direct = X.contiguous();
+    for (int64_t start = 0; start < n; start += batch_size) {
+        const int64_t m = std::min(batch_size, n - start);
+        const T* x = direct != nullptr ? direct + start * X.cols : ws.x;
+        if (direct == nullptr) {
+            for (int64_t k = 0; k < m; k++) copy_row(ws.x + k * X.cols, X, start + k);
+        }
+        forward(ws, net, params, stats, static_cast<T*>(nullptr), x, m, 0);
+        const T* z = ws.ins.back();
+        if (logits)
+            std::copy(z, z + m * K, out + start * K);
+        else
+            output_activation(out + start * K, z, m, K, net.output_activation);
+    }
+}
+
+// grad (P) = the gradient of the loss (incl. penalty) on the whole of X, y as one batch in
+// training mode at step `step`; returns that loss. Nothing else is modified.
+template <class T>
+double loss_and_grad(T* grad, const T* params, const T* stats, const Net& net, const StridedMatrix<T>& X,
+                     const StridedMatrix<T>& Y, uint64_t step) {
+    const int64_t m = X.rows;
+    require(m >= 1, "X has no rows");
+    check_targets(net, Y);
+    Workspace<T> ws = make_workspace<T>(net, m, Y.cols, true);
+    for (int64_t r = 0; r < m; r++) {
+        copy_row(ws.x + r * X.cols, X, r);
+        copy_row(ws.y + r * Y.cols, Y, r);
+    }
+    std::fill(grad, grad + net.n_params, T(0));
+    return batch_loss_and_grad(grad, ws, net, params, stats, static_cast<T*>(nullptr), ws.x, ws.y, Y.cols, m, step).value;
+}
+
+}  // namespace densefit

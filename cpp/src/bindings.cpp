@@ -1,0 +1,269 @@
+// densefit._core: the only file that knows Python. It checks every array it is given (dtype,
+// shape, layout, writeability) so the C++ core can trust its pointers, then runs the core with
+// the GIL released. User data (X, y, orders) is read in place through its strides, never copied
+// up front and never written; the model's state arrays are updated in place.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "densefit/network.hpp"
+
+namespace py = pybind11;
+namespace df = densefit;
+
+namespace {
+
+// A decoded Plan plus its dtype: built once per Plan by the Python adapter, reused every call.
+struct BoundNet {
+    df::Net net;
+    bool f64;
+};
+
+template <class T>
+const char* dtype_name() {
+    return sizeof(T) == 4 ? "float32" : "float64";
+}
+
+std::string shape_string(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); i++) s += (i ? ", " : "") + std::to_string(a.shape(i));
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+std::string dims_string(const std::vector<int64_t>& dims) {
+    std::string s = "(";
+    for (size_t i = 0; i < dims.size(); i++) s += (i ? ", " : "") + (dims[i] < 0 ? std::string("*") : std::to_string(dims[i]));
+    return s + (dims.size() == 1 ? ",)" : ")");
+}
+
+template <class T>
+void require_dtype(const py::array& a, const char* name, const char* why) {
+    if (!py::isinstance<py::array_t<T>>(a))
+        throw py::type_error(std::string(name) + " must be a " + dtype_name<T>() + " array (" + why + "), got dtype " +
+                             py::str(a.dtype()).cast<std::string>());
+}
+
+// dims: the expected shape, -1 for any size.
+void require_shape(const py::array& a, const char* name, const std::vector<int64_t>& dims) {
+    bool ok = a.ndim() == static_cast<py::ssize_t>(dims.size());
+    for (size_t i = 0; ok && i < dims.size(); i++) ok = dims[i] < 0 || a.shape(i) == dims[i];
+    if (!ok)
+        throw py::value_error(std::string(name) + " must have shape " + dims_string(dims) + ", got " + shape_string(a));
+}
+
+// A user matrix (X or y): the plan's dtype, any strides, possibly read-only.
+template <class T>
+df::StridedMatrix<T> input_matrix(const py::array& a, const char* name, const std::vector<int64_t>& dims) {
+    require_dtype<T>(a, name, "the plan's dtype");
+    require_shape(a, name, dims);
+    return {static_cast<const char*>(a.data()), a.shape(0), a.shape(1), a.strides(0), a.strides(1)};
+}
+
+df::StridedMatrix<int64_t> orders_matrix(const py::array& a, int64_t E, int64_t n) {
+    require_dtype<int64_t>(a, "orders", "row indices");
+    require_shape(a, "orders", {E, n});
+    return {static_cast<const char*>(a.data()), a.shape(0), a.shape(1), a.strides(0), a.strides(1)};
+}
+
+// A model-owned state array: exactly the plan's dtype and shape, C-contiguous and aligned.
+template <class T>
+const T* state_array(const py::array& a, const char* name, const std::vector<int64_t>& dims) {
+    require_dtype<T>(a, name, "the plan's dtype");
+    require_shape(a, name, dims);
+    if (!(a.flags() & py::array::c_style) || reinterpret_cast<uintptr_t>(a.data()) % alignof(T) != 0)
+        throw py::value_error(std::string(name) + " must be C-contiguous and aligned");
+    return static_cast<const T*>(a.data());
+}
+
+template <class T>
+T* writable_state_array(py::array& a, const char* name, const std::vector<int64_t>& dims) {
+    state_array<T>(a, name, dims);
+    if (!a.writeable()) throw py::value_error(std::string(name) + " must be writeable: it is updated in place");
+    return static_cast<T*>(a.mutable_data());
+}
+
+BoundNet make_net(const py::object& dtype, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& ops,
+                  const py::array_t<double, py::array::c_style | py::array::forcecast>& op_params, int64_t loss,
+                  int64_t output_activation, int64_t optimizer,
+                  const py::array_t<double, py::array::c_style | py::array::forcecast>& opt_params, uint64_t seed,
+                  int64_t n_params, int64_t n_stats) {
+    const py::dtype dt = py::dtype::from_args(dtype);
+    if (dt.kind() != 'f' || (dt.itemsize() != 4 && dt.itemsize() != 8))
+        throw py::type_error("dtype must be float32 or float64, got " + py::str(dt).cast<std::string>());
+    require_shape(ops, "ops", {-1, df::N_OP_COLUMNS});
+    require_shape(op_params, "op_params", {-1, df::N_OP_PARAMS});
+    if (op_params.shape(0) < ops.shape(0))  // extra rows are ignored, as the reference's zip(ops, op_params) does
+        throw py::value_error("op_params must have a row per op: " + std::to_string(ops.shape(0)) + " ops, got " +
+                              shape_string(op_params));
+    require_shape(opt_params, "opt_params", {df::N_OPT_PARAMS});
+    return {df::decode_net(ops.data(), op_params.data(), ops.shape(0), loss, output_activation, optimizer,
+                           opt_params.data(), seed, n_params, n_stats),
+            dt.itemsize() == 8};
+}
+
+template <class T>
+py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::array& slots, py::array& stats,
+                                   const py::array& X, const py::array& y,
+                                   const py::array& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs,
+                                   int64_t batch_size, uint64_t step) {
+    const int64_t P = net.n_params;
+    T* p = writable_state_array<T>(params, "params", {P});
+    T* s = writable_state_array<T>(slots, "slots", {2, P});
+    T* st = writable_state_array<T>(stats, "stats", {net.n_stats});
+    const auto Xm = input_matrix<T>(X, "X", {-1, net.n_features});
+    const auto Ym = input_matrix<T>(y, "y", {Xm.rows, -1});
+    require_shape(lrs, "lrs", {-1});
+    const int64_t E = lrs.shape(0);
+    const auto Om = orders_matrix(orders, E, Xm.rows);
+    std::vector<double> lr(lrs.data(), lrs.data() + E);  // forcecast made lrs contiguous float64
+    py::array_t<double> out({E, int64_t{4}});
+    double* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        df::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, Om, lr.data(), batch_size, step);
+    }
+    return out;
+}
+
+template <class T>
+py::array_t<T> predict_t(const df::Net& net, const py::array& params, const py::array& stats, const py::array& X,
+                         int64_t batch_size, bool logits) {
+    const T* p = state_array<T>(params, "params", {net.n_params});
+    const T* st = state_array<T>(stats, "stats", {net.n_stats});
+    const auto Xm = input_matrix<T>(X, "X", {-1, net.n_features});
+    py::array_t<T> out({Xm.rows, net.n_outputs});
+    T* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        df::predict<T>(o, p, st, net, Xm, batch_size, logits);
+    }
+    return out;
+}
+
+template <class T>
+py::tuple loss_and_grad_t(const df::Net& net, const py::array& params, const py::array& stats, const py::array& X,
+                          const py::array& y, uint64_t step) {
+    const T* p = state_array<T>(params, "params", {net.n_params});
+    const T* st = state_array<T>(stats, "stats", {net.n_stats});
+    const auto Xm = input_matrix<T>(X, "X", {-1, net.n_features});
+    const auto Ym = input_matrix<T>(y, "y", {Xm.rows, -1});
+    py::array_t<T> grad(net.n_params);
+    T* g = grad.mutable_data();
+    double value;
+    {
+        py::gil_scoped_release release;
+        value = df::loss_and_grad<T>(g, p, st, net, Xm, Ym, step);
+    }
+    return py::make_tuple(value, grad);
+}
+
+template <class T>
+py::array_t<T> gemm_t(const py::array& a, const py::array& b, bool trans_a, bool trans_b, const std::string& kernel) {
+    require_dtype<T>(a, "a", "the dtype of b");
+    require_shape(a, "a", {-1, -1});
+    require_shape(b, "b", {-1, -1});
+    if (!(a.flags() & py::array::c_style) || !(b.flags() & py::array::c_style))
+        throw py::value_error("a and b must be C-contiguous");
+    const int64_t M = trans_a ? a.shape(1) : a.shape(0), K = trans_a ? a.shape(0) : a.shape(1);
+    const int64_t N = trans_b ? b.shape(0) : b.shape(1);
+    if ((trans_b ? b.shape(1) : b.shape(0)) != K) throw py::value_error("inner dimensions of op(a) and op(b) differ");
+    using Kernel = void (*)(T*, int64_t, const T*, int64_t, bool, const T*, int64_t, bool, int64_t, int64_t, int64_t, T, T);
+    Kernel run = kernel == "auto" ? Kernel(&df::gemm<T>) : kernel == "naive" ? Kernel(&df::gemm_naive<T>)
+               : kernel == "small" ? Kernel(&df::gemm_small<T>) : kernel == "blas" ? Kernel(&df::blas_gemm) : nullptr;
+    if (run == nullptr) throw py::value_error("kernel must be 'auto', 'naive', 'small' or 'blas', got '" + kernel + "'");
+    py::array_t<T> c({M, N});  // uninitialized: beta = 0 must not read it
+    const T* A = static_cast<const T*>(a.data());
+    const T* B = static_cast<const T*>(b.data());
+    T* C = c.mutable_data();
+    {
+        py::gil_scoped_release release;
+        run(C, N, A, a.shape(1), trans_a, B, b.shape(1), trans_b, M, N, K, T(1), T(0));
+    }
+    return c;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "densefit's C++ core: whole training epochs, inference and single-batch gradients of a Plan.";
+
+    py::class_<BoundNet>(m, "Net", "A densefit Plan decoded and validated once, reusable across calls.")
+        .def(py::init(&make_net), py::arg("dtype"), py::arg("ops"), py::arg("op_params"), py::arg("loss"),
+             py::arg("output_activation"), py::arg("optimizer"), py::arg("opt_params"), py::arg("seed"),
+             py::arg("n_params"), py::arg("n_stats"))
+        .def_property_readonly("dtype", [](const BoundNet& b) { return py::dtype(b.f64 ? "float64" : "float32"); })
+        .def_property_readonly("n_features", [](const BoundNet& b) { return b.net.n_features; })
+        .def_property_readonly("n_outputs", [](const BoundNet& b) { return b.net.n_outputs; })
+        .def_property_readonly("n_params", [](const BoundNet& b) { return b.net.n_params; })
+        .def_property_readonly("n_stats", [](const BoundNet& b) { return b.net.n_stats; });
+
+    m.def(
+        "train_epochs",
+        [](const BoundNet& b, py::array params, py::array slots, py::array stats, const py::array& X, const py::array& y,
+           const py::array& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs, int64_t batch_size,
+           uint64_t step) -> py::object {
+            if (b.f64) return train_epochs_t<double>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step);
+            return train_epochs_t<float>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step);
+        },
+        py::arg("net"), py::arg("params"), py::arg("slots"), py::arg("stats"), py::arg("X"), py::arg("y"),
+        py::arg("orders"), py::arg("lrs"), py::arg("batch_size"), py::arg("step"),
+        "Run len(lrs) epochs; update params, slots and stats in place; return (E, 4) float64 stats.");
+
+    m.def(
+        "predict",
+        [](const BoundNet& b, const py::array& params, const py::array& stats, const py::array& X, int64_t batch_size,
+           bool logits) -> py::object {
+            if (b.f64) return predict_t<double>(b.net, params, stats, X, batch_size, logits);
+            return predict_t<float>(b.net, params, stats, X, batch_size, logits);
+        },
+        py::arg("net"), py::arg("params"), py::arg("stats"), py::arg("X"), py::arg("batch_size"),
+        py::arg("logits") = false, "Inference-mode outputs (n, K); the output activation unless logits.");
+
+    m.def(
+        "loss_and_grad",
+        [](const BoundNet& b, const py::array& params, const py::array& stats, const py::array& X, const py::array& y,
+           uint64_t step) -> py::tuple {
+            if (b.f64) return loss_and_grad_t<double>(b.net, params, stats, X, y, step);
+            return loss_and_grad_t<float>(b.net, params, stats, X, y, step);
+        },
+        py::arg("net"), py::arg("params"), py::arg("stats"), py::arg("X"), py::arg("y"), py::arg("step"),
+        "Loss (incl. penalty) and flat gradient of one batch in training mode; nothing is updated.");
+
+    m.def(
+        "gemm",
+        [](const py::array& a, const py::array& b, bool trans_a, bool trans_b, const std::string& kernel) -> py::object {
+            if (py::isinstance<py::array_t<double>>(b)) return gemm_t<double>(a, b, trans_a, trans_b, kernel);
+            require_dtype<float>(b, "b", "float32 or float64");
+            return gemm_t<float>(a, b, trans_a, trans_b, kernel);
+        },
+        py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("kernel") = "auto",
+        "op(a) @ op(b) with one of the core's GEMM kernels ('auto', 'naive', 'small', 'blas'): for tests and benchmarks.");
+
+    m.def(
+        "set_num_threads",
+        [](int n) {
+            if (n < 1) throw py::value_error("the number of threads must be >= 1, got " + std::to_string(n));
+            scipy_openblas_set_num_threads(n);
+        },
+        py::arg("n"), "Set the number of OpenBLAS threads the core's GEMMs use.");
+    m.def("get_num_threads", []() { return scipy_openblas_get_num_threads(); },
+          "The number of OpenBLAS threads the core's GEMMs use.");
+
+    m.def(
+        "build_info",
+        []() {
+            py::dict info;
+#ifdef DENSEFIT_NATIVE
+            info["native"] = true;
+#else
+            info["native"] = false;
+#endif
+            info["openblas"] = std::string(scipy_openblas_get_config());
+            info["small_gemm_macs"] = df::kSmallGemmMacs;
+            return info;
+        },
+        "How this core was built: -march=native or portable, the OpenBLAS build, the small-GEMM threshold.");
+}

@@ -1,0 +1,85 @@
+"""Stubs of densefit._core, the C++ core (cpp/src/bindings.cpp). Used through
+:mod:`densefit.backends.cpp`; the arrays follow :mod:`densefit.plan` (``P`` parameters,
+``S`` BatchNorm statistics, ``K`` outputs, ``d`` features, ``E`` epochs).
+
+Arrays of the plan's dtype are checked, never converted: a wrong dtype is a ``TypeError``, a wrong
+shape, layout or a read-only state array a ``ValueError`` naming the argument. ``X`` and ``y`` may
+have any strides and be read-only (e.g. memory maps); they are read in place and never written.
+"""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+class Net:
+    """A Plan decoded and validated once (offsets within the buffers, widths chaining, known codes)."""
+
+    def __init__(
+        self,
+        dtype: npt.DTypeLike,
+        ops: npt.ArrayLike,
+        op_params: npt.ArrayLike,
+        loss: int,
+        output_activation: int,
+        optimizer: int,
+        opt_params: npt.ArrayLike,
+        seed: int,
+        n_params: int,
+        n_stats: int,
+    ) -> None:
+        """``ops`` (n_ops, 8) int64, ``op_params`` (≥ n_ops, 4) and ``opt_params`` (10,) float64 as in
+        :class:`densefit.plan.Plan`; ``seed`` in [0, 2⁶⁴). ``ValueError`` if inconsistent."""
+    @property
+    def dtype(self) -> np.dtype: ...
+    @property
+    def n_features(self) -> int: ...
+    @property
+    def n_outputs(self) -> int: ...
+    @property
+    def n_params(self) -> int: ...
+    @property
+    def n_stats(self) -> int: ...
+
+def train_epochs(
+    net: Net,
+    params: np.ndarray,
+    slots: np.ndarray,
+    stats: np.ndarray,
+    X: np.ndarray,
+    y: np.ndarray,
+    orders: np.ndarray,
+    lrs: npt.ArrayLike,
+    batch_size: int,
+    step: int,
+) -> npt.NDArray[np.float64]:
+    """Run ``E = len(lrs)`` epochs with the GIL released: epoch ``e`` visits ``orders[e]`` (int64
+    ``(E, n)``, values in ``[0, n)``) in slices of ``batch_size``; the first optimizer step is number
+    ``step``. Updates ``params`` (P,), ``slots`` (2, P) and ``stats`` (S,) in place (C-contiguous,
+    writeable, the plan's dtype) and returns ``(E, 4)``: loss sum, correct, seen, steps."""
+
+def predict(
+    net: Net, params: np.ndarray, stats: np.ndarray, X: np.ndarray, batch_size: int, logits: bool = False
+) -> np.ndarray:
+    """``(n, K)`` outputs in inference mode, ``batch_size`` rows at a time; the plan's output
+    activation (sigmoid or softmax) is applied unless ``logits``."""
+
+def loss_and_grad(
+    net: Net, params: np.ndarray, stats: np.ndarray, X: np.ndarray, y: np.ndarray, step: int
+) -> tuple[float, np.ndarray]:
+    """Loss (incl. penalty) and flat gradient ``(P,)`` of ``X, y`` as one batch in training mode
+    (dropout masks of step ``step``); nothing is updated."""
+
+def gemm(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False, kernel: str = "auto") -> np.ndarray:
+    """``op(a) @ op(b)`` for C-contiguous float32/float64 matrices with the core's ``'auto'``,
+    ``'naive'`` (reference), ``'small'`` (direct loops) or ``'blas'`` kernel: for tests and benchmarks."""
+
+def set_num_threads(n: int) -> None:
+    """Set the number of OpenBLAS threads (``n >= 1``)."""
+
+def get_num_threads() -> int:
+    """The number of OpenBLAS threads."""
+
+def build_info() -> dict[str, Any]:
+    """``{"native": bool, "openblas": str, "small_gemm_macs": int}``: -march=native or portable,
+    the OpenBLAS build, the size below which GEMMs run as direct loops."""

@@ -1,0 +1,49 @@
+"""The C++ backend: :mod:`densefit._core` runs whole epochs with the GIL released.
+
+This module only adapts the backend interface of :mod:`densefit.backends` to the bound
+functions: the :class:`~densefit.plan.Plan` is decoded into a ``_core.Net`` once per plan (plans
+are immutable) and the numpy arrays are passed as they are: ``X`` and ``y`` in any layout and
+never copied or written, the state arrays updated in place. Importing it raises ``ImportError``
+when the compiled core is missing, so the dispatcher falls back to another backend.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from .. import _core
+from ..plan import Plan, State
+
+_MASK64 = (1 << 64) - 1
+_nets: "weakref.WeakKeyDictionary[Plan, _core.Net]" = weakref.WeakKeyDictionary()
+
+
+def _net(plan: Plan) -> _core.Net:
+    net = _nets.get(plan)
+    if net is None:
+        net = _nets[plan] = _core.Net(plan.dtype, plan.ops, plan.op_params, plan.loss, plan.output_activation,
+                                      plan.optimizer, plan.opt_params, plan.seed & _MASK64, plan.n_params,
+                                      plan.n_stats)
+    return net
+
+
+def _row_indices(orders) -> np.ndarray:
+    orders = np.asarray(orders)
+    if orders.dtype != np.int64 and orders.dtype.kind in "iu":
+        orders = orders.astype(np.int64)
+    return orders
+
+
+def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int) -> np.ndarray:
+    return _core.train_epochs(_net(plan), state.params, state.slots, state.stats, X, y, _row_indices(orders), lrs,
+                              int(batch_size), state.step)
+
+
+def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) -> np.ndarray:
+    return _core.predict(_net(plan), state.params, state.stats, X, int(batch_size), bool(logits))
+
+
+def loss_and_grad(plan: Plan, state: State, X, y):
+    return _core.loss_and_grad(_net(plan), state.params, state.stats, X, y, state.step)

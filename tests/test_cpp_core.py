@@ -1,0 +1,318 @@
+"""C++-specific tests of densefit._core and its adapter (cross-backend equivalence lives elsewhere):
+agreement with the numpy reference, any input layout without copies or writes, argument
+validation instead of crashes, the GIL released, the GEMM kernels, the BLAS thread count."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+_core = pytest.importorskip("densefit._core")
+
+from densefit import optimizers as O  # noqa: E402
+from densefit.backends import cpp, numpy_  # noqa: E402
+from densefit.layers import Activation, BatchNorm, Dense, Dropout  # noqa: E402
+from densefit.plan import State, build_plan, init_state  # noqa: E402
+
+CASES = {
+    "relu-bce-sgd-momentum": (lambda: [Dense(6, activation="relu", input_dim=4), Dense(1, activation="sigmoid")],
+                              "binary_crossentropy", lambda: O.SGD(0.1, momentum=0.9), "binary", 8),
+    "dropout-bn-cce-index-adam-clipnorm-l1l2": (
+        lambda: [Dense(8, activation="relu", input_dim=4), Dropout(0.3), BatchNorm(), Activation("tanh"),
+                 Dense(3, activation="softmax", kernel_regularizer={"l1": 0.01, "l2": 0.02})],
+        "categorical_crossentropy", lambda: O.Adam(0.01, clipnorm=0.5), "index", 7),
+    "onehot-cce-adamw-clipvalue": (
+        lambda: [Dense(5, activation="leaky_relu", input_dim=4), Dense(3, activation="softmax", use_bias=False)],
+        "categorical_crossentropy", lambda: O.AdamW(0.01, weight_decay=0.1, clipvalue=0.05), "onehot", 16),
+    "gelu-softplus-mse-rmsprop": (
+        lambda: [Dense(7, activation="gelu", input_dim=4), Dense(7, activation="softplus"), Dense(2)],
+        "mse", lambda: O.RMSprop(0.01), "regression", 5),
+    "elu-adagrad-batch1": (lambda: [Dense(4, activation="elu", input_dim=4), Dense(2, activation="sigmoid")],
+                           "binary_crossentropy", lambda: O.Adagrad(0.05), "binary", 1),
+    "sigmoid-sgd-nesterov-wide": (
+        lambda: [Dense(64, activation="sigmoid", input_dim=4), Dense(48, activation="relu"), Dense(1)],
+        "mse", lambda: O.SGD(0.05, momentum=0.8, nesterov=True), "regression", 40),
+}
+
+
+def make(case: str, dtype: str = "float64", n: int = 45, seed: int = 3, step: int = 11):
+    layers_fn, loss, opt_fn, target, batch_size = CASES[case]
+    layers = layers_fn()
+    plan = build_plan(layers, 4, loss, opt_fn(), dtype, seed)
+    state = init_state(plan, layers, seed)
+    state.step = step  # dropout masks, SGD's first step and Adam's bias correction depend on it
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    K = plan.n_outputs
+    y = {"binary": lambda: (rng.random((n, K)) > 0.5) * 1.0, "regression": lambda: rng.normal(size=(n, K)),
+         "index": lambda: rng.integers(0, K, (n, 1)) * 1.0, "onehot": lambda: np.eye(K)[rng.integers(0, K, n)]}[target]()
+    orders = np.stack([rng.permutation(n) for _ in range(3)])
+    return plan, state, X.astype(dtype), y.astype(dtype), orders, np.array([0.05, 0.01, 0.03]), batch_size
+
+
+def relative(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.size == 0:
+        return 0.0 if b.size == 0 else np.inf
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+@pytest.mark.parametrize("step", [0, 11])
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-10), ("float32", 1e-4)])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_matches_numpy_reference(case, dtype, tol, step):
+    plan, state, X, y, orders, lrs, batch_size = make(case, dtype, step=step)
+    ours = state.copy()
+    loss_ref, grad_ref = numpy_.loss_and_grad(plan, state, X, y)
+    loss, grad = cpp.loss_and_grad(plan, ours, X, y)
+    assert grad.dtype == plan.dtype and grad.shape == (plan.n_params,)
+    assert relative(loss, loss_ref) < tol and relative(grad, grad_ref) < tol
+    stats_ref = numpy_.train_epochs(plan, state, X, y, orders, lrs, batch_size)
+    stats = cpp.train_epochs(plan, ours, X, y, orders, lrs, batch_size)
+    assert stats.shape == (3, 4) and stats.dtype == np.float64
+    assert relative(stats[:, 0], stats_ref[:, 0]) < tol
+    if dtype == "float64":
+        np.testing.assert_array_equal(stats[:, 1:], stats_ref[:, 1:])
+    for name in ("params", "slots", "stats"):
+        assert relative(getattr(ours, name), getattr(state, name)) < tol, name
+    for logits in (False, True):
+        out = cpp.predict(plan, ours, X, 10, logits)
+        assert out.dtype == plan.dtype
+        assert relative(out, numpy_.predict(plan, state, X, 10, logits)) < tol
+
+
+def test_loss_and_grad_updates_nothing():
+    plan, state, X, y, *_ = make("dropout-bn-cce-index-adam-clipnorm-l1l2")
+    before = state.copy()
+    cpp.loss_and_grad(plan, state, X, y)
+    for name in ("params", "slots", "stats"):
+        np.testing.assert_array_equal(getattr(state, name), getattr(before, name))
+
+
+def _train(plan, state, X, y, orders, lrs, batch_size):
+    state = state.copy()
+    stats = cpp.train_epochs(plan, state, X, y, orders, lrs, batch_size)
+    return state, stats
+
+
+def test_any_layout_of_user_data_gives_the_same_result_and_is_not_written(tmp_path):
+    plan, state, X, y, orders, lrs, batch_size = make("dropout-bn-cce-index-adam-clipnorm-l1l2")
+    expected_state, expected_stats = _train(plan, state, X, y, orders, lrs, batch_size)
+    expected_predict = cpp.predict(plan, expected_state, X, 8)
+    expected_loss, expected_grad = cpp.loss_and_grad(plan, state, X, y)
+
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    wide = np.zeros((2 * X.shape[0], 3 * X.shape[1]))
+    wide[::2, ::3] = X
+    unaligned = np.zeros(X.size * 8 + 1, np.uint8)[1:].view(np.float64).reshape(X.shape)
+    unaligned[:] = X
+    read_only = X.copy(), y.copy()
+    for a in read_only:
+        a.flags.writeable = False
+    layouts = {
+        "read-only memmap": (np.load(tmp_path / "X.npy", mmap_mode="r"), np.load(tmp_path / "y.npy", mmap_mode="r")),
+        "read-only": read_only,
+        "fortran": (np.asfortranarray(X), np.asfortranarray(y)),
+        "strided": (wide[::2, ::3], np.repeat(y, 2, axis=0)[::2]),
+        "negative strides": (X[::-1, ::-1].copy()[::-1, ::-1], y[::-1].copy()[::-1]),
+        "unaligned": (unaligned, y),
+    }
+    for name, (Xl, yl) in layouts.items():
+        assert np.array_equal(Xl, X) and np.array_equal(yl, y), name
+        X_before, y_before = np.array(Xl), np.array(yl)
+        trained, stats = _train(plan, state, Xl, yl, orders, lrs, batch_size)
+        # the same rows gathered into the same batches: bit-identical results
+        np.testing.assert_array_equal(trained.params, expected_state.params, err_msg=name)
+        np.testing.assert_array_equal(trained.stats, expected_state.stats, err_msg=name)
+        np.testing.assert_array_equal(stats, expected_stats, err_msg=name)
+        np.testing.assert_array_equal(cpp.predict(plan, expected_state, Xl, 8), expected_predict, err_msg=name)
+        loss, grad = cpp.loss_and_grad(plan, state, Xl, yl)
+        assert loss == expected_loss, name
+        np.testing.assert_array_equal(grad, expected_grad, err_msg=name)
+        np.testing.assert_array_equal(Xl, X_before, err_msg=name)
+        np.testing.assert_array_equal(yl, y_before, err_msg=name)
+    assert not layouts["read-only memmap"][0].flags.writeable
+
+
+def test_batch_size_beyond_the_data_is_one_batch():
+    plan, state, X, y, orders, lrs, _ = make("dropout-bn-cce-index-adam-clipnorm-l1l2")
+    full, stats = _train(plan, state, X, y, orders, lrs, len(X))
+    huge, huge_stats = _train(plan, state, X, y, orders, lrs, 2**40)  # no allocation of 2**40 rows either
+    np.testing.assert_array_equal(huge.params, full.params)
+    np.testing.assert_array_equal(huge_stats, stats)
+    np.testing.assert_array_equal(stats[:, 3], 1)
+    np.testing.assert_array_equal(cpp.predict(plan, full, X, 2**40), cpp.predict(plan, full, X, len(X)))
+
+
+def test_state_arrays_are_checked_and_named():
+    plan, state, X, y, orders, lrs, batch_size = make("relu-bce-sgd-momentum")
+
+    def train(**changes):
+        s = state.copy()
+        for name, value in changes.items():
+            setattr(s, name, value)
+        return cpp.train_epochs(plan, s, X, y, orders, lrs, batch_size)
+
+    with pytest.raises(TypeError, match="params"):
+        train(params=state.params.astype(np.float32))
+    with pytest.raises(ValueError, match="params"):
+        train(params=state.params[:-1].copy())
+    with pytest.raises(ValueError, match="slots"):
+        train(slots=state.slots.ravel().copy())
+    with pytest.raises(ValueError, match="slots"):
+        train(slots=np.zeros((2, plan.n_params), order="F"))  # right shape, not C-contiguous
+    read_only = state.params.copy()
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="params"):
+        train(params=read_only)
+    with pytest.raises(TypeError, match="stats"):
+        train(stats=np.zeros(plan.n_stats, np.int64))
+    with pytest.raises(TypeError):
+        train(params=list(state.params))  # never silently a converted copy that would not be updated
+    with pytest.raises(TypeError, match="X"):
+        cpp.train_epochs(plan, state.copy(), X.astype(np.float32), y, orders, lrs, batch_size)
+    with pytest.raises(ValueError, match="X"):
+        cpp.train_epochs(plan, state.copy(), X[:, :3], y, orders, lrs, batch_size)
+    with pytest.raises(ValueError, match="y"):
+        cpp.train_epochs(plan, state.copy(), X, y[:-1], orders, lrs, batch_size)
+    with pytest.raises(ValueError, match="y must have 1 columns"):
+        cpp.train_epochs(plan, state.copy(), X, np.hstack([y, y]), orders, lrs, batch_size)
+    with pytest.raises(ValueError, match="batch_size"):
+        cpp.train_epochs(plan, state.copy(), X, y, orders, lrs, 0)
+    with pytest.raises(TypeError, match="params"):
+        cpp.predict(plan, State(state.params.astype(np.float32), state.slots, state.stats), X, 4)
+
+
+def test_bad_row_indices_and_labels_raise_and_change_nothing():
+    plan, state, X, y, orders, lrs, batch_size = make("dropout-bn-cce-index-adam-clipnorm-l1l2")
+    before = state.copy()
+    for bad in (len(X), -1):
+        wrong = orders.copy()
+        wrong[2, 17] = bad
+        with pytest.raises(ValueError, match="orders"):
+            cpp.train_epochs(plan, state, X, y, wrong, lrs, batch_size)
+    with pytest.raises(ValueError, match="orders"):
+        cpp.train_epochs(plan, state, X, y, orders[:, :-1], lrs, batch_size)
+    with pytest.raises(ValueError, match="orders"):
+        cpp.train_epochs(plan, state, X, y, orders[:2], lrs, batch_size)
+    with pytest.raises(TypeError, match="orders"):
+        cpp.train_epochs(plan, state, X, y, orders.astype(np.float64), lrs, batch_size)
+    for label in (3.0, -1.0, np.nan):
+        wrong = y.copy()
+        wrong[5, 0] = label
+        with pytest.raises(ValueError, match="class indices"):
+            cpp.train_epochs(plan, state, X, wrong, orders, lrs, batch_size)
+        with pytest.raises(ValueError, match="class indices"):
+            cpp.loss_and_grad(plan, state, X, wrong)
+    for name in ("params", "slots", "stats"):
+        np.testing.assert_array_equal(getattr(state, name), getattr(before, name))
+
+
+def test_int32_orders_are_accepted():
+    plan, state, X, y, orders, lrs, batch_size = make("relu-bce-sgd-momentum")
+    expected, _ = _train(plan, state, X, y, orders, lrs, batch_size)
+    got, _ = _train(plan, state, X, y, orders.astype(np.int32), lrs, batch_size)
+    np.testing.assert_array_equal(got.params, expected.params)
+
+
+def test_inconsistent_plan_arrays_raise_instead_of_reading_out_of_bounds():
+    plan, *_ = make("relu-bce-sgd-momentum")
+    args = dict(dtype=plan.dtype, ops=plan.ops, op_params=plan.op_params, loss=plan.loss,
+                output_activation=plan.output_activation, optimizer=plan.optimizer, opt_params=plan.opt_params,
+                seed=plan.seed, n_params=plan.n_params, n_stats=plan.n_stats)
+    _core.Net(**args)
+    ops = plan.ops.copy()
+    ops[-1, 3] = plan.n_params - 1  # PARAM_OFF of the last Dense past the end of the buffer
+    with pytest.raises(ValueError, match="out of range"):
+        _core.Net(**{**args, "ops": ops})
+    ops = plan.ops.copy()
+    ops[1, 1] += 1  # widths do not chain
+    with pytest.raises(ValueError, match="width"):
+        _core.Net(**{**args, "ops": ops})
+    with pytest.raises(ValueError, match="loss"):
+        _core.Net(**{**args, "loss": 7})
+    with pytest.raises(TypeError, match="dtype"):
+        _core.Net(**{**args, "dtype": np.int32})
+
+
+def test_epochs_run_with_the_gil_released():
+    layers = [Dense(128, activation="relu", input_dim=64), Dense(128, activation="relu"), Dense(1)]
+    plan = build_plan(layers, 64, "mse", O.SGD(0.001), "float32", 0)
+    state = init_state(plan, layers, 0)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2048, 64)).astype(np.float32)
+    y = rng.normal(size=(2048, 1)).astype(np.float32)
+    epochs = 20
+    orders = np.tile(np.arange(2048), (epochs, 1))
+    call = {}
+
+    def work():
+        call["start"] = time.perf_counter()
+        cpp.train_epochs(plan, state, X, y, orders, np.full(epochs, 0.001), 32)
+        call["end"] = time.perf_counter()
+
+    worker = threading.Thread(target=work)
+    threads = _core.get_num_threads()
+    _core.set_num_threads(1)  # leave a core to this thread's loop
+    try:
+        ticks = [time.perf_counter()]
+        worker.start()
+        while worker.is_alive():  # the main thread only runs while nobody holds the GIL
+            ticks.append(time.perf_counter())
+        worker.join()
+    finally:
+        _core.set_num_threads(threads)
+    duration = call["end"] - call["start"]
+    assert duration > 0.05, "the workload is too small to tell"
+    inside = [t for t in ticks if call["start"] < t < call["end"]]
+    assert len(inside) > 100 and np.diff(ticks).max() < duration / 2
+
+
+def test_set_num_threads_roundtrip():
+    old = _core.get_num_threads()
+    try:
+        _core.set_num_threads(1)
+        assert _core.get_num_threads() == 1
+        _core.set_num_threads(2)
+        assert _core.get_num_threads() == 2
+        with pytest.raises(ValueError):
+            _core.set_num_threads(0)
+    finally:
+        _core.set_num_threads(old)
+    assert _core.get_num_threads() == old
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("kernel", ["naive", "small", "blas", "auto"])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 5, 2), (17, 9, 33), (70, 65, 80)])
+def test_gemm_kernels(kernel, shape, dtype, tol):
+    M, N, K = shape
+    rng = np.random.default_rng(M * N * K)
+    A = rng.normal(size=(M, K)).astype(dtype)
+    B = rng.normal(size=(K, N)).astype(dtype)
+    expected = A.astype(np.float64) @ B.astype(np.float64)
+    for trans_a in (False, True):
+        for trans_b in (False, True):
+            a = np.ascontiguousarray(A.T) if trans_a else A
+            b = np.ascontiguousarray(B.T) if trans_b else B
+            C = _core.gemm(a, b, trans_a, trans_b, kernel)
+            assert C.dtype == dtype and C.shape == (M, N)
+            np.testing.assert_allclose(C, expected, rtol=tol, atol=tol * np.sqrt(K))
+    with pytest.raises(ValueError, match="inner"):
+        _core.gemm(A, np.zeros((K + 1, N), dtype), False, False, kernel)
+
+
+def test_adapter_raises_import_error_without_core(monkeypatch):
+    import densefit
+
+    monkeypatch.setitem(sys.modules, "densefit._core", None)
+    monkeypatch.delattr(densefit, "_core", raising=False)
+    monkeypatch.delitem(sys.modules, "densefit.backends.cpp")
+    with pytest.raises(ImportError):
+        importlib.import_module("densefit.backends.cpp")
