@@ -324,7 +324,7 @@ def load_model(path, learning_rate=None, backend: str | None = None) -> Sequenti
     if config["optimizer"] is not None:
         optimizer = O.get(config["optimizer"])
         if learning_rate is not None:
-            optimizer.learning_rate = schedules.get(learning_rate, optimizer.default_learning_rate)
+            optimizer.learning_rate = schedules.get(learning_rate, optimizer.learning_rate.initial_learning_rate)
         model.loss, model.optimizer, model.metrics = config["loss"], optimizer, config["metrics"]
     if config["n_features"] is not None:
         model.plan = build_plan(model.layers, config["n_features"], model.loss, model.optimizer, model.dtype, model.seed)
