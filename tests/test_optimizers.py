@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TOLERANCE, relative_error
-from test_gradients import TorchReference, randomize, targets
+from torch_reference import TorchReference, randomize, targets
 
 import densefit as df
 
