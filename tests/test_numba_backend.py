@@ -1,0 +1,166 @@
+"""What is specific to the numba backend: its on-disk compile cache, inputs of any layout and
+writability (never written, never the cause of a recompile beyond one per layout), the bounds
+checks numba does not do for us, and a compact float64 check against the numpy reference.
+Cross-backend equivalence in general lives in test_equivalence.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+numba_ = pytest.importorskip("densefit.backends.numba_", reason="numba is not installed")
+
+from densefit import optimizers as O  # noqa: E402
+from densefit.backends import numpy_  # noqa: E402
+from densefit.layers import Activation, BatchNorm, Dense, Dropout  # noqa: E402
+from densefit.plan import build_plan, init_state  # noqa: E402
+
+SEED = 7
+
+
+def relative_error(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def make_problem(dtype="float64", n=45, d=5, k=4, epochs=3):
+    """A network with every op kind, index targets, a short last batch and shuffled epochs.
+    The Dense before BatchNorm has no bias: a bias there has an analytically zero gradient, and
+    Adam would turn the rounding noise in it into full-size steps of random sign."""
+    layers = [Dense(9, activation="relu", use_bias=False), BatchNorm(momentum=0.3), Dropout(0.25),
+              Dense(7, activation="gelu", kernel_regularizer={"l1": 0.01, "l2": 0.02}), Activation("tanh"),
+              Dense(k, activation="softmax")]
+    plan = build_plan(layers, d, "categorical_crossentropy", O.Adam(0.02, clipnorm=0.5, clipvalue=0.2), dtype, SEED)
+    state = init_state(plan, layers, SEED)
+    state.step = 11  # dropout masks and Adam's bias correction depend on the step counter
+    rng = np.random.default_rng(SEED)
+    X = rng.normal(size=(n, d)).astype(dtype)
+    y = rng.integers(0, k, size=(n, 1)).astype(dtype)
+    orders = np.stack([rng.permutation(n) for _ in range(epochs)])
+    lrs = np.array([0.02, 0.01, 0.005][:epochs])
+    return plan, state, X, y, orders, lrs
+
+
+def test_matches_numpy_reference_float64():
+    plan, state, X, y, orders, lrs = make_problem()
+    ours, ref = state.copy(), state.copy()
+    got = numba_.train_epochs(plan, ours, X, y, orders, lrs, 8)
+    want = numpy_.train_epochs(plan, ref, X, y, orders, lrs, 8)
+    np.testing.assert_array_equal(got[:, 1:], want[:, 1:])  # correct, seen, steps: exact counts
+    for name, a, b in [("epoch losses", got[:, 0], want[:, 0]), ("params", ours.params, ref.params),
+                       ("slots", ours.slots, ref.slots), ("running stats", ours.stats, ref.stats),
+                       ("predict", numba_.predict(plan, ours, X, 16), numpy_.predict(plan, ref, X, 16)),
+                       ("logits", numba_.predict(plan, ours, X, 7, logits=True),
+                        numpy_.predict(plan, ref, X, 7, logits=True))]:
+        assert relative_error(a, b) <= 1e-10, name
+
+    before = ours.copy()
+    value, grad = numba_.loss_and_grad(plan, ours, X, y)
+    ref_value, ref_grad = numpy_.loss_and_grad(plan, ref, X, y)
+    assert abs(value - ref_value) <= 1e-10 * abs(ref_value)
+    assert relative_error(grad, ref_grad) <= 1e-10
+    for a, b in [(ours.params, before.params), (ours.slots, before.slots), (ours.stats, before.stats)]:
+        np.testing.assert_array_equal(a, b)  # loss_and_grad updates nothing, BatchNorm statistics included
+    assert ours.step == before.step
+
+
+def _layouts(X: np.ndarray, tmp_path):
+    """The same values as a read-only memmap, in Fortran order and as a strided view."""
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    wide = np.zeros((X.shape[0], 2 * X.shape[1]), dtype=X.dtype)
+    wide[:, ::2] = X
+    return {"read-only memmap": np.load(path, mmap_mode="r"), "fortran": np.asfortranarray(X),
+            "strided view": wide[:, ::2]}
+
+
+def test_any_layout_gives_the_same_result_and_is_never_written(tmp_path):
+    plan, state, X, y, orders, lrs = make_problem()
+    want = state.copy()
+    want_stats = numba_.train_epochs(plan, want, X, y, orders, lrs, 8)
+    want_predict = numba_.predict(plan, want, X, 16)
+    want_loss, want_grad = numba_.loss_and_grad(plan, want, X, y)
+    y_readonly = y.copy()
+    y_readonly.flags.writeable = False
+    for layout, data in _layouts(X, tmp_path).items():
+        pristine = np.array(data, copy=True)
+        got = state.copy()
+        stats = numba_.train_epochs(plan, got, data, y_readonly, orders, lrs, 8)
+        np.testing.assert_array_equal(stats, want_stats, err_msg=layout)
+        np.testing.assert_array_equal(got.params, want.params, err_msg=layout)
+        np.testing.assert_array_equal(numba_.predict(plan, got, data, 16), want_predict, err_msg=layout)
+        loss, grad = numba_.loss_and_grad(plan, got, data, y_readonly)
+        assert loss == want_loss, layout
+        np.testing.assert_array_equal(grad, want_grad, err_msg=layout)
+        np.testing.assert_array_equal(data, pristine, err_msg=layout)
+
+
+def test_read_only_input_shares_the_compiled_kernels():
+    """Inputs are passed as read-only views, so writable and read-only data use one compiled
+    kernel; and training and inference share one compiled forward pass."""
+    plan, state, X, y, orders, lrs = make_problem()
+    numba_.train_epochs(plan, state, X, y, orders, lrs, 8)
+    numba_.predict(plan, state, X, 16)
+    compiled = len(numba_.train_kernel.signatures), len(numba_.predict_kernel.signatures)
+    X_readonly = X.copy()
+    X_readonly.flags.writeable = False
+    numba_.train_epochs(plan, state, X_readonly, y, orders, lrs, 8)
+    numba_.predict(plan, state, X_readonly, 16)
+    assert (len(numba_.train_kernel.signatures), len(numba_.predict_kernel.signatures)) == compiled
+    per_dtype = [str(sig[2].dtype) for sig in numba_.forward.signatures]  # argument 2 is params
+    assert len(per_dtype) == len(set(per_dtype)), numba_.forward.signatures
+
+
+def test_out_of_range_indices_raise_instead_of_reading_out_of_bounds():
+    plan, state, X, y, orders, lrs = make_problem(epochs=1)
+    bad_labels = y.copy()
+    bad_labels[3, 0] = plan.n_outputs
+    with pytest.raises(ValueError, match="class index"):
+        numba_.train_epochs(plan, state.copy(), X, bad_labels, orders, lrs, 8)
+    with pytest.raises(ValueError, match="class index"):
+        numba_.loss_and_grad(plan, state, X, -np.ones_like(y))
+    bad_order = orders.copy()
+    bad_order[0, 5] = X.shape[0]
+    with pytest.raises(IndexError):
+        numba_.train_epochs(plan, state.copy(), X, y, bad_order, lrs, 8)
+    with pytest.raises(ValueError, match="features"):
+        numba_.predict(plan, state, X[:, :-1], 16)
+    with pytest.raises(ValueError, match="orders"):
+        numba_.train_epochs(plan, state.copy(), X, y, orders[:, :-1], lrs, 8)
+
+
+CACHE_PROBE = textwrap.dedent("""
+    import json, sys
+    import numba
+    sys.path[:0] = {test_dir!r}
+    from test_numba_backend import make_problem
+    from densefit.backends import numba_
+    plan, state, X, y, orders, lrs = make_problem()
+    numba_.train_epochs(plan, state, X, y, orders, lrs, 8)
+    numba_.predict(plan, state, X, 16)
+    numba_.loss_and_grad(plan, state, X, y)
+    dispatchers = {{name: f for name, f in vars(numba_).items() if isinstance(f, numba.core.dispatcher.Dispatcher)}}
+    print(json.dumps({{"misses": {{n: sum(f.stats.cache_misses.values()) for n, f in dispatchers.items()}},
+                      "hits": {{n: sum(f.stats.cache_hits.values()) for n, f in dispatchers.items()}}}}))
+""")
+
+
+def test_a_second_process_loads_the_kernels_from_the_cache():
+    """The first run may compile (and writes the cache); the next compiles nothing."""
+    script = CACHE_PROBE.format(test_dir=[os.path.dirname(__file__)])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    runs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    second = runs[1]
+    assert not any(second["misses"].values()), second["misses"]
+    for kernel in ("train_kernel", "predict_kernel", "loss_and_grad_kernel"):
+        assert second["hits"][kernel] >= 1, second["hits"]
