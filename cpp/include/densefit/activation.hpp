@@ -12,10 +12,16 @@ namespace densefit {
 
 enum Activation : int64_t { IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SOFTMAX };
 
+// sigmoid(x) given e = exp(-|x|), which callers may share with other terms (never overflows:
+// exp of a non-positive number only).
 template <class T>
-inline T sigmoid(T x) {  // never overflows: exp of a non-positive number only
-    T e = std::exp(-std::abs(x));
+inline T sigmoid_of_exp(T x, T e) {
     return x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+}
+
+template <class T>
+inline T sigmoid(T x) {
+    return sigmoid_of_exp(x, std::exp(-std::abs(x)));
 }
 
 template <class T>

@@ -13,28 +13,100 @@
 
 namespace densefit {
 
+// sums (cols) = Σ_rows a (rows × cols), rows ≥ 1.
+template <class T>
+void column_sums(T* __restrict sums, const T* __restrict a, int64_t rows, int64_t cols) {
+    std::copy(a, a + cols, sums);
+    for (int64_t r = 1; r < rows; r++) {
+        const T* row = a + r * cols;
+        for (int64_t j = 0; j < cols; j++) sums[j] += row[j];
+    }
+}
+
+// Dense shapes that skip the BLAS: tiny layers (the fixed cost of a call and of gemm's generic
+// strided loops is most of a step) and single-output layers (a GEMM with N = 1 is a matrix-vector
+// product, memory-bound: one pass over the inputs).
+inline bool dense_is_direct(int64_t m, int64_t n_in, int64_t n_out) {
+    const bool small = m < kSmallGemmMacs && n_in < kSmallGemmMacs && n_out < kSmallGemmMacs;  // no overflow below
+    return n_out == 1 || (small && m * n_in * n_out < kSmallGemmMacs);
+}
+
 // out (m × n_out) = inp (m × n_in) · W (n_in × n_out) + b; b may be null.
 template <class T>
-void dense_forward(T* out, const T* inp, const T* W, const T* b, int64_t m, int64_t n_in, int64_t n_out) {
-    if (b != nullptr) {  // the bias is the GEMM's starting C (beta = 1)
-        for (int64_t r = 0; r < m; r++) std::copy(b, b + n_out, out + r * n_out);
+void dense_forward(T* __restrict out, const T* __restrict inp, const T* __restrict W, const T* __restrict b, int64_t m,
+                   int64_t n_in, int64_t n_out) {
+    if (!dense_is_direct(m, n_in, n_out)) {
+        if (b != nullptr) {  // the bias is the GEMM's starting C (beta = 1)
+            for (int64_t r = 0; r < m; r++) std::copy(b, b + n_out, out + r * n_out);
+        }
+        gemm(out, n_out, inp, n_in, false, W, n_out, false, m, n_out, n_in, T(1), b != nullptr ? T(1) : T(0));
+        return;
     }
-    gemm(out, n_out, inp, n_in, false, W, n_out, false, m, n_out, n_in, T(1), b != nullptr ? T(1) : T(0));
+    if (n_out == 1) {  // one dot product per row, W is a contiguous column
+        const T bias = b != nullptr ? b[0] : T(0);
+        for (int64_t r = 0; r < m; r++) out[r] = dot(inp + r * n_in, 1, W, 1, n_in) + bias;
+        return;
+    }
+    // Rank-1 updates of each output row along contiguous rows of W.
+    for (int64_t r = 0; r < m; r++) {
+        const T* x = inp + r * n_in;
+        T* o = out + r * n_out;
+        for (int64_t j = 0; j < n_out; j++) o[j] = x[0] * W[j];
+        for (int64_t k = 1; k < n_in; k++) {
+            const T a = x[k];
+            const T* w = W + k * n_out;
+            for (int64_t j = 0; j < n_out; j++) o[j] += a * w[j];
+        }
+        if (b != nullptr)
+            for (int64_t j = 0; j < n_out; j++) o[j] += b[j];
+    }
 }
 
 // dW = inpᵀ · dout, db = Σ_rows dout, dinp = dout · Wᵀ.
 template <class T>
-void dense_backward(T* dinp, T* dW, T* db, const T* dout, const T* inp, const T* W, int64_t m, int64_t n_in,
-                    int64_t n_out) {
-    gemm(dW, n_out, inp, n_in, true, dout, n_out, false, n_in, n_out, m, T(1), T(0));
-    if (db != nullptr) {
-        std::fill(db, db + n_out, T(0));
+void dense_backward(T* __restrict dinp, T* __restrict dW, T* __restrict db, const T* __restrict dout,
+                    const T* __restrict inp, const T* __restrict W, int64_t m, int64_t n_in, int64_t n_out) {
+    if (!dense_is_direct(m, n_in, n_out)) {
+        gemm(dW, n_out, inp, n_in, true, dout, n_out, false, n_in, n_out, m, T(1), T(0));
+        if (db != nullptr) column_sums(db, dout, m, n_out);
+        if (dinp != nullptr) gemm(dinp, n_in, dout, n_out, false, W, n_out, true, m, n_in, n_out, T(1), T(0));
+        return;
+    }
+    if (n_out == 1) {  // dW = Σ_r dout[r] · inp row r, dinp row r = dout[r] · W: axpys along the rows
         for (int64_t r = 0; r < m; r++) {
-            const T* d = dout + r * n_out;
-            for (int64_t j = 0; j < n_out; j++) db[j] += d[j];
+            const T a = dout[r];
+            const T* x = inp + r * n_in;
+            if (r == 0)
+                for (int64_t k = 0; k < n_in; k++) dW[k] = a * x[k];
+            else
+                for (int64_t k = 0; k < n_in; k++) dW[k] += a * x[k];
+        }
+        if (db != nullptr) column_sums(db, dout, m, n_out);
+        if (dinp != nullptr)
+            for (int64_t r = 0; r < m; r++)
+                for (int64_t k = 0; k < n_in; k++) dinp[r * n_in + k] = dout[r] * W[k];
+        return;
+    }
+    // dW as m rank-1 updates along contiguous rows of inp and dout: the first row writes, the others add.
+    for (int64_t r = 0; r < m; r++) {
+        const T* x = inp + r * n_in;
+        const T* d = dout + r * n_out;
+        for (int64_t k = 0; k < n_in; k++) {
+            const T a = x[k];
+            T* g = dW + k * n_out;
+            if (r == 0)
+                for (int64_t j = 0; j < n_out; j++) g[j] = a * d[j];
+            else
+                for (int64_t j = 0; j < n_out; j++) g[j] += a * d[j];
         }
     }
-    if (dinp != nullptr) gemm(dinp, n_in, dout, n_out, false, W, n_out, true, m, n_in, n_out, T(1), T(0));
+    if (db != nullptr) column_sums(db, dout, m, n_out);
+    if (dinp == nullptr) return;
+    for (int64_t r = 0; r < m; r++) {
+        const T* d = dout + r * n_out;
+        T* o = dinp + r * n_in;
+        for (int64_t k = 0; k < n_in; k++) o[k] = dot(d, 1, W + k * n_out, 1, n_out);
+    }
 }
 
 // Inverted dropout: element i = r·width + c is kept iff uniform(key, i) >= rate, then scaled by

@@ -41,9 +41,10 @@ LossValue bce_loss(T* dz, const T* z, const T* y, int64_t m, int64_t K) {
     double sum = 0;
     int64_t correct = 0;
     for (int64_t i = 0; i < n; i++) {
-        sum += static_cast<double>(std::max(z[i], T(0)) - z[i] * y[i] + std::log1p(std::exp(-std::abs(z[i]))));
+        const T e = std::exp(-std::abs(z[i]));  // shared by the loss and sigmoid(z)
+        sum += static_cast<double>(std::max(z[i], T(0)) - z[i] * y[i] + std::log1p(e));
         correct += (z[i] > T(0)) == (y[i] > T(0.5));
-        dz[i] = (sigmoid(z[i]) - y[i]) * scale;
+        dz[i] = (sigmoid_of_exp(z[i], e) - y[i]) * scale;
     }
     return {sum / static_cast<double>(n), correct};
 }

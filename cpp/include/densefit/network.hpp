@@ -375,14 +375,23 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
     std::fill(out, out + 4 * E, 0.0);
     if (n == 0 || E == 0) return;
     Workspace<T> ws = make_workspace<T>(net, std::min(batch_size, n), Y.cols, true);
+    const T* X_direct = X.contiguous();
+    const T* Y_direct = Y.contiguous();
     for (int64_t e = 0; e < E; e++) {
         double* epoch = out + 4 * e;
         for (int64_t start = 0; start < n; start += batch_size) {
             const int64_t m = std::min(batch_size, n - start);
-            for (int64_t k = 0; k < m; k++) ws.index[k] = orders.at(e, start + k);
-            gather_rows(ws.x, X, ws.index.data(), m);
-            gather_rows(ws.y, Y, ws.index.data(), m);
-            const LossValue lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, ws.x, ws.y, Y.cols, m, step);
+            bool consecutive = true;  // rows first..first+m-1 of a contiguous X are used where they are
+            const int64_t first = orders.at(e, start);
+            for (int64_t k = 0; k < m; k++) {
+                ws.index[k] = orders.at(e, start + k);
+                consecutive &= ws.index[k] == first + k;
+            }
+            const T* x = consecutive && X_direct != nullptr ? X_direct + first * X.cols : ws.x;
+            const T* y = consecutive && Y_direct != nullptr ? Y_direct + first * Y.cols : ws.y;
+            if (x == ws.x) gather_rows(ws.x, X, ws.index.data(), m);
+            if (y == ws.y) gather_rows(ws.y, Y, ws.index.data(), m);
+            const LossValue lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, x, y, Y.cols, m, step);
             apply_gradient(params, slot0, slot1, ws.grad, net, lrs[e], static_cast<int64_t>(step) + 1);
             step++;
             epoch[0] += lv.value * static_cast<double>(m);
