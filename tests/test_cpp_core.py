@@ -316,3 +316,52 @@ def test_adapter_raises_import_error_without_core(monkeypatch):
     monkeypatch.delitem(sys.modules, "densefit.backends.cpp")
     with pytest.raises(ImportError):
         importlib.import_module("densefit.backends.cpp")
+
+
+def _layouts_of(a: np.ndarray, tmp_path) -> dict:
+    """``a`` (2-D) in every memory layout all_finite must read in place."""
+    wide = np.zeros((2 * a.shape[0], 3 * a.shape[1]), a.dtype)
+    wide[::2, ::3] = a
+    padded = np.zeros((a.shape[0], a.shape[1] + 3), a.dtype)
+    padded[:, 1:-2] = a
+    unaligned = np.zeros(a.nbytes + 1, np.uint8)[1:].view(a.dtype).reshape(a.shape)
+    unaligned[:] = a
+    np.save(tmp_path / "a.npy", a)
+    read_only = a.copy()
+    read_only.flags.writeable = False
+    return {"contiguous": a, "read-only": read_only, "read-only memmap": np.load(tmp_path / "a.npy", mmap_mode="r"),
+            "fortran": np.asfortranarray(a), "strided": wide[::2, ::3], "padded rows": padded[:, 1:-2],
+            "negative strides": a[::-1, ::-1].copy()[::-1, ::-1], "unaligned": unaligned, "flat": a.reshape(-1),
+            "strided flat": np.repeat(a.reshape(-1), 2)[::2]}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_all_finite_finds_every_non_finite_value_in_any_layout(dtype, bad, tmp_path):
+    rows, cols = 257, 10  # 2570 values: more than two of the scan's blocks of 1024
+    clean = np.random.default_rng(0).normal(scale=1e30, size=(rows, cols)).astype(dtype)
+    clean[0, 0] = np.finfo(dtype).max  # large and tiny finite values are finite
+    clean[1, 1] = -np.finfo(dtype).max
+    clean[2, 2] = np.finfo(dtype).smallest_subnormal
+    for name, a in _layouts_of(clean, tmp_path).items():
+        assert _core.all_finite(a) is True, name
+    for position in [0, 1, 1023, 1024, 1025, rows * cols // 2, rows * cols - 1]:
+        dirty = clean.copy()
+        dirty.reshape(-1)[position] = bad
+        for name, a in _layouts_of(dirty, tmp_path).items():
+            before = np.array(a)
+            assert _core.all_finite(a) is False, (name, position)
+            np.testing.assert_array_equal(a, before, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_small_empty_and_wrong_inputs(dtype):
+    for shape in [(0,), (0, 5), (5, 0), (1, 1), (3,), ()]:
+        assert _core.all_finite(np.ones(shape, dtype)) is True, shape
+    assert _core.all_finite(np.array(np.nan, dtype)) is False
+    assert _core.all_finite(np.array([1, np.inf], dtype)) is False
+    assert _core.all_finite(np.array([[1], [-np.inf]], dtype)) is False
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _core.all_finite(np.ones(3, np.int64))
+    with pytest.raises(ValueError, match="at most 2 dimensions"):
+        _core.all_finite(np.ones((2, 2, 2), dtype))

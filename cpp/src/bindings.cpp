@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -160,6 +161,18 @@ py::tuple loss_and_grad_t(const df::Net& net, const py::array& params, const py:
     return py::make_tuple(value, grad);
 }
 
+// Any float array of ndim ≤ 2 as a matrix walked in memory order: the smaller stride is the column step.
+template <class T>
+bool all_finite_t(const py::array& a) {
+    const int64_t nd = a.ndim();
+    const int64_t rows = nd == 2 ? a.shape(0) : 1, cols = nd == 0 ? 1 : a.shape(nd - 1);
+    const int64_t row_stride = nd == 2 ? a.strides(0) : 0, col_stride = nd == 0 ? 0 : a.strides(nd - 1);
+    df::StridedMatrix<T> m{static_cast<const char*>(a.data()), rows, cols, row_stride, col_stride};
+    if (rows > 1 && cols > 1 && std::abs(row_stride) < std::abs(col_stride)) m = {m.data, cols, rows, col_stride, row_stride};
+    py::gil_scoped_release release;
+    return df::all_finite(m);
+}
+
 template <class T>
 py::array_t<T> gemm_t(const py::array& a, const py::array& b, bool trans_a, bool trans_b, const std::string& kernel) {
     require_dtype<T>(a, "a", "the dtype of b");
@@ -241,6 +254,18 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("kernel") = "auto",
         "op(a) @ op(b) with one of the core's GEMM kernels ('auto', 'naive', 'small', 'blas'): for tests and benchmarks.");
+
+    m.def(
+        "all_finite",
+        [](const py::array& a) {
+            if (a.ndim() > 2) throw py::value_error("a must have at most 2 dimensions, got shape " + shape_string(a));
+            if (py::isinstance<py::array_t<double>>(a)) return all_finite_t<double>(a);
+            require_dtype<float>(a, "a", "float32 or float64");
+            return all_finite_t<float>(a);
+        },
+        py::arg("a"),
+        "True iff every element of a (float32/float64, ndim ≤ 2, any strides, read-only is fine) is finite; "
+        "a is never written and the GIL is released.");
 
     m.def(
         "set_num_threads",

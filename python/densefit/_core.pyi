@@ -74,6 +74,12 @@ def gemm(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = Fa
     """``op(a) @ op(b)`` for C-contiguous float32/float64 matrices with the core's ``'auto'``,
     ``'naive'`` (reference), ``'small'`` (direct loops) or ``'blas'`` kernel: for tests and benchmarks."""
 
+def all_finite(a: np.ndarray) -> bool:
+    """True iff every element of ``a`` (float32 or float64, at most 2 dimensions, any strides,
+    read-only allowed) is finite. ``a`` is read in place, never written, with the GIL released; the
+    scan stops at the first block holding a NaN or ±inf. ``TypeError`` for other dtypes,
+    ``ValueError`` for more dimensions."""
+
 def set_num_threads(n: int) -> None:
     """Set the number of OpenBLAS threads (``n >= 1``)."""
 

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "inline.hpp"
+
 namespace densefit {
 
 enum Activation : int64_t { IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SOFTMAX };
@@ -47,7 +49,7 @@ inline T gelu_derivative(T x) {
 
 // out = act(inp). SOFTMAX is not elementwise: see softmax_rows.
 template <class T>
-void activation_forward(T* out, const T* inp, int64_t n, int64_t act, T alpha) {
+DENSEFIT_ALWAYS_INLINE void activation_forward(T* out, const T* inp, int64_t n, int64_t act, T alpha) {
     switch (act) {
         case IDENTITY: std::copy(inp, inp + n, out); break;
         case SIGMOID: for (int64_t i = 0; i < n; i++) out[i] = sigmoid(inp[i]); break;
@@ -64,7 +66,8 @@ void activation_forward(T* out, const T* inp, int64_t n, int64_t act, T alpha) {
 
 // dinp = dout · act'(inp); out = act(inp) is passed because some derivatives are written in it.
 template <class T>
-void activation_backward(T* dinp, const T* dout, const T* inp, const T* out, int64_t n, int64_t act, T alpha) {
+DENSEFIT_ALWAYS_INLINE void activation_backward(T* dinp, const T* dout, const T* inp, const T* out, int64_t n, int64_t act,
+                                                T alpha) {
     switch (act) {
         case IDENTITY: std::copy(dout, dout + n, dinp); break;
         case SIGMOID: for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * out[i] * (T(1) - out[i]); break;

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "gemm.hpp"
+#include "inline.hpp"
 #include "rng.hpp"
 
 namespace densefit {
@@ -33,8 +34,8 @@ inline bool dense_is_direct(int64_t m, int64_t n_in, int64_t n_out) {
 
 // out (m × n_out) = inp (m × n_in) · W (n_in × n_out) + b; b may be null.
 template <class T>
-void dense_forward(T* __restrict out, const T* __restrict inp, const T* __restrict W, const T* __restrict b, int64_t m,
-                   int64_t n_in, int64_t n_out) {
+DENSEFIT_ALWAYS_INLINE void dense_forward(T* __restrict out, const T* __restrict inp, const T* __restrict W,
+                                          const T* __restrict b, int64_t m, int64_t n_in, int64_t n_out) {
     if (!dense_is_direct(m, n_in, n_out)) {
         if (b != nullptr) {  // the bias is the GEMM's starting C (beta = 1)
             for (int64_t r = 0; r < m; r++) std::copy(b, b + n_out, out + r * n_out);
@@ -64,8 +65,9 @@ void dense_forward(T* __restrict out, const T* __restrict inp, const T* __restri
 
 // dW = inpᵀ · dout, db = Σ_rows dout, dinp = dout · Wᵀ.
 template <class T>
-void dense_backward(T* __restrict dinp, T* __restrict dW, T* __restrict db, const T* __restrict dout,
-                    const T* __restrict inp, const T* __restrict W, int64_t m, int64_t n_in, int64_t n_out) {
+DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW, T* __restrict db,
+                                           const T* __restrict dout, const T* __restrict inp, const T* __restrict W,
+                                           int64_t m, int64_t n_in, int64_t n_out) {
     if (!dense_is_direct(m, n_in, n_out)) {
         gemm(dW, n_out, inp, n_in, true, dout, n_out, false, n_in, n_out, m, T(1), T(0));
         if (db != nullptr) column_sums(db, dout, m, n_out);

@@ -4,8 +4,10 @@
 // workspace before any math touches them.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace densefit {
 
@@ -47,6 +49,49 @@ inline void copy_row(T* out, const StridedMatrix<T>& src, int64_t r) {
 template <class T>
 inline void gather_rows(T* out, const StridedMatrix<T>& src, const int64_t* index, int64_t m) {
     for (int64_t k = 0; k < m; k++) copy_row(out + k * src.cols, src, index[k]);
+}
+
+// True iff x[0], x[stride], …, x[(n-1)·stride] are all finite. x - x is 0 for a finite x and NaN
+// for ±inf or NaN: the test has no branch, so each block is an OR-reduction (into an integer as
+// wide as T: GCC does not vectorize a bool one) that vectorizes when stride is 1 and the scan runs
+// at memory bandwidth; it stops at the first block holding a non-finite value.
+template <class T>
+bool all_finite(const T* x, int64_t n, int64_t stride) {
+    using Flag = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+    constexpr int64_t kBlock = 1024;
+    for (int64_t start = 0; start < n; start += kBlock) {
+        const int64_t end = std::min(n, start + kBlock);
+        Flag bad = 0;
+        if (stride == 1) {
+            for (int64_t i = start; i < end; i++) bad |= !(x[i] - x[i] == T(0));
+        } else {
+            for (int64_t i = start; i < end; i++) bad |= !(x[i * stride] - x[i * stride] == T(0));
+        }
+        if (bad) return false;
+    }
+    return true;
+}
+
+// The same over a strided matrix: as one run when it is contiguous, row by row when its elements
+// are aligned, else element by element through memcpy.
+template <class T>
+bool all_finite(const StridedMatrix<T>& a) {
+    if (const T* dense = a.contiguous()) return all_finite(dense, a.rows * a.cols, 1);
+    constexpr int64_t size = sizeof(T);
+    if (reinterpret_cast<uintptr_t>(a.data) % alignof(T) == 0 && a.row_stride % size == 0 && a.col_stride % size == 0) {
+        for (int64_t r = 0; r < a.rows; r++) {
+            if (!all_finite(reinterpret_cast<const T*>(a.data + r * a.row_stride), a.cols, a.col_stride / size))
+                return false;
+        }
+        return true;
+    }
+    for (int64_t r = 0; r < a.rows; r++) {
+        for (int64_t c = 0; c < a.cols; c++) {
+            const T v = a.at(r, c);
+            if (!(v - v == T(0))) return false;
+        }
+    }
+    return true;
 }
 
 }  // namespace densefit

@@ -54,6 +54,7 @@ struct Net {
     uint64_t seed;
     int64_t n_features, n_outputs, n_params, n_stats, max_width;
     std::vector<ParamSegment> segments;  // cover [0, P) in order; AdamW decays the kernel ones
+    std::vector<int64_t> penalized;      // the Dense ops with an l1 or l2 penalty: the only ones a step visits for it
 };
 
 // Widths and offsets must fit BLAS's 32-bit integers and keep every product far from overflow.
@@ -113,6 +114,7 @@ inline Net decode_net(const int64_t* ops, const double* op_params, int64_t n_ops
                 require(op.param_off >= 0 && op.param_off <= n_params - size, where + "parameters out of range");
                 op.l1 = p[L1];
                 op.l2 = p[L2];
+                if (op.l1 != 0 || op.l2 != 0) net.penalized.push_back(i);
                 kernels.push_back({op.param_off, op.param_off + op.n_in * op.n_out, true});
                 break;
             }
@@ -309,9 +311,9 @@ LossValue batch_loss_and_grad(T* grad, Workspace<T>& ws, const Net& net, const T
     LossValue result = loss_and_dlogits(ws.d[0], ws.ins.back(), y, m, net.n_outputs, y_cols, net.loss);
     backward(grad, ws, net, params, m);
     double penalty = 0;
-    for (const Op& op : net.ops) {
-        if (op.kind == DENSE && (op.l1 != 0 || op.l2 != 0))
-            penalty += add_penalty_gradient(grad + op.param_off, params + op.param_off, op.n_in * op.n_out, op.l1, op.l2);
+    for (const int64_t i : net.penalized) {
+        const Op& op = net.ops[i];
+        penalty += add_penalty_gradient(grad + op.param_off, params + op.param_off, op.n_in * op.n_out, op.l1, op.l2);
     }
     result.value += penalty;
     return result;
