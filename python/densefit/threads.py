@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import os
 
+from ._native import core as _core
 from .validation import check_int
-
-
-def _core():
-    try:
-        from . import _core
-    except ImportError:
-        return None
-    return _core
 
 
 def set_num_threads(n: int) -> None:
