@@ -1,0 +1,172 @@
+"""The "tutorial" peer: training loops written by hand with numba, the way a careful tutorial
+would, for the networks of the benchmark workloads. Not part of densefit.
+
+- :func:`mlp_epochs`: an MLP with relu hidden layers (W1–W4). Parameters, gradients and
+  activations each live in one flat buffer with 2-D views into it (llm.c style); matrix
+  products are explicit loops, or ``np.dot`` (BLAS) when ``use_blas`` (W4's 784-256-256-10).
+- :func:`linear_epochs`: linear or logistic regression (W5, W6) as per-sample scalar loops
+  accumulating the batch gradient.
+
+Size legend: ``m`` rows of the batch, ``n`` rows of X, ``d`` features, ``K`` outputs.
+Losses are means over the batch (MSE also over outputs); gradients are taken w.r.t. the
+logits in the fused form. Updates follow torch.optim (SGD with momentum, Adam).
+"""
+
+import numpy as np
+from numba import njit
+
+MSE, BCE, CCE = 0, 1, 2
+SGD, ADAM = 0, 1
+
+
+@njit(cache=False)
+def _matmul(out, a, b, use_blas):
+    """out = a · b (a, b may be transposed views)."""
+    if use_blas:
+        out[:, :] = np.dot(a, b)
+        return
+    m, k = a.shape
+    n = b.shape[1]
+    for i in range(m):
+        for j in range(n):
+            out[i, j] = 0.0
+        for p in range(k):
+            aip = a[i, p]
+            for j in range(n):
+                out[i, j] += aip * b[p, j]
+
+
+@njit
+def _loss_grad(dz, z, y, loss):
+    """dz = d(mean loss)/dz for the batch; returns the summed (not mean) loss of the batch."""
+    m, K = z.shape
+    total = 0.0
+    for i in range(m):
+        if loss == CCE:
+            zmax = z[i, 0]
+            for j in range(K):
+                zmax = max(zmax, z[i, j])
+            s = 0.0
+            for j in range(K):
+                dz[i, j] = np.exp(z[i, j] - zmax)
+                s += dz[i, j]
+            for j in range(K):
+                total -= y[i, j] * (z[i, j] - zmax - np.log(s))
+                dz[i, j] = (dz[i, j] / s - y[i, j]) / m
+        else:
+            for j in range(K):
+                zij, yij = z[i, j], y[i, j]
+                if loss == BCE:
+                    total += (max(zij, 0.0) - zij * yij + np.log1p(np.exp(-abs(zij)))) / K
+                    dz[i, j] = (1.0 / (1.0 + np.exp(-zij)) - yij) / (m * K)
+                else:
+                    total += (zij - yij) ** 2 / K
+                    dz[i, j] = 2.0 * (zij - yij) / (m * K)
+    return total
+
+
+@njit
+def _update(params, grads, slots, optimizer, lr, momentum, t):
+    """One pass over the flat buffers. SGD: buf = μ·buf + g, w -= lr·buf. Adam (β1 .9, β2 .999,
+    ε 1e-8): slots hold m then v."""
+    P = params.size
+    if optimizer == SGD:
+        for i in range(P):
+            slots[i] = momentum * slots[i] + grads[i]
+            params[i] -= lr * slots[i]
+    else:
+        c1, c2 = 1.0 - 0.9 ** t, 1.0 - 0.999 ** t
+        for i in range(P):
+            g = grads[i]
+            slots[i] = 0.9 * slots[i] + 0.1 * g
+            slots[P + i] = 0.999 * slots[P + i] + 0.001 * g * g
+            params[i] -= lr * (slots[i] / c1) / (np.sqrt(slots[P + i] / c2) + 1e-8)
+
+
+@njit
+def mlp_epochs(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, batch_size, epochs, use_blas):
+    """Train in place for ``epochs`` epochs over ``0..n-1``; returns the last epoch's mean loss.
+
+    ``params``: flat ``W0, b0, W1, b1, ...`` (``W`` row-major ``in×out``); ``slots``: zeros of
+    ``params.size`` (SGD) or ``2·params.size`` (Adam); ``sizes``: widths from input to output.
+    """
+    n = X.shape[0]
+    L = sizes.size - 1
+    width = sizes.max()
+    grads = np.zeros_like(params)
+    acts = np.zeros((L, batch_size * width), dtype=X.dtype)   # outputs of each layer
+    delta = np.zeros((2, batch_size * width), dtype=X.dtype)  # dL/d(layer output), ping-pong
+    offsets = np.zeros(L + 1, dtype=np.int64)
+    for l in range(L):
+        offsets[l + 1] = offsets[l] + sizes[l] * sizes[l + 1] + sizes[l + 1]
+    t = 0
+    total = 0.0
+    for _ in range(epochs):
+        total = 0.0
+        for start in range(0, n, batch_size):
+            m = min(batch_size, n - start)
+            # forward
+            for l in range(L):
+                d_in, d_out, o = sizes[l], sizes[l + 1], offsets[l]
+                inp = X[start:start + m] if l == 0 else acts[l - 1, :m * d_in].reshape((m, d_in))
+                W = params[o:o + d_in * d_out].reshape((d_in, d_out))
+                b = params[o + d_in * d_out:o + d_in * d_out + d_out]
+                out = acts[l, :m * d_out].reshape((m, d_out))
+                _matmul(out, inp, W, use_blas)
+                for i in range(m):
+                    for j in range(d_out):
+                        out[i, j] += b[j]
+                        if l < L - 1 and out[i, j] < 0:
+                            out[i, j] = 0.0
+            K = sizes[L]
+            dout = delta[0, :m * K].reshape((m, K))
+            total += _loss_grad(dout, acts[L - 1, :m * K].reshape((m, K)), Y[start:start + m], loss)
+            # backward
+            for l in range(L - 1, -1, -1):
+                d_in, d_out, o = sizes[l], sizes[l + 1], offsets[l]
+                inp = X[start:start + m] if l == 0 else acts[l - 1, :m * d_in].reshape((m, d_in))
+                W = params[o:o + d_in * d_out].reshape((d_in, d_out))
+                dW = grads[o:o + d_in * d_out].reshape((d_in, d_out))
+                db = grads[o + d_in * d_out:o + d_in * d_out + d_out]
+                dout = delta[(L - 1 - l) % 2, :m * d_out].reshape((m, d_out))
+                _matmul(dW, inp.T, dout, use_blas)
+                for j in range(d_out):
+                    db[j] = 0.0
+                for i in range(m):
+                    for j in range(d_out):
+                        db[j] += dout[i, j]
+                if l > 0:
+                    dinp = delta[(L - l) % 2, :m * d_in].reshape((m, d_in))
+                    _matmul(dinp, dout, W.T, use_blas)
+                    for i in range(m):
+                        for j in range(d_in):
+                            if inp[i, j] <= 0:
+                                dinp[i, j] = 0.0
+            t += 1
+            _update(params, grads, slots, optimizer, lr, momentum, t)
+    return total / n
+
+
+@njit
+def linear_epochs(X, y, w, b, loss, lr, batch_size, epochs):
+    """Plain mini-batch SGD in place on ``z = X·w + b`` (one output): ``loss`` MSE (linear
+    regression) or BCE (logistic regression). ``b`` is a 1-element array."""
+    n, d = X.shape
+    gw = np.zeros_like(w)
+    for _ in range(epochs):
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            gw[:] = 0.0
+            gb = 0.0
+            for i in range(start, stop):
+                z = b[0]
+                for j in range(d):
+                    z += X[i, j] * w[j]
+                r = 1.0 / (1.0 + np.exp(-z)) - y[i] if loss == BCE else 2.0 * (z - y[i])
+                for j in range(d):
+                    gw[j] += r * X[i, j]
+                gb += r
+            step = lr / (stop - start)
+            for j in range(d):
+                w[j] -= step * gw[j]
+            b[0] -= step * gb

@@ -1,0 +1,226 @@
+"""Run every available trainer on the benchmark workloads and print a markdown report.
+
+    python benchmarks/report.py [--scale S] [--workloads W1,W2] [--peers torch,jax-scan]
+                                [--threads N] [--rounds R] [--out section.md] [--png chart.png]
+
+Per workload and trainer: one warm-up run (it absorbs JIT compilation; its extra time over
+the median is reported as "first run +s", which is the compile time for numba, JAX and
+torch.compile), a check of its final loss/accuracy against densefit's numpy backend, then the
+median of ``R`` timed runs. Reported: samples/s, the ratio to torch eager and to densefit's
+numpy backend, and for W3/W4 the achieved GFLOP/s against a float32 sgemm peak measured here
+(numpy 2048×2048 matmul, best of 5), for W5 the GB/s of X read. No result is a pass or a fail
+on speed; a trainer whose result disagrees is marked in the "check" column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import threads_env  # noqa: E402
+
+EAGER, NUMPY = "torch", "densefit-numpy"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=None,
+                        help="shrink rows/epochs (default DENSEFIT_BENCH_SCALE or 1.0)")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6", help="comma-separated ids")
+    parser.add_argument("--peers", default=None, help="comma-separated trainers (default: all)")
+    parser.add_argument("--threads", type=int, default=None, help="threads for every library (default: theirs)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs per trainer (median reported)")
+    parser.add_argument("--out", default=None, help="also write the markdown report to this file")
+    parser.add_argument("--png", default=None, help="write a bar chart of samples/s (needs matplotlib)")
+    return parser.parse_args(argv)
+
+
+def sgemm_peak(size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of the best of ``repeats`` float32 ``size × size`` numpy matmuls."""
+    import numpy as np
+    a, b = (np.random.default_rng(i).random((size, size), dtype=np.float32) for i in range(2))
+    a @ b
+    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    return 2 * size ** 3 / best / 1e9
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(name, w, rounds, reference):
+    """One row of the report for trainer ``name`` on workload ``w``."""
+    import peers
+    import workloads
+    row = {"trainer": name, "note": peers.PEERS[name].note(w)}
+    reason = peers.unavailable(name, w)
+    if reason:
+        return {**row, "skipped": reason}
+    try:
+        run = peers.setup(name, w)
+        holder = {}
+        first = _seconds(lambda: holder.setdefault("weights", run()))
+        result = workloads.evaluate(w, holder["weights"])
+        times = [_seconds(run) for _ in range(rounds)]
+    except Exception as exc:  # one broken trainer must not stop the report
+        traceback.print_exc(file=sys.stderr)
+        return {**row, "skipped": f"error: {type(exc).__name__}: {exc}"}
+    median = statistics.median(times)
+    if name == NUMPY:
+        check = "reference"
+    else:
+        check = "unchecked" if reference is None else peers.check(name, w, result, reference) or "ok"
+    return {**row, "seconds": median, "first_extra": max(0.0, first - median), "loss": result[0],
+            "accuracy": result[1], "check": check, "result": result, **workloads.rates(w, median)}
+
+
+def _si(value: float) -> str:
+    for factor, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if value >= factor:
+            return f"{value / factor:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _ratio(row, base) -> str:
+    if base is None or "samples_per_s" not in row:
+        return ""
+    return f"{row['samples_per_s'] / base['samples_per_s']:.3g}×"
+
+
+def workload_table(w, rows, peak) -> list[str]:
+    by_name = {r["trainer"]: r for r in rows if "samples_per_s" in r}
+    eager, numpy_ = by_name.get(EAGER), by_name.get(NUMPY)
+    extra = {"gflops": "GFLOP/s (% sgemm peak)", "x_gb_per_s": "GB/s of X"}.get(w.rate)
+    head = ["trainer", "samples/s", "× torch eager", "× densefit-numpy", "median s", "first run +s", "loss", "accuracy",
+            "check"] + ([extra] if extra else []) + ["note"]
+    lines = [f"### {w.id} {w.name}: {w.n:,} × {w.sizes[0]}, network {'-'.join(map(str, w.sizes))}, "
+             f"{w.optimizer} lr {w.lr:g}, batch {w.batch_size}, {w.epochs} epochs, {w.dtype}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if "skipped" in r:
+            cells = [r["trainer"], "—", "", "", "", "", "", "", "skipped"] + ([""] if extra else []) + [r["skipped"]]
+        else:
+            rate = ""
+            if w.rate == "gflops":
+                rate = f"{r['gflops']:.3g} ({100 * r['gflops'] / peak:.0f}%)"
+            elif w.rate:
+                rate = f"{r[w.rate]:.3g}"
+            accuracy = "" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
+            cells = [r["trainer"], _si(r["samples_per_s"]), _ratio(r, eager), _ratio(r, numpy_), f"{r['seconds']:.4g}",
+                     f"{r['first_extra']:.3g}", f"{r['loss']:.5g}", accuracy, r["check"]] + ([rate] if extra else []) \
+                + [r["note"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def summary_table(results, names) -> list[str]:
+    lines = ["| workload | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for w, rows in results:
+        by_name = {r["trainer"]: r for r in rows}
+        cells = [_si(by_name[n]["samples_per_s"]) if "samples_per_s" in by_name.get(n, {}) else "—" for n in names]
+        lines.append(f"| {w.id} {w.name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def machine_lines(args, peak) -> list[str]:
+    import numpy as np
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = [f"python {platform.python_version()}", f"numpy {np.__version__}"]
+    for module in ("densefit", "torch", "jax", "sklearn", "numba"):
+        try:
+            versions.append(f"{module} {__import__(module).__version__}")
+        except ImportError:
+            versions.append(f"{module} missing")
+    threads = args.threads if args.threads else "library defaults"
+    return [f"- machine: {cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
+            f"- versions: {', '.join(versions)}",
+            f"- threads: {threads}; scale {args.scale}; median of {args.rounds} runs after one warm-up run",
+            f"- float32 sgemm peak (numpy 2048×2048, best of 5): {peak:.1f} GFLOP/s",
+            f"- command: `python {' '.join(sys.argv)}`"]
+
+
+def write_chart(path, results, names) -> str | None:
+    """A grouped, log-scale bar chart of samples/s; returns why not if matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed"
+    fig, ax = plt.subplots(figsize=(12, 5))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        values = [next((r.get("samples_per_s", 0) for r in rows if r["trainer"] == name), 0) for _, rows in results]
+        ax.bar([x + i * width for x in range(len(results))], values, width, label=name)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(results))], [f"{w.id} {w.name}" for w, _ in results])
+    ax.set_yscale("log")
+    ax.set_ylabel("samples / s")
+    ax.legend(ncol=3, fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    threads_env.configure(args.threads)     # before numpy, torch, JAX and numba start
+    import peers
+    import workloads
+    if args.scale is None:
+        args.scale = workloads.bench_scale()
+    names = args.peers.split(",") if args.peers else list(peers.NAMES)
+    unknown = [n for n in names if n not in peers.PEERS]
+    if unknown:
+        raise SystemExit(f"unknown trainers {unknown}; known: {', '.join(peers.NAMES)}")
+    peak = sgemm_peak()
+    results, lines = [], []
+    for workload_id in args.workloads.split(","):
+        w = workloads.get(workload_id.strip(), args.scale)
+        print(f"{w.id}: {w.n:,} rows × {w.epochs} epochs", file=sys.stderr, flush=True)
+        measured = {}
+        if NUMPY in names:
+            measured[NUMPY] = measure(NUMPY, w, args.rounds, None)
+            reference = measured[NUMPY].get("result")
+        else:
+            reference = None if peers.unavailable(NUMPY, w) else peers.train(NUMPY, w)
+        for name in names:
+            if name not in measured:
+                measured[name] = measure(name, w, args.rounds, reference)
+            print(f"  {name}: {measured[name].get('samples_per_s', measured[name].get('skipped'))}", file=sys.stderr,
+                  flush=True)
+        rows = [measured[name] for name in names]
+        results.append((w, rows))
+        lines += [""] + workload_table(w, rows, peak)
+    report = ["## Benchmarks", ""] + machine_lines(args, peak) + ["", "Samples per second:", ""] \
+        + summary_table(results, names) + lines + [""]
+    skipped = sum("skipped" in r for _, rows in results for r in rows)
+    text = "\n".join(report)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    if args.png:
+        problem = write_chart(args.png, results, names)
+        print(f"chart: {problem or args.png}", file=sys.stderr)
+    if skipped:
+        print(f"{skipped} trainer/workload pairs skipped (see the tables)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

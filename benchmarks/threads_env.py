@@ -1,0 +1,28 @@
+"""Thread count for every trainer, set through the environment before numpy, torch, JAX, numba
+or densefit are imported (they read these variables when they start). Kept free of heavy
+imports so :mod:`report` and ``conftest.py`` can call it first."""
+
+from __future__ import annotations
+
+import os
+
+VARIABLE = "DENSEFIT_BENCH_THREADS"
+
+
+def configure(threads: int | None) -> None:
+    """Use ``threads`` threads everywhere (``None``: leave each library's default)."""
+    if threads is None:
+        return
+    n = str(int(threads))
+    os.environ[VARIABLE] = n
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[name] = n
+    flags = os.environ.get("XLA_FLAGS", "")
+    flags += f" --xla_cpu_multi_thread_eigen={'false' if n == '1' else 'true'} intra_op_parallelism_threads={n}"
+    os.environ["XLA_FLAGS"] = flags.strip()
+
+
+def configured() -> int | None:
+    """The thread count set by :func:`configure` (or ``DENSEFIT_BENCH_THREADS``), else ``None``."""
+    value = os.environ.get(VARIABLE)
+    return int(value) if value else None
