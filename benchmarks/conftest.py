@@ -65,6 +65,7 @@ def verify_then_time(benchmark, reference):
 
         benchmark.group = f"{w.id} {w.name}"
         benchmark.extra_info.update(workload=w.id, trainer=name, rows=w.n, epochs=w.epochs, scale=w.scale,
+                                    threads=threads_env.configured() or "default",
                                     loss=result[0], accuracy=result[1], note=peers.PEERS[name].note(w))
         benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
         if benchmark.stats is not None:          # None under --benchmark-disable

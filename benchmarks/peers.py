@@ -71,7 +71,6 @@ class Peer:
     name: str
     setup: Callable[[Workload], Callable[[], list]]
     modules: tuple = ()
-    compiles: bool = False              # the first run includes JIT compilation
     tolerance: Callable[[Workload], Tolerance] = lambda w: SAME_TRAJECTORY
     note: Callable[[Workload], str] = lambda w: ""
 
@@ -182,6 +181,7 @@ def _jax():
     import jax
     import jax.numpy as jnp
     jax.config.update("jax_enable_x64", True)
+    jnp.zeros(()).block_until_ready()       # fail here, not in the middle of a benchmark, if XLA cannot start
 
     def forward(params, x):
         for i in range(0, len(params) - 2, 2):
@@ -341,13 +341,12 @@ def _numba_loop_note(w: Workload) -> str:
 
 # ------------------------------------------------------------------------------ the registry
 PEERS = {p.name: p for p in [
-    *[Peer(f"densefit-{b}", _densefit_setup(b), ("densefit",), compiles=(b == "numba")) for b in DENSEFIT_BACKENDS],
+    *[Peer(f"densefit-{b}", _densefit_setup(b), ("densefit",)) for b in DENSEFIT_BACKENDS],
     Peer("torch", _torch_setup(compiled=False), ("torch",), note=lambda w: "eager, torch.optim"),
-    Peer("torch.compile", _torch_setup(compiled=True), ("torch",), compiles=True,
-         note=lambda w: "compiled step function"),
-    Peer("jax-jit", _jax_setup(scan=False), ("jax",), compiles=True, note=lambda w: "jit step per batch"),
-    Peer("jax-scan", _jax_setup(scan=True), ("jax",), compiles=True, note=lambda w: "lax.scan over an epoch"),
-    Peer("numba-loop", _numba_loop_setup, ("numba",), compiles=True, note=_numba_loop_note),
+    Peer("torch.compile", _torch_setup(compiled=True), ("torch",), note=lambda w: "compiled step function"),
+    Peer("jax-jit", _jax_setup(scan=False), ("jax",), note=lambda w: "jit step per batch"),
+    Peer("jax-scan", _jax_setup(scan=True), ("jax",), note=lambda w: "lax.scan over an epoch"),
+    Peer("numba-loop", _numba_loop_setup, ("numba",), note=_numba_loop_note),
     Peer("sklearn", _sklearn_setup, ("sklearn",), note=_sklearn_note,
          tolerance=lambda w: CLOSE_TRAJECTORY if len(w.sizes) > 2 else PER_SAMPLE),
 ]}

@@ -27,6 +27,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import threads_env  # noqa: E402
 
 EAGER, NUMPY = "torch", "densefit-numpy"
+LEGEND = ("Columns: samples/s = rows × epochs / median run time; × torch eager and × densefit-numpy are ratios "
+          "of samples/s in this run; first run +s = warm-up run minus median run, i.e. the JIT compile time for "
+          "numba, JAX and torch.compile (paid once per process and signature, so a later workload may show 0); "
+          "check = final loss/accuracy on the whole data set against densefit's numpy backend "
+          "(see benchmarks/peers.py for the tolerances); GFLOP/s counts 6 FLOPs per weight and sample.")
 
 
 def parse_args(argv=None):
@@ -67,9 +72,10 @@ def measure(name, w, rounds, reference):
         return {**row, "skipped": reason}
     try:
         run = peers.setup(name, w)
-        holder = {}
-        first = _seconds(lambda: holder.setdefault("weights", run()))
-        result = workloads.evaluate(w, holder["weights"])
+        start = time.perf_counter()
+        weights = run()
+        first = time.perf_counter() - start
+        result = workloads.evaluate(w, weights)
         times = [_seconds(run) for _ in range(rounds)]
     except Exception as exc:  # one broken trainer must not stop the report
         traceback.print_exc(file=sys.stderr)
@@ -207,7 +213,7 @@ def main(argv=None) -> int:
         results.append((w, rows))
         lines += [""] + workload_table(w, rows, peak)
     report = ["## Benchmarks", ""] + machine_lines(args, peak) + ["", "Samples per second:", ""] \
-        + summary_table(results, names) + lines + [""]
+        + summary_table(results, names) + ["", LEGEND] + lines + [""]
     skipped = sum("skipped" in r for _, rows in results for r in rows)
     text = "\n".join(report)
     print(text)
