@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from .validation import check_int
+
 __all__ = [
     "PATTERN_KINDS",
     "Standardizer",
@@ -64,15 +66,6 @@ _STANDARDIZE_CHUNK = 65536
 # --------------------------------------------------------------------------
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` as an int, or raise if it is not an integer >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_nonnegative(name: str, value: object) -> float:
     """Return ``value`` as a float, or raise if it is not a real number >= 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -84,7 +77,7 @@ def _check_nonnegative(name: str, value: object) -> float:
 
 def _rng(seed: object) -> np.random.Generator:
     """The generator every data set draws from: ``default_rng(seed)``."""
-    return np.random.default_rng(_check_int("seed", seed, 0))
+    return np.random.default_rng(check_int("seed", seed, 0))
 
 
 def _split_evenly(n: int, k: int) -> NDArray[np.int64]:
@@ -135,7 +128,7 @@ def make_xor(n: int = 200, noise: float = 0.1, seed: int = 0) -> tuple[FloatArra
     Returns:
         ``X`` float64 of shape ``(n, 2)``, ``y`` int64 of shape ``(n,)``.
     """
-    n = _check_int("n", n, 4)
+    n = check_int("n", n, 4)
     noise = _check_nonnegative("noise", noise)
     rng = _rng(seed)
     X, corner = _gaussian_clusters(rng, _XOR_CORNERS, _split_evenly(n, 4), noise)
@@ -182,7 +175,7 @@ def make_clusters(n: int = 1000, seed: int = 0) -> tuple[FloatArray, IntArray]:
         ``X`` float64 of shape ``(n, 2)`` in ``[-1, 1]^2``, ``y`` int64 of
         shape ``(n,)``.
     """
-    n = _check_int("n", n, 3)
+    n = check_int("n", n, 3)
     rng = _rng(seed)
     X, cluster = _gaussian_clusters(rng, _CLUSTER_CENTRES, _split_evenly(n, 3), _CLUSTER_STD)
     return _rescale_to_unit_box(X), _CLUSTER_LABELS[cluster]
@@ -246,7 +239,7 @@ def make_patterns(kind: str, n: int = 500, seed: int = 0) -> tuple[FloatArray, I
     """
     if kind not in _PATTERNS:
         raise ValueError(f"kind must be one of {', '.join(PATTERN_KINDS)}; got {kind!r}")
-    n = _check_int("n", n, 1)
+    n = check_int("n", n, 1)
     rng = _rng(seed)
     X = rng.uniform(-1.0, 1.0, size=(n, 2))
     return X, _PATTERNS[kind](X[:, 0], X[:, 1]).astype(np.int64)
@@ -268,7 +261,7 @@ def make_moons(n: int = 200, noise: float = 0.1, seed: int = 0) -> tuple[FloatAr
     Returns:
         ``X`` float64 of shape ``(n, 2)``, ``y`` int64 of shape ``(n,)``.
     """
-    n = _check_int("n", n, 2)
+    n = check_int("n", n, 2)
     noise = _check_nonnegative("noise", noise)
     rng = _rng(seed)
     t_outer = np.linspace(0.0, np.pi, n // 2)
@@ -308,12 +301,12 @@ def make_blobs(
         ``X`` float64 of shape ``(n, d)``, ``y`` int64 of shape ``(n,)`` with
         values in ``0 .. k-1``.
     """
-    n = _check_int("n", n, 1)
+    n = check_int("n", n, 1)
     cluster_std = _check_nonnegative("cluster_std", cluster_std)
     rng = _rng(seed)
     if isinstance(centers, numbers.Integral) and not isinstance(centers, bool):
-        k = _check_int("centers", centers, 1)
-        d = _check_int("n_features", n_features, 1)
+        k = check_int("centers", centers, 1)
+        d = check_int("n_features", n_features, 1)
         centres = rng.uniform(-10.0, 10.0, size=(k, d))
     else:
         centres = np.asarray(centers, dtype=np.float64)
@@ -345,7 +338,7 @@ def make_linear(n: int = 1000, noise: float = 1.0, seed: int = 0) -> tuple[Float
     Returns:
         ``X`` float64 of shape ``(n, 1)``, ``y`` float64 of shape ``(n,)``.
     """
-    n = _check_int("n", n, 1)
+    n = check_int("n", n, 1)
     noise = _check_nonnegative("noise", noise)
     rng = _rng(seed)
     x = rng.uniform(0.0, 2.0, size=n)
@@ -409,16 +402,16 @@ def make_teacher(
         ``X`` of shape ``(n, n_features)`` in ``dtype``; ``y`` of shape
         ``(n,)``, int64 labels in ``0 .. n_classes-1`` or float64 targets.
     """
-    n = _check_int("n", n, 1)
-    n_features = _check_int("n_features", n_features, 1)
-    regression = n_classes is None or (_check_int("n_classes", n_classes, 0) == 0)
+    n = check_int("n", n, 1)
+    n_features = check_int("n_features", n_features, 1)
+    regression = n_classes is None or (check_int("n_classes", n_classes, 0) == 0)
     if not regression and n_classes == 1:
         raise ValueError("n_classes must be 0 or None (regression) or >= 2, got 1")
     if isinstance(hidden, (str, numbers.Number)):
         raise TypeError(f"hidden must be a sequence of layer widths, got {hidden!r}")
-    widths = [_check_int("hidden", width, 1) for width in hidden]
+    widths = [check_int("hidden", width, 1) for width in hidden]
     noise = _check_nonnegative("noise", noise)
-    chunk_size = _check_int("chunk_size", chunk_size, 1)
+    chunk_size = check_int("chunk_size", chunk_size, 1)
     x_dtype = np.dtype(dtype)
     if x_dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")

@@ -186,7 +186,7 @@ class Sequential:
                 if self.metrics:
                     logs["accuracy"] = self._accuracy(row[backends.CORRECT], row[backends.SEEN])
                 if validation_data is not None:
-                    logs.update({f"val_{k}": v for k, v in self.evaluate(Xv, yv).items()})
+                    logs.update({f"val_{k}": v for k, v in self._evaluate(Xv, yv, None).items()})
                 logs["learning_rate"] = float(lrs[i])
                 history._append(first + i, logs)
             done += count
@@ -207,11 +207,12 @@ class Sequential:
     # ----------------------------------------------------------------------------- inference
     def predict(self, X, batch_size: int | None = None) -> np.ndarray:
         """Outputs of the last layer in inference mode (probabilities for sigmoid/softmax)."""
-        return self._predict(X, batch_size, logits=False)
-
-    def _predict(self, X, batch_size, logits: bool) -> np.ndarray:
         self._require_built()
         X = as_features(X, self.plan.dtype, self.plan.n_features)
+        return self._forward(X, batch_size, logits=False)
+
+    def _forward(self, X: np.ndarray, batch_size, logits: bool) -> np.ndarray:
+        """The backend's inference pass on an already validated ``X``."""
         batch_size = _EVAL_ROWS if batch_size is None else check_int("batch_size", batch_size, 1)
         return backends.get(self._backend).predict(self.plan, self.state, X, batch_size, logits=logits)
 
@@ -219,9 +220,13 @@ class Sequential:
         """Mean loss (plus the regularization penalty) and metrics in inference mode."""
         self._require_built()
         X, y = self._prepare(X, y)
+        return self._evaluate(X, y, batch_size)
+
+    def _evaluate(self, X: np.ndarray, y: np.ndarray, batch_size) -> dict:
+        """:meth:`evaluate` on already validated arrays (``fit`` validates its validation data once)."""
         total, correct = 0.0, 0
         for start in range(0, X.shape[0], _EVAL_ROWS):
-            z = self._predict(X[start:start + _EVAL_ROWS], batch_size, logits=True)
+            z = self._forward(X[start:start + _EVAL_ROWS], batch_size, logits=True)
             value, right, _ = numpy_.loss_and_dlogits(self.plan.loss, z, y[start:start + _EVAL_ROWS], need_grad=False)
             total += value * z.shape[0]
             correct += right

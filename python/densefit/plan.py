@@ -82,7 +82,7 @@ class Plan:
     output_activation: int
     optimizer: int
     opt_params: np.ndarray
-    seed: int
+    seed: int  # the dropout hash's seed, the model's seed reduced mod 2**64 (a uint64)
     n_params: int
     n_stats: int
     max_width: int
@@ -172,7 +172,7 @@ def build_plan(layers: list[Layer], n_features: int, loss: str, optimizer: O.Opt
         ops=np.array(ints, dtype=np.int64).reshape(-1, N_OP_COLUMNS),
         op_params=np.array(floats, dtype=np.float64).reshape(-1, N_OP_PARAMS),
         loss=loss_code, output_activation=output_activation,
-        optimizer=optimizer.code, opt_params=optimizer.params(), seed=int(seed),
+        optimizer=optimizer.code, opt_params=optimizer.params(), seed=int(seed) % (1 << 64),
         n_params=n_params, n_stats=n_stats, max_width=max(widths), weights=tuple(weights),
     )
 

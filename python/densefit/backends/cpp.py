@@ -16,7 +16,6 @@ import numpy as np
 from .. import _core
 from ..plan import Plan, State
 
-_MASK64 = (1 << 64) - 1
 _nets: "weakref.WeakKeyDictionary[Plan, _core.Net]" = weakref.WeakKeyDictionary()
 
 
@@ -24,7 +23,7 @@ def _net(plan: Plan) -> _core.Net:
     net = _nets.get(plan)
     if net is None:
         net = _nets[plan] = _core.Net(plan.dtype, plan.ops, plan.op_params, plan.loss, plan.output_activation,
-                                      plan.optimizer, plan.opt_params, plan.seed & _MASK64, plan.n_params,
+                                      plan.optimizer, plan.opt_params, plan.seed, plan.n_params,
                                       plan.n_stats)
     return net
 

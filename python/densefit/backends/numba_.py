@@ -48,7 +48,6 @@ jit = njit(cache=True, error_model="numpy", nogil=True)
 _GELU_C = math.sqrt(2 / math.pi)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_MASK64 = (1 << 64) - 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -724,7 +723,7 @@ def _check_batch_size(batch_size: int) -> None:
 
 
 def _seed(plan: Plan) -> np.uint64:
-    return np.uint64(plan.seed & _MASK64)
+    return np.uint64(plan.seed)
 
 
 def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int) -> np.ndarray:
