@@ -1,4 +1,4 @@
-"""One trainer per peer, all doing the same training of a :class:`workloads.Workload`.
+"""One trainer per peer, all doing the same training of a :class:`densefit.bench.workloads.Workload`.
 
 A peer's ``setup(workload)`` does the untimed preparation (building the network, converting the
 data to the peer's own arrays, pre-slicing batches) and returns ``run()``: one timed training
@@ -31,8 +31,8 @@ from typing import Callable
 
 import numpy as np
 
-import threads_env
-from workloads import BCE, CCE, MSE, SEED, Workload, batches, evaluate
+from . import threads_env
+from .workloads import BCE, CCE, MSE, SEED, Workload, batches, evaluate
 
 DENSEFIT_BACKENDS = ("cpp", "numba", "numpy")
 REFERENCE = "densefit-numpy"
@@ -302,7 +302,7 @@ def _sklearn_note(w: Workload) -> str:
 
 # ------------------------------------------------------------------------------ hand-written numba
 def _numba_loop_setup(w: Workload):
-    import numba_loops as nl
+    from . import numba_loops as nl
     init = w.init_weights()
     loss = {MSE: nl.MSE, BCE: nl.BCE, CCE: nl.CCE}[w.loss]
     if len(w.sizes) == 2:                  # linear / logistic regression: per-sample scalar loops

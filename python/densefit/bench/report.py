@@ -1,7 +1,7 @@
 """Run every available trainer on the benchmark workloads and print a markdown report.
 
-    python benchmarks/report.py [--scale S] [--workloads W1,W2] [--peers torch,jax-scan]
-                                [--threads N] [--rounds R] [--out section.md] [--png chart.png]
+    python -m densefit.bench.report [--scale S] [--workloads W1,W2] [--peers torch,jax-scan]
+                                      [--threads N] [--rounds R] [--out section.md] [--png chart.png]
 
 Per workload and trainer: one warm-up run (it absorbs JIT compilation; its extra time over
 the median is reported as "first run +s", which is the compile time for numba, JAX and
@@ -22,16 +22,14 @@ import sys
 import time
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import threads_env  # noqa: E402
+from . import threads_env
 
 EAGER, NUMPY = "torch", "densefit-numpy"
 LEGEND = ("Columns: samples/s = rows × epochs / median run time; × torch eager and × densefit-numpy are ratios "
           "of samples/s in this run; first run +s = warm-up run minus median run, i.e. the JIT compile time for "
           "numba, JAX and torch.compile (paid once per process and signature, so a later workload may show 0); "
           "check = final loss/accuracy on the whole data set against densefit's numpy backend "
-          "(see benchmarks/peers.py for the tolerances); GFLOP/s counts 6 FLOPs per weight and sample.")
+          "(see densefit/bench/peers.py for the tolerances); GFLOP/s counts 6 FLOPs per weight and sample.")
 
 
 def parse_args(argv=None):
@@ -64,8 +62,7 @@ def _seconds(fn) -> float:
 
 def measure(name, w, rounds, reference):
     """One row of the report for trainer ``name`` on workload ``w``."""
-    import peers
-    import workloads
+    from . import peers, workloads
     row = {"trainer": name, "note": peers.PEERS[name].note(w)}
     reason = peers.unavailable(name, w)
     if reason:
@@ -185,8 +182,7 @@ def write_chart(path, results, names) -> str | None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     threads_env.configure(args.threads)     # before numpy, torch, JAX and numba start
-    import peers
-    import workloads
+    from . import peers, workloads
     if args.scale is None:
         args.scale = workloads.bench_scale()
     names = args.peers.split(",") if args.peers else list(peers.NAMES)
