@@ -2,6 +2,7 @@
 
     python -m densefit.bench.report [--scale S] [--workloads W1,W2] [--peers torch,jax-scan]
                                       [--threads N] [--rounds R] [--out section.md] [--png chart.png]
+    densefit bench ...                    (the same, through the densefit command)
 
 Per workload and trainer: one warm-up run (it absorbs JIT compilation; its extra time over
 the median is reported as "first run +s", which is the compile time for numba, JAX and
@@ -32,8 +33,8 @@ LEGEND = ("Columns: samples/s = rows × epochs / median run time; × torch eager
           "(see densefit/bench/peers.py for the tolerances); GFLOP/s counts 6 FLOPs per weight and sample.")
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The report's options, on ``parser`` (this module's and ``densefit bench``'s)."""
     parser.add_argument("--scale", type=float, default=None,
                         help="shrink rows/epochs (default DENSEFIT_BENCH_SCALE or 1.0)")
     parser.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6", help="comma-separated ids")
@@ -42,7 +43,11 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="timed runs per trainer (median reported)")
     parser.add_argument("--out", default=None, help="also write the markdown report to this file")
     parser.add_argument("--png", default=None, help="write a bar chart of samples/s (needs matplotlib)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return add_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0])).parse_args(argv)
 
 
 def sgemm_peak(size: int = 2048, repeats: int = 5) -> float:
@@ -134,7 +139,7 @@ def summary_table(results, names) -> list[str]:
     return lines
 
 
-def machine_lines(args, peak) -> list[str]:
+def machine_lines(args, peak, command) -> list[str]:
     import numpy as np
     cpu = platform.processor() or "?"
     try:
@@ -149,11 +154,12 @@ def machine_lines(args, peak) -> list[str]:
         except ImportError:
             versions.append(f"{module} missing")
     threads = args.threads if args.threads else "library defaults"
-    return [f"- machine: {cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
-            f"- versions: {', '.join(versions)}",
-            f"- threads: {threads}; scale {args.scale}; median of {args.rounds} runs after one warm-up run",
-            f"- float32 sgemm peak (numpy 2048×2048, best of 5): {peak:.1f} GFLOP/s",
-            f"- command: `python {' '.join(sys.argv)}`"]
+    lines = [f"- machine: {cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
+             f"- versions: {', '.join(versions)}",
+             f"- threads: {threads}; scale {args.scale}; median of {args.rounds} runs after one warm-up run"]
+    if peak is not None:
+        lines.append(f"- float32 sgemm peak (numpy 2048×2048, best of 5): {peak:.1f} GFLOP/s")
+    return lines + [f"- command: `{command}`"]
 
 
 def write_chart(path, results, names) -> str | None:
@@ -180,8 +186,13 @@ def write_chart(path, results, names) -> str | None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    threads_env.configure(args.threads)     # before numpy, torch, JAX and numba start
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return run(parse_args(argv), " ".join(["python -m densefit.bench.report", *argv]))
+
+
+def run(args, command: str) -> int:
+    """The report for parsed ``args`` (see :func:`add_arguments`); ``command`` is how it was started."""
+    threads_env.configure(args.threads)     # before torch, JAX and numba start
     from . import peers, workloads
     if args.scale is None:
         args.scale = workloads.bench_scale()
@@ -189,10 +200,13 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in peers.PEERS]
     if unknown:
         raise SystemExit(f"unknown trainers {unknown}; known: {', '.join(peers.NAMES)}")
-    peak = sgemm_peak()
+    ids = [workload_id.strip().upper() for workload_id in args.workloads.split(",")]
+    if set(ids) - set(workloads.IDS):
+        raise SystemExit(f"unknown workloads {sorted(set(ids) - set(workloads.IDS))}; known: {', '.join(workloads.IDS)}")
+    peak = sgemm_peak() if any(workloads.SPECS[i].rate == "gflops" for i in ids) else None   # W3/W4 only
     results, lines = [], []
-    for workload_id in args.workloads.split(","):
-        w = workloads.get(workload_id.strip(), args.scale)
+    for workload_id in ids:
+        w = workloads.get(workload_id, args.scale)
         print(f"{w.id}: {w.n:,} rows × {w.epochs} epochs", file=sys.stderr, flush=True)
         measured = {}
         if NUMPY in names:
@@ -208,7 +222,7 @@ def main(argv=None) -> int:
         rows = [measured[name] for name in names]
         results.append((w, rows))
         lines += [""] + workload_table(w, rows, peak)
-    report = ["## Benchmarks", ""] + machine_lines(args, peak) + ["", "Samples per second:", ""] \
+    report = ["## Benchmarks", ""] + machine_lines(args, peak, command) + ["", "Samples per second:", ""] \
         + summary_table(results, names) + ["", LEGEND] + lines + [""]
     skipped = sum("skipped" in r for _, rows in results for r in rows)
     text = "\n".join(report)
