@@ -1,6 +1,8 @@
 """``densefit bench``: the benchmark report through the command line, at a tiny scale (a few
 seconds). Only the shape of the report is checked, never a timing."""
 
+import importlib.util
+
 import densefit as df
 from densefit import cli
 
@@ -22,10 +24,12 @@ def _table(text: str, heading: str) -> list[list[str]]:
 
 
 def test_bench_prints_a_row_per_workload_and_trainer_with_ratios(capsys, tmp_path):
-    out = tmp_path / "bench.md"
-    assert cli.main(COMMAND + ["--out", str(out)]) == 0
+    out, png = tmp_path / "bench.md", tmp_path / "bench.png"
+    assert cli.main(COMMAND + ["--out", str(out), "--png", str(png)]) == 0
     text = capsys.readouterr().out
     assert out.read_text().strip() == text.strip()
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     summary = _table(text, "Samples per second")
     assert summary[0] == ["workload", "densefit-numpy", "densefit-cpp"]

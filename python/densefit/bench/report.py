@@ -163,24 +163,37 @@ def machine_lines(args, peak, command) -> list[str]:
 
 
 def write_chart(path, results, names) -> str | None:
-    """A grouped, log-scale bar chart of samples/s; returns why not if matplotlib is missing."""
+    """A log-scale bar chart of samples/s: one group per workload, one bar per trainer (none where
+    it was skipped), each labelled with its value. Returns why not if matplotlib is missing."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed"
-    fig, ax = plt.subplots(figsize=(12, 5))
-    width = 0.8 / len(names)
+    import math
+    rates = {(w.id, r["trainer"]): r["samples_per_s"] for w, rows in results for r in rows if "samples_per_s" in r}
+    width = 0.84 / len(names)
+    fig, ax = plt.subplots(figsize=(min(16.0, max(8.0, 2 + len(results) * (0.5 + 0.2 * len(names)))), 6.5))
+    colors = plt.get_cmap("tab10").colors
     for i, name in enumerate(names):
-        values = [next((r.get("samples_per_s", 0) for r in rows if r["trainer"] == name), 0) for _, rows in results]
-        ax.bar([x + i * width for x in range(len(results))], values, width, label=name)
-    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(results))], [f"{w.id} {w.name}" for w, _ in results])
+        xs = [x - 0.42 + (i + 0.5) * width for x in range(len(results))]
+        values = [rates.get((w.id, name), math.nan) for w, _ in results]
+        bars = ax.bar(xs, values, width * 0.92, label=name, color=colors[i % len(colors)], zorder=2)
+        ax.bar_label(bars, [_si(v) if v == v else "" for v in values], rotation=90, padding=2, fontsize=7)
+    ax.set_xticks(range(len(results)), [f"{w.id} {w.name}\n{w.n:,} × {w.sizes[0]}, batch {w.batch_size}"
+                                        for w, _ in results], fontsize=9)
     ax.set_yscale("log")
-    ax.set_ylabel("samples / s")
-    ax.legend(ncol=3, fontsize="small")
+    if rates:
+        low = 10 ** math.floor(math.log10(min(rates.values()) / 2))      # a labelled decade at the bottom
+        ax.set_ylim(low, max(rates.values()) * 10)                         # room for the labels on top
+    ax.set_ylabel("samples / s (log scale, higher is better)")
+    ax.grid(axis="y", which="major", alpha=0.4, zorder=0)
+    ax.set_title("Training throughput per workload (same data, weights and sample order for every trainer)",
+                 fontsize=10)
+    ax.legend(ncol=min(len(names), 9), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=130)
     plt.close(fig)
     return None
 
