@@ -52,6 +52,14 @@ DENSEFIT_ALWAYS_INLINE void dense_forward(T* __restrict out, const T* __restrict
         gemm(out, n_out, inp, n_in, false, W, n_out, false, m, n_out, n_in, T(1), b != nullptr ? T(1) : T(0));
         return;
     }
+    if (n_out == 1 && n_in < kNarrow) {  // column by column down the rows: vectorizes across rows
+        for (int64_t r = 0; r < m; r++) out[r] = inp[r * n_in] * W[0];
+        for (int64_t k = 1; k < n_in; k++)
+            for (int64_t r = 0; r < m; r++) out[r] += inp[r * n_in + k] * W[k];
+        if (b != nullptr)
+            for (int64_t r = 0; r < m; r++) out[r] += b[0];
+        return;
+    }
     if (n_out == 1) {  // one dot product per row, W is a contiguous column
         const T bias = b != nullptr ? b[0] : T(0);
         for (int64_t r = 0; r < m; r++) out[r] = dot(inp + r * n_in, 1, W, 1, n_in) + bias;

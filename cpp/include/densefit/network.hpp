@@ -367,7 +367,13 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
     require(batch_size >= 1, "batch_size must be >= 1");
     check_targets(net, Y);
     for (int64_t e = 0; e < E; e++) {
-        for (int64_t k = 0; k < n; k++) {
+        uint64_t largest = 0;  // as unsigned, so negatives are huge; a max vectorizes, the message searches again
+        const int64_t* row = orders.row(e);
+        if (row != nullptr)
+            for (int64_t k = 0; k < n; k++) largest = std::max(largest, static_cast<uint64_t>(row[k]));
+        else
+            for (int64_t k = 0; k < n; k++) largest = std::max(largest, static_cast<uint64_t>(orders.at(e, k)));
+        for (int64_t k = 0; largest >= static_cast<uint64_t>(n) && k < n; k++) {
             const int64_t r = orders.at(e, k);
             if (r < 0 || r >= n)
                 throw std::invalid_argument("orders[" + std::to_string(e) + ", " + std::to_string(k) + "] = " +
@@ -383,12 +389,16 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
         double* epoch = out + 4 * e;
         for (int64_t start = 0; start < n; start += batch_size) {
             const int64_t m = std::min(batch_size, n - start);
-            bool consecutive = true;  // rows first..first+m-1 of a contiguous X are used where they are
             const int64_t first = orders.at(e, start);
-            for (int64_t k = 0; k < m; k++) {
-                ws.index[k] = orders.at(e, start + k);
-                consecutive &= ws.index[k] == first + k;
-            }
+            int64_t* index = ws.index.data();
+            const int64_t* row = orders.row(e);
+            if (row != nullptr)
+                std::copy(row + start, row + start + m, index);
+            else
+                for (int64_t k = 0; k < m; k++) index[k] = orders.at(e, start + k);
+            int64_t mismatch = 0;  // rows first..first+m-1 of a contiguous X are used where they are
+            for (int64_t k = 0; k < m; k++) mismatch |= index[k] ^ (first + k);
+            const bool consecutive = mismatch == 0;
             const T* x = consecutive && X_direct != nullptr ? X_direct + first * X.cols : ws.x;
             const T* y = consecutive && Y_direct != nullptr ? Y_direct + first * Y.cols : ws.y;
             if (x == ws.x) gather_rows(ws.x, X, ws.index.data(), m);
