@@ -182,7 +182,7 @@ class Sequential:
         while done < epochs:
             count = 1 if per_epoch else min(chunk, epochs - done, max(1, _MAX_ORDER_ENTRIES // n))
             first = self.state.epoch
-            lrs = np.array([schedule(e) for e in range(first, first + count)], dtype=np.float64)
+            lrs = schedule.rates(first, count)
             call_start = time.perf_counter()
             stats = backends.train_epochs(self._backend, self.plan, self.state, X, y,
                                           self._orders(first, count, n, shuffle), lrs, batch_size)
