@@ -5,6 +5,8 @@ validation instead of crashes, the GIL released, the GEMM kernels, the BLAS thre
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -365,3 +367,57 @@ def test_all_finite_small_empty_and_wrong_inputs(dtype):
         _core.all_finite(np.ones(3, np.int64))
     with pytest.raises(ValueError, match="at most 2 dimensions"):
         _core.all_finite(np.ones((2, 2, 2), dtype))
+
+
+def _threaded_gemm(threads, a, b, trans_a=False, trans_b=False):
+    old = _core.get_num_threads()
+    try:
+        _core.set_num_threads(threads)
+        return _core.gemm(a, b, trans_a, trans_b)
+    finally:
+        _core.set_num_threads(old)
+
+
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("shape", [(300, 200, 100), (40, 900, 300), (1000, 30, 200), (17, 515, 333)])
+def test_gemm_split_over_threads_matches_numpy(shape, trans_a, trans_b):
+    """Large GEMMs are split into row or column blocks of C over the core's threads; every
+    thread count and split gives the single-threaded product."""
+    M, N, K = shape
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(K, M) if trans_a else (M, K))
+    b = rng.normal(size=(N, K) if trans_b else (K, N))
+    expected = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    for threads in (1, 2, 3, 5):
+        np.testing.assert_allclose(_threaded_gemm(threads, a, b, trans_a, trans_b), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_default_threads_follow_environment():
+    """DENSEFIT_NUM_THREADS, then OMP_NUM_THREADS, then the usable CPUs choose the default."""
+    code = "import densefit; print(densefit.get_num_threads())"
+
+    def threads(**env):
+        full = {k: v for k, v in os.environ.items() if k not in ("DENSEFIT_NUM_THREADS", "OMP_NUM_THREADS")}
+        full.update(env)
+        out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, check=True)
+        return int(out.stdout.strip())
+
+    assert threads(OMP_NUM_THREADS="3") == 3
+    assert threads(OMP_NUM_THREADS="3", DENSEFIT_NUM_THREADS="1") == 1
+    assert threads(OMP_NUM_THREADS="nonsense") == len(os.sched_getaffinity(0))
+
+
+def test_threads_survive_fork():
+    """A forked child (multiprocessing's default on Linux) gets fresh worker threads."""
+    import multiprocessing as mp
+    old = _core.get_num_threads()
+    _core.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(1)
+        a, b = rng.normal(size=(400, 300)), rng.normal(size=(300, 500))
+        _core.gemm(a, b)  # the parent's workers exist and have run
+        with mp.get_context("fork").Pool(1) as pool:
+            result = pool.apply(_core.gemm, (a, b))
+        np.testing.assert_allclose(result, a @ b, rtol=1e-10, atol=1e-10)
+    finally:
+        _core.set_num_threads(old)

@@ -5,7 +5,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <sched.h>
+
+#include <algorithm>
 #include <cstdint>
+#include <thread>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -198,6 +202,20 @@ py::array_t<T> gemm_t(const py::array& a, const py::array& b, bool trans_a, bool
     return c;
 }
 
+// DENSEFIT_NUM_THREADS, else OMP_NUM_THREADS (a positive integer), else the CPUs this process may use.
+int default_threads() {
+    for (const char* name : {"DENSEFIT_NUM_THREADS", "OMP_NUM_THREADS"}) {
+        const char* value = std::getenv(name);
+        if (value == nullptr || *value == '\0') continue;
+        char* end = nullptr;
+        const long n = std::strtol(value, &end, 10);
+        if (*end == '\0' && n >= 1 && n <= 1024) return static_cast<int>(n);
+    }
+    cpu_set_t cpus;
+    if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0) return std::max(1, CPU_COUNT(&cpus));
+    return std::max(1u, std::thread::hardware_concurrency());
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -267,15 +285,21 @@ PYBIND11_MODULE(_core, m) {
         "True iff every element of a (float32/float64, ndim ≤ 2, any strides, read-only is fine) is finite; "
         "a is never written and the GIL is released.");
 
+    // OpenBLAS runs single-threaded; the core splits large GEMMs over its own pool (parallel.hpp).
+    scipy_openblas_set_num_threads(1);
+    df::ThreadPool::instance().set_threads(default_threads());
     m.def(
         "set_num_threads",
         [](int n) {
             if (n < 1) throw py::value_error("the number of threads must be >= 1, got " + std::to_string(n));
-            scipy_openblas_set_num_threads(n);
+            py::gil_scoped_release release;  // waits for a training running in another Python thread
+            df::ThreadPool::instance().set_threads(n);
         },
-        py::arg("n"), "Set the number of OpenBLAS threads the core's GEMMs use.");
-    m.def("get_num_threads", []() { return scipy_openblas_get_num_threads(); },
-          "The number of OpenBLAS threads the core's GEMMs use.");
+        py::arg("n"),
+        "Use at most n threads for the core's large GEMMs (default: DENSEFIT_NUM_THREADS, else OMP_NUM_THREADS, "
+        "else the CPUs this process may run on).");
+    m.def("get_num_threads", []() { return df::ThreadPool::instance().threads(); },
+          "The number of threads the core's large GEMMs use.");
 
     m.def(
         "build_info",

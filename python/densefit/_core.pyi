@@ -81,10 +81,10 @@ def all_finite(a: np.ndarray) -> bool:
     ``ValueError`` for more dimensions."""
 
 def set_num_threads(n: int) -> None:
-    """Set the number of OpenBLAS threads (``n >= 1``)."""
+    """Use ``n >= 1`` threads for the core's large GEMMs (its own pool; OpenBLAS stays single-threaded)."""
 
 def get_num_threads() -> int:
-    """The number of OpenBLAS threads."""
+    """The number of threads of the core's GEMM pool."""
 
 def build_info() -> dict[str, Any]:
     """``{"native": bool, "openblas": str, "small_gemm_macs": int}``: -march=native or portable,

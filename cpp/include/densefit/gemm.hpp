@@ -9,7 +9,10 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cstdint>
+
+#include "parallel.hpp"
 
 namespace densefit {
 
@@ -101,6 +104,35 @@ inline void blas_gemm(double* C, int64_t ldc, const double* A, int64_t lda, bool
                       static_cast<blasint>(lda), B, static_cast<blasint>(ldb), beta, C, static_cast<blasint>(ldc));
 }
 
+// Below this many multiply-adds one thread does the whole GEMM: a block must take much longer than
+// waking a worker (~5-50 µs). 2^21 MACs take ~30 µs at 140 GFLOP/s.
+constexpr int64_t kParallelGemmMacs = int64_t{1} << 21;
+
+// blas_gemm split into independent blocks of C across the pool's threads: row blocks when C is
+// taller than wide, else column blocks (each a single-threaded OpenBLAS call).
+template <class T>
+void parallel_blas_gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a, const T* B, int64_t ldb,
+                        bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, T beta) {
+    ThreadPool& pool = ThreadPool::instance();
+    const bool by_rows = M >= N;
+    const int64_t extent = by_rows ? M : N;
+    const int64_t macs = M * N * K;  // callers keep dimensions below 2^31, so this fits in int64
+    const int parts = static_cast<int>(std::min<int64_t>({pool.threads(), extent / 16, macs / kParallelGemmMacs}));
+    if (parts <= 1) {
+        blas_gemm(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
+        return;
+    }
+    pool.run(parts, [&](int part) {
+        const int64_t begin = extent * part / parts, end = extent * (part + 1) / parts;
+        if (by_rows)  // rows [begin, end) of C and of op(A)
+            blas_gemm(C + begin * ldc, ldc, A + (trans_a ? begin : begin * lda), lda, trans_a, B, ldb, trans_b,
+                      end - begin, N, K, alpha, beta);
+        else  // columns [begin, end) of C and of op(B)
+            blas_gemm(C + begin, ldc, A, lda, trans_a, B + (trans_b ? begin * ldb : begin), ldb, trans_b, M,
+                      end - begin, K, alpha, beta);
+    });
+}
+
 template <class T>
 void gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a, const T* B, int64_t ldb, bool trans_b, int64_t M,
           int64_t N, int64_t K, T alpha, T beta) {
@@ -108,7 +140,7 @@ void gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a, const T* B, 
     if (small && M * N * K < kSmallGemmMacs)
         gemm_small(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
     else
-        blas_gemm(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
+        parallel_blas_gemm(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
 }
 
 }  // namespace densefit
