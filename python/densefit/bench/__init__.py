@@ -7,4 +7,8 @@ Not imported by ``import densefit``; the peers are optional (the ``bench`` extra
   for every library.
 - :mod:`.report`: the markdown table (and PNG chart) of every trainer on every workload,
   ``python -m densefit.bench.report`` or ``densefit bench``.
+- Measurements, each ``python -m densefit.bench.<name>`` printing a markdown section:
+  :mod:`.memory` (peak RSS of ``fit`` on W5, and on a 4 GB memmap), :mod:`.scaling` (epoch
+  time against rows, read bandwidth), :mod:`.startup` (import and first-call overhead),
+  :mod:`.threads` (cpp samples/s with 1 and 2 threads); :mod:`.proc` holds their helpers.
 """

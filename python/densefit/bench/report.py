@@ -91,7 +91,7 @@ def measure(name, w, rounds, reference):
             "accuracy": result[1], "check": check, "result": result, **workloads.rates(w, median)}
 
 
-def _si(value: float) -> str:
+def si(value: float) -> str:
     for factor, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
         if value >= factor:
             return f"{value / factor:.3g}{suffix}"
@@ -123,7 +123,7 @@ def workload_table(w, rows, peak) -> list[str]:
             elif w.rate:
                 rate = f"{r[w.rate]:.3g}"
             accuracy = "" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
-            cells = [r["trainer"], _si(r["samples_per_s"]), _ratio(r, eager), _ratio(r, numpy_), f"{r['seconds']:.4g}",
+            cells = [r["trainer"], si(r["samples_per_s"]), _ratio(r, eager), _ratio(r, numpy_), f"{r['seconds']:.4g}",
                      f"{r['first_extra']:.3g}", f"{r['loss']:.5g}", accuracy, r["check"]] + ([rate] if extra else []) \
                 + [r["note"]]
         lines.append("| " + " | ".join(cells) + " |")
@@ -134,7 +134,7 @@ def summary_table(results, names) -> list[str]:
     lines = ["| workload | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for w, rows in results:
         by_name = {r["trainer"]: r for r in rows}
-        cells = [_si(by_name[n]["samples_per_s"]) if "samples_per_s" in by_name.get(n, {}) else "—" for n in names]
+        cells = [si(by_name[n]["samples_per_s"]) if "samples_per_s" in by_name.get(n, {}) else "—" for n in names]
         lines.append(f"| {w.id} {w.name} | " + " | ".join(cells) + " |")
     return lines
 
@@ -180,7 +180,7 @@ def write_chart(path, results, names) -> str | None:
         xs = [x - 0.42 + (i + 0.5) * width for x in range(len(results))]
         values = [rates.get((w.id, name), math.nan) for w, _ in results]
         bars = ax.bar(xs, values, width * 0.92, label=name, color=colors[i % len(colors)], zorder=2)
-        ax.bar_label(bars, [_si(v) if v == v else "" for v in values], rotation=90, padding=2, fontsize=7)
+        ax.bar_label(bars, [si(v) if v == v else "" for v in values], rotation=90, padding=2, fontsize=7)
     ax.set_xticks(range(len(results)), [f"{w.id} {w.name}\n{w.n:,} × {w.sizes[0]}, batch {w.batch_size}"
                                         for w, _ in results], fontsize=9)
     ax.set_yscale("log")

@@ -173,7 +173,13 @@ def get(workload_id: str, scale: float | None = None) -> Workload:
         return get(workload_id, bench_scale())
     spec = SPECS[workload_id.upper()]
     rows = min(spec.rows, max(MIN_ROWS, round(spec.rows * scale)))
-    epochs = max(1, round(spec.epochs * scale))
+    return make(spec.id, rows, max(1, round(spec.epochs * scale)), scale)
+
+
+def make(workload_id: str, rows: int, epochs: int, scale: float = 1.0) -> Workload:
+    """Workload ``workload_id`` with exactly ``rows`` rows (more than DESIGN.md's too) and
+    ``epochs`` epochs, generated afresh (not cached): for the scaling and memory measurements."""
+    spec = SPECS[workload_id.upper()]
     rng = np.random.default_rng([SEED, int(spec.id[1:])])
     X, target = _DATA[spec.id](rng, rows)
     dtype = np.dtype(spec.dtype)
