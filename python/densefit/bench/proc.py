@@ -104,6 +104,12 @@ class Peak:
         return self.vm_hwm if self.vm_hwm is not None else self.peaks.get("VmRSS", 0)
 
 
+def conditions() -> str:
+    """The cores and the load when a measurement starts (a shared machine shows in the load)."""
+    load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
+    return f"Machine: {os.cpu_count()} logical cores, 1-minute load average {load} at the start."
+
+
 def table(head: list[str], rows: list[list]) -> list[str]:
     """A markdown table."""
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + \

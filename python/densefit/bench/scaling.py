@@ -59,6 +59,7 @@ def main(argv=None) -> int:
     parser.add_argument("--read-gb", type=float, default=1.0, help="size of the array the read bandwidth sums")
     args = parser.parse_args(argv)
     import densefit as df
+    machine = proc.conditions()
     sizes = [int(r) for r in args.rows.split(",")]
     measured = []
     for rows in sizes:
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
     bandwidth = read_bandwidth(args.read_gb)
     rows_table = [[f"{rows:,}", f"{x_bytes / 1e9:.2f}", f"{seconds:.4f}", f"{rows / seconds / 1e6:.2f} M",
                    f"{seconds / rows * 1e9:.1f}", f"{x_bytes / seconds / 1e9:.2f}"] for rows, seconds, x_bytes in measured]
-    lines = ["### Scaling with rows (cpp backend)", "",
+    lines = ["### Scaling with rows (cpp backend)", "", machine, "",
              f"W5-style data (d = 100 float32, logistic regression, SGD batch 256, no shuffling): best of "
              f"{args.repeats} one-epoch `fit` calls per size (each includes the finiteness scan of X), "
              f"{df.get_num_threads()} densefit threads.", "",

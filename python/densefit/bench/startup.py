@@ -57,6 +57,7 @@ def child(import_seconds: float, backend: str, rebuild: str) -> None:
 
 
 def main(argv=None) -> int:
+    machine = proc.conditions()
     cache = tempfile.mkdtemp(prefix="densefit-numba-cache-")
     try:
         cases = [("cpp, as from a wheel", "cpp", "skip", {}),
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
             print(f"{label}: {r}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    lines = ["### First-call overhead", "",
+    lines = ["### First-call overhead", "", machine, "",
              "Fresh process per row; a tiny W1-like `fit` (1,000 × 2, 2-3-4-1, batch 1, 1 epoch); \"model\" is "
              "`Sequential` + `compile` (the backend loads there). Milliseconds.", "",
              *proc.table(["case", "import densefit", "first model + fit", "second fit, same model",

@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.threads.split(",")]
+    machine = proc.conditions()
     results = {}
     for n in counts:
         results[n] = proc.run_child("densefit.bench.threads", args.workloads, args.rounds,
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
         rates = [results[n]["rates"][workload_id] for n in counts]
         ratio = f"{rates[-1] / rates[0]:.2f}×" if None not in (rates[0], rates[-1]) else "—"
         rows.append([f"{w.id} {w.name}", *(report.si(r) if r else "error" for r in rates), ratio])
-    lines = ["### Threads (cpp backend)", "",
+    lines = ["### Threads (cpp backend)", "", machine, "",
              f"Samples/s, median of {args.rounds} runs after a warm-up run, full-size workloads; one fresh process per "
              f"thread count (densefit reported {', '.join(str(results[n]['threads']) for n in counts)} threads).", "",
              *proc.table(["workload", *(f"{n} thread{'s' * (n > 1)}" for n in counts), f"{last} / {first}"], rows)]
