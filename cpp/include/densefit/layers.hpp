@@ -21,7 +21,7 @@ constexpr int64_t kNarrow = 8;
 // sums (cols) = Σ_rows a (rows × cols), rows ≥ 1.
 template <class T>
 void column_sums(T* __restrict sums, const T* __restrict a, int64_t rows, int64_t cols) {
-    if (cols < kNarrow) {
+    if (cols < kNarrow && rows >= kNarrow) {
         const T one = 1;
         for (int64_t j = 0; j < cols; j++) sums[j] = dot(a + j, cols, &one, 0, rows);
         return;
@@ -52,7 +52,7 @@ DENSEFIT_ALWAYS_INLINE void dense_forward(T* __restrict out, const T* __restrict
         gemm(out, n_out, inp, n_in, false, W, n_out, false, m, n_out, n_in, T(1), b != nullptr ? T(1) : T(0));
         return;
     }
-    if (n_out == 1 && n_in < kNarrow) {  // column by column down the rows: vectorizes across rows
+    if (n_out == 1 && n_in < kNarrow && m >= kNarrow) {  // column by column down the rows: vectorizes across rows
         for (int64_t r = 0; r < m; r++) out[r] = inp[r * n_in] * W[0];
         for (int64_t k = 1; k < n_in; k++)
             for (int64_t r = 0; r < m; r++) out[r] += inp[r * n_in + k] * W[k];
@@ -91,7 +91,7 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
         if (dinp != nullptr) gemm(dinp, n_in, dout, n_out, false, W, n_out, true, m, n_in, n_out, T(1), T(0));
         return;
     }
-    if (n_out == 1 && n_in < kNarrow) {  // dW[k] = Σ_r inp[r, k] · dout[r]: a dot product down column k
+    if (n_out == 1 && n_in < kNarrow && m >= kNarrow) {  // dW[k] = Σ_r inp[r, k] · dout[r]: a dot down column k
         for (int64_t k = 0; k < n_in; k++) dW[k] = dot(inp + k, n_in, dout, 1, m);
     } else if (n_out == 1) {  // dW = Σ_r dout[r] · inp row r: axpys along the rows
         for (int64_t r = 0; r < m; r++) {
