@@ -421,3 +421,13 @@ def test_threads_survive_fork():
         np.testing.assert_allclose(result, a @ b, rtol=1e-10, atol=1e-10)
     finally:
         _core.set_num_threads(old)
+
+
+def test_gemm_pool_many_runs_and_thread_changes():
+    """Back-to-back runs (the workers' spin-then-sleep hand-over) and pool resizes in between."""
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(256, 128)), rng.normal(size=(128, 300))
+    expected = a @ b
+    for i in range(300):
+        got = _threaded_gemm(1 + i % 4, a, b) if i % 50 == 0 else _core.gemm(a, b)
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)

@@ -108,8 +108,9 @@ inline void blas_gemm(double* C, int64_t ldc, const double* A, int64_t lda, bool
 // waking a worker (~5-50 µs). 2^21 MACs take ~30 µs at 140 GFLOP/s.
 constexpr int64_t kParallelGemmMacs = int64_t{1} << 21;
 
-// blas_gemm split into independent blocks of C across the pool's threads: row blocks when C is
-// taller than wide, else column blocks (each a single-threaded OpenBLAS call).
+// blas_gemm split into independent blocks of C that the pool's threads claim: row blocks when C is
+// taller than wide, else column blocks (each a single-threaded OpenBLAS call). Two blocks per
+// thread, so a thread that loses its core leaves work the others can take.
 template <class T>
 void parallel_blas_gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a, const T* B, int64_t ldb,
                         bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, T beta) {
@@ -117,8 +118,8 @@ void parallel_blas_gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a
     const bool by_rows = M >= N;
     const int64_t extent = by_rows ? M : N;
     const int64_t macs = M * N * K;  // callers keep dimensions below 2^31, so this fits in int64
-    const int parts = static_cast<int>(std::min<int64_t>({pool.threads(), extent / 16, macs / kParallelGemmMacs}));
-    if (parts <= 1) {
+    const int parts = static_cast<int>(std::min<int64_t>({2 * pool.threads(), extent / 16, macs / kParallelGemmMacs}));
+    if (parts <= 1 || pool.threads() == 1) {
         blas_gemm(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
         return;
     }
