@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 MB = 1 << 20
 CHILD = "--child"
@@ -104,10 +105,27 @@ class Peak:
         return self.vm_hwm if self.vm_hwm is not None else self.peaks.get("VmRSS", 0)
 
 
+def busy_cores(seconds: float = 1.0) -> float | None:
+    """How many cores the whole machine kept busy over the next ``seconds`` (``/proc/stat``;
+    ``None`` elsewhere): other processes competing with a measurement about to start."""
+    def times():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values), values[3] + values[4]          # total, idle + iowait
+    try:
+        total0, idle0 = times()
+        time.sleep(seconds)
+        total1, idle1 = times()
+    except OSError:
+        return None
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / max(1, total1 - total0))
+
+
 def conditions() -> str:
-    """The cores and the load when a measurement starts (a shared machine shows in the load)."""
-    load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
-    return f"Machine: {os.cpu_count()} logical cores, 1-minute load average {load} at the start."
+    """The cores and how busy other processes kept them just before a measurement starts."""
+    busy = busy_cores()
+    busy = "?" if busy is None else f"{busy:.1f}"
+    return f"Machine: {os.cpu_count()} logical cores; {busy} of them busy with other work in the second before the start."
 
 
 def table(head: list[str], rows: list[list]) -> list[str]:
