@@ -5,9 +5,9 @@ float32, batch 256, ``shuffle=False``), and the machine's read bandwidth to comp
 
 Per size: the best of at least ``--repeats`` one-epoch ``fit`` calls, more for small sizes
 (after a warm-up call; a call includes the finiteness scan of X and resetting the weights),
-then a least-squares line ``time = a + b·rows`` with its R², the per-row cost ``b`` in ns and the GB/s of X it
-implies (400 bytes per row). Read bandwidth: numpy's sum over a 1 GB float32 array, best of
-5. 10⁷ rows need 4 GB of RAM for X. Prints a markdown section for BENCHMARKS.md.
+then a least-squares line ``time = a + b·rows`` with its R², the per-row cost ``b`` in ns and
+the GB/s of X it implies (400 bytes per row). Read bandwidth: numpy's sum over a 1 GB float32
+array, best of 5. 10⁷ rows need 4 GB of RAM for X. Prints a markdown section for BENCHMARKS.md.
 """
 
 from __future__ import annotations
