@@ -339,6 +339,17 @@ def _numba_loop_note(w: Workload) -> str:
     return "np.dot (BLAS) matmuls" if max(w.sizes) >= 256 else "explicit-loop matmuls"
 
 
+# ------------------------------------------------------------------------------ tutorial numpy
+def _numpy_tutorial_setup(w: Workload):
+    from . import numpy_tutorial
+    init = w.init_weights()
+
+    def run():
+        return numpy_tutorial.train(w.X, w.Y, [a.copy() for a in init], w.loss, w.optimizer, w.lr, w.momentum,
+                                    w.batch_size, w.epochs)
+    return run
+
+
 # ------------------------------------------------------------------------------ the registry
 PEERS = {p.name: p for p in [
     *[Peer(f"densefit-{b}", _densefit_setup(b), ("densefit",)) for b in DENSEFIT_BACKENDS],
@@ -347,6 +358,7 @@ PEERS = {p.name: p for p in [
     Peer("jax-jit", _jax_setup(scan=False), ("jax",), note=lambda w: "jit step per batch"),
     Peer("jax-scan", _jax_setup(scan=True), ("jax",), note=lambda w: "lax.scan over an epoch"),
     Peer("numba-loop", _numba_loop_setup, ("numba",), note=_numba_loop_note),
+    Peer("numpy-tutorial", _numpy_tutorial_setup, (), note=lambda w: "the teaching material's numpy loop"),
     Peer("sklearn", _sklearn_setup, ("sklearn",), note=_sklearn_note,
          tolerance=lambda w: CLOSE_TRAJECTORY if len(w.sizes) > 2 else PER_SAMPLE),
 ]}
