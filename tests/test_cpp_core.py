@@ -431,3 +431,35 @@ def test_gemm_pool_many_runs_and_thread_changes():
     for i in range(300):
         got = _threaded_gemm(1 + i % 4, a, b) if i % 50 == 0 else _core.gemm(a, b)
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_concurrent_trainings_share_the_pool_while_it_is_resized():
+    """Python threads training models at once (GIL released) while the pool is resized: every
+    run finishes with the result of a run alone."""
+    import densefit as df
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(1024, 300)).astype(np.float32)
+    y = rng.integers(0, 10, 1024)
+
+    def train(out, i):
+        model = df.Sequential([df.Dense(256, "relu", input_dim=300), df.Dense(10, "softmax")], seed=1, backend="cpp")
+        model.compile("categorical_crossentropy", df.Adam(1e-3))
+        model.fit(X, y, epochs=2, batch_size=256, verbose=0)
+        out[i] = model.get_weights()[0]
+
+    old = _core.get_num_threads()
+    results = {}
+    try:
+        train(results, "alone")
+        workers = [threading.Thread(target=train, args=(results, i)) for i in range(3)]
+        for w in workers:
+            w.start()
+        for k in range(10):
+            _core.set_num_threads(1 + k % 3)
+        for w in workers:
+            w.join()
+    finally:
+        _core.set_num_threads(old)
+    assert len(results) == 4
+    for i in range(3):
+        np.testing.assert_allclose(results[i], results["alone"], rtol=1e-4, atol=1e-6)

@@ -32,7 +32,7 @@ public:
         return *pool;
     }
 
-    int threads() const { return threads_; }
+    int threads() const { return threads_.load(std::memory_order_relaxed); }
 
     // Use n threads in all (the caller and n - 1 workers); n ≥ 1. Waits for a running run().
     void set_threads(int n) {
@@ -45,7 +45,7 @@ public:
     // task(i) for every i in [0, blocks), each exactly once, on the caller and the workers; returns
     // when all are done. Runs are serialized (two Python threads training two models share the pool).
     void run(int blocks, const std::function<void(int)>& task) {
-        if (blocks <= 1 || threads_ <= 1) {
+        if (blocks <= 1 || threads() <= 1) {
             for (int i = 0; i < blocks; i++) task(i);
             return;
         }
@@ -113,7 +113,7 @@ private:
         new (&mutex_) std::mutex();
         new (&wake_) std::condition_variable();
         stop_ = false;
-        set_threads(threads_);
+        set_threads(threads());
     }
 
     void stop_workers() {
@@ -128,7 +128,7 @@ private:
     }
 
     static constexpr int kSpins = 2000;
-    int threads_ = 1;
+    std::atomic<int> threads_{1};  // read by callers deciding how to split, outside the lock
     std::vector<std::thread> workers_;
     std::mutex run_mutex_;  // one run (or set_threads) at a time
     std::mutex mutex_;      // guards generation_, task_, blocks_, stop_ changes and the sleep
