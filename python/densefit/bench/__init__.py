@@ -3,8 +3,8 @@
 Not imported by ``import densefit``; the peers are optional (the ``bench`` extra).
 
 - :mod:`.workloads`: W1–W6 as data; :mod:`.peers`: one trainer per peer;
-  :mod:`.numba_loops`: the hand-written numba peer; :mod:`.threads_env`: one thread count
-  for every library.
+  :mod:`.numba_loops`: the hand-written numba peer; :mod:`.numpy_tutorial`: the teaching
+  material's numpy loop as a peer; :mod:`.threads_env`: one thread count for every library.
 - :mod:`.report`: the markdown table (and PNG chart) of every trainer on every workload,
   ``python -m densefit.bench.report`` or ``densefit bench``.
 - Measurements, each ``python -m densefit.bench.<name>`` printing a markdown section:
