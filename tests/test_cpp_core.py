@@ -463,3 +463,16 @@ def test_concurrent_trainings_share_the_pool_while_it_is_resized():
     assert len(results) == 4
     for i in range(3):
         np.testing.assert_allclose(results[i], results["alone"], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend_module", [cpp, numpy_], ids=["cpp", "numpy"])
+def test_orders_none_is_rows_in_order(backend_module):
+    """orders=None trains exactly like an explicit 0..n-1 order every epoch, without the array."""
+    plan = build_plan([Dense(3, "relu", input_dim=4), Dense(1)], 4, "mse", O.SGD(0.05, momentum=0.9), "float64", 0)
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(50, 4)), rng.normal(size=(50, 1))
+    states = [init_state(plan, [Dense(3, "relu", input_dim=4), Dense(1)], 0) for _ in range(2)]
+    explicit = backend_module.train_epochs(plan, states[0], X, y, np.tile(np.arange(50), (3, 1)), np.full(3, 0.05), 8)
+    implicit = backend_module.train_epochs(plan, states[1], X, y, None, np.full(3, 0.05), 8)
+    np.testing.assert_array_equal(explicit, implicit)
+    np.testing.assert_array_equal(states[0].params, states[1].params)

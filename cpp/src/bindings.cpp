@@ -112,7 +112,7 @@ BoundNet make_net(const py::object& dtype, const py::array_t<int64_t, py::array:
 template <class T>
 py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::array& slots, py::array& stats,
                                    const py::array& X, const py::array& y,
-                                   const py::array& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs,
+                                   const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs,
                                    int64_t batch_size, uint64_t step) {
     const int64_t P = net.n_params;
     T* p = writable_state_array<T>(params, "params", {P});
@@ -122,13 +122,19 @@ py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::ar
     const auto Ym = input_matrix<T>(y, "y", {Xm.rows, -1});
     require_shape(lrs, "lrs", {-1});
     const int64_t E = lrs.shape(0);
-    const auto Om = orders_matrix(orders, E, Xm.rows);
+    py::array orders_array;           // kept alive while Om points into it
+    df::StridedMatrix<int64_t> Om{};  // None: rows 0..n-1 in order every epoch
+    if (!orders.is_none()) {
+        orders_array = py::array(orders);
+        Om = orders_matrix(orders_array, E, Xm.rows);
+    }
     std::vector<double> lr(lrs.data(), lrs.data() + E);  // forcecast made lrs contiguous float64
     py::array_t<double> out({E, int64_t{4}});
     double* o = out.mutable_data();
     {
         py::gil_scoped_release release;
-        df::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, Om, lr.data(), batch_size, step);
+        df::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, orders.is_none() ? nullptr : &Om, E, lr.data(), batch_size,
+                            step);
     }
     return out;
 }
@@ -234,7 +240,7 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "train_epochs",
         [](const BoundNet& b, py::array params, py::array slots, py::array stats, const py::array& X, const py::array& y,
-           const py::array& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs, int64_t batch_size,
+           const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs, int64_t batch_size,
            uint64_t step) -> py::object {
             if (b.f64) return train_epochs_t<double>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step);
             return train_epochs_t<float>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step);

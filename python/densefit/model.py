@@ -139,7 +139,7 @@ class Sequential:
         y = as_targets(y, self.plan.loss, self.plan.n_outputs, X.shape[0], self.plan.dtype, name_y)
         return X, y
 
-    def _orders(self, first_epoch: int, count: int, n: int, shuffle: bool) -> np.ndarray:
+    def _orders(self, first_epoch: int, count: int, n: int, shuffle: bool) -> np.ndarray | None:
         if not shuffle:  # the same row order every epoch: one row repeated with stride 0, nothing copied
             return np.broadcast_to(np.arange(n, dtype=np.int64), (count, n))
         return np.stack([np.random.Generator(np.random.PCG64([self.seed, e])).permutation(n)

@@ -366,8 +366,9 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.nda
     out = np.zeros((len(lrs), 4))
     step = state.step
     identity = np.arange(n)
-    for e, (order, lr) in enumerate(zip(orders, lrs)):
-        in_order = np.array_equal(order, identity)  # then batches are slices: no gather copies
+    for e, lr in enumerate(lrs):
+        order = identity if orders is None else orders[e]
+        in_order = orders is None or np.array_equal(order, identity)  # then batches are slices: no gathers
         loss_sum, right, steps = 0.0, 0, 0
         for start in range(0, n, batch_size):
             if in_order:
