@@ -716,11 +716,13 @@ def backward(grad, ops, op_params, params, ws, at, cache_at, scratch_at, d_at, d
 
 @jit
 def gather_rows(dst, out_at, X, order, start, m):
-    """``out (m, cols) = X[order[start:start + m]]`` at ``dst[out_at:]``, for ``X`` of any strides."""
+    """``out (m, cols) = X[order[start:start + m]]`` at ``dst[out_at:]``, for ``X`` of any strides; an
+    empty ``order`` stands for ``0..n-1``."""
     n, cols = X.shape
     out = dst[out_at:out_at + m * cols]
+    in_order = order.size == 0
     for r in range(m):
-        row = order[start + r]
+        row = start + r if in_order else order[start + r]
         if row < 0 or row >= n:
             raise IndexError("order holds a row index outside X")
         for c in range(cols):
@@ -766,8 +768,8 @@ def check_class_indices(y, K, loss):
 @jit
 def train_kernel(ops, op_params, opt_params, loss, optimizer, seed, params, slots, stats, X, y, orders, lrs,
                  batch_size, step):
-    """All epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one row)
-    in slices of ``batch_size`` with learning rate ``lrs[e]``, one optimizer step per slice, the first
+    """All epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one row,
+    rows ``0..n-1`` if it has none) in slices of ``batch_size`` with learning rate ``lrs[e]``, one optimizer step per slice, the first
     one numbered ``step``; returns ``(E, 4)`` stats."""
     n_ops, K = ops.shape[0], ops[ops.shape[0] - 1, N_OUT]
     check_codes(ops, loss, optimizer)
@@ -776,8 +778,9 @@ def train_kernel(ops, op_params, opt_params, loss, optimizer, seed, params, slot
     ws, at, cache_at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], min(batch_size, n), X.dtype)
     yb, grad = np.empty(min(batch_size, n) * y_cols, X.dtype), np.empty(params.size, X.dtype)
     out = np.zeros((lrs.size, 4))
+    in_order = np.empty(0, np.int64)  # for gather_rows: rows 0..n-1
     for e in range(lrs.size):
-        order = orders[e if orders.shape[0] > 1 else 0]
+        order = orders[min(e, orders.shape[0] - 1)] if orders.shape[0] > 0 else in_order
         for start in range(0, n, batch_size):
             m = min(batch_size, n - start)
             gather_rows(ws, at[0], X, order, start, m)
@@ -803,7 +806,7 @@ def predict_kernel(out, ops, op_params, output_act, params, stats, X, batch_size
     check_codes(ops, L.MSE, O.SGD_)
     n = X.shape[0]
     ws, at, cache_at, scratch_at, _, _ = workspace(ops, X.shape[1], min(batch_size, n), X.dtype)
-    order = np.arange(n)
+    order = np.empty(0, np.int64)  # rows in order
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         gather_rows(ws, at[0], X, order, start, m)
@@ -821,7 +824,7 @@ def loss_and_grad_kernel(grad, ops, op_params, loss, seed, params, stats, X, y, 
     check_class_indices(y, K, loss)
     n, y_cols = X.shape[0], y.shape[1]
     ws, at, cache_at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], n, X.dtype)
-    t, order = np.empty(n * y_cols, X.dtype), np.arange(n)
+    t, order = np.empty(n * y_cols, X.dtype), np.empty(0, np.int64)  # rows in order
     gather_rows(ws, at[0], X, order, 0, n)
     gather_rows(t, 0, y, order, 0, n)
     forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, n, np.bool_(True), seed, step)
@@ -883,13 +886,16 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.nda
     _check_targets(plan, X, y)
     _check_state(plan, state)
     _check_batch_size(batch_size)
-    orders = np.asarray(orders)
     lrs = np.ascontiguousarray(lrs, dtype=np.float64).reshape(-1)
-    if orders.shape != (lrs.size, X.shape[0]):
-        raise ValueError(f"orders has shape {orders.shape}, expected ({lrs.size}, {X.shape[0]})")
-    if orders.shape[0] > 1 and orders.strides[0] == 0:
-        orders = orders[:1]  # the same order every epoch (an unshuffled fit): one row, not a copy per epoch
-    orders = np.ascontiguousarray(orders, dtype=np.int64)
+    if orders is None:
+        orders = np.empty((0, X.shape[0]), dtype=np.int64)  # no rows: 0..n-1 every epoch
+    else:
+        orders = np.asarray(orders)
+        if orders.shape != (lrs.size, X.shape[0]):
+            raise ValueError(f"orders has shape {orders.shape}, expected ({lrs.size}, {X.shape[0]})")
+        if orders.shape[0] > 1 and orders.strides[0] == 0:
+            orders = orders[:1]  # the same order every epoch (an unshuffled fit): one row, not a copy per epoch
+        orders = np.ascontiguousarray(orders, dtype=np.int64)
     return train_kernel(plan.ops, plan.op_params, plan.opt_params, plan.loss, plan.optimizer, _seed(plan),
                         state.params, state.slots, state.stats, X, y, orders, lrs, int(batch_size), int(state.step))
 
