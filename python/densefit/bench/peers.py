@@ -64,6 +64,16 @@ class Tolerance:
 SAME_TRAJECTORY = Tolerance(0.05, 2.0)      # same init, order and update: only float rounding differs
 CLOSE_TRAJECTORY = Tolerance(0.10, 3.0)     # same init and order, slightly different formulas
 PER_SAMPLE = Tolerance(0.20, 5.0, one_sided=True)
+# W4 (float32 Adam, 938 steps): Adam divides by √v, so rounding differences in float32 GEMM sums
+# grow along the trajectory. In float64 densefit's cpp and numpy backends end W4 equal to 1e-12;
+# in float32 the trainers' final losses spread over ±7% and accuracies over ±2.2 points (measured:
+# 0.514-0.557, 0.793-0.821), none of them wrong. Same trajectory, float32 chaos allowed for.
+LONG_FLOAT32_ADAM = Tolerance(0.10, 3.0)
+
+
+def same_trajectory(w: Workload) -> Tolerance:
+    """The tolerance for trainers that follow the reference's trajectory exactly on paper."""
+    return LONG_FLOAT32_ADAM if w.optimizer == "adam" and w.dtype == "float32" else SAME_TRAJECTORY
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,7 @@ class Peer:
     name: str
     setup: Callable[[Workload], Callable[[], list]]
     modules: tuple = ()
-    tolerance: Callable[[Workload], Tolerance] = lambda w: SAME_TRAJECTORY
+    tolerance: Callable[[Workload], Tolerance] = same_trajectory
     note: Callable[[Workload], str] = lambda w: ""
 
 
