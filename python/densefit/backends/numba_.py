@@ -235,12 +235,23 @@ def dense_forward_loops(acts, out_at, inp_at, params, w_at, m, n_in, n_out, use_
     b_at = w_at + n_in * n_out
     W, b = params[w_at:b_at], params[b_at:b_at + n_out]
     T = out.dtype.type
-    for r in range(m):
+    if m == 1:  # one sample: a dot product per output
         for j in range(n_out):
             acc = T(0)
             for p in range(n_in):
-                acc += inp[r * n_in + p] * W[p * n_out + j]
-            out[r * n_out + j] = acc + b[j] if use_bias else acc
+                acc += inp[p] * W[p * n_out + j]
+            out[j] = acc + b[j] if use_bias else acc
+    else:  # a batch: rows innermost, the long loop of a tiny layer (same sums, same order)
+        for j in range(n_out):
+            for r in range(m):
+                out[r * n_out + j] = T(0)
+            for p in range(n_in):
+                w = W[p * n_out + j]
+                for r in range(m):
+                    out[r * n_out + j] += inp[r * n_in + p] * w
+            if use_bias:
+                for r in range(m):
+                    out[r * n_out + j] += b[j]
 
 
 @jit
@@ -278,13 +289,20 @@ def dense_backward_loops(dbuf, dinp_at, grad, w_at, dout_at, acts, inp_at, param
             for r in range(m):
                 acc += dout[r * n_out + j]
             db[j] = acc
-    if need_dinp:
-        for r in range(m):
-            for p in range(n_in):
-                acc = T(0)
-                for j in range(n_out):
-                    acc += dout[r * n_out + j] * W[p * n_out + j]
-                dinp[r * n_in + p] = acc
+    if need_dinp and m == 1:  # one sample: a dot product per input
+        for p in range(n_in):
+            acc = T(0)
+            for j in range(n_out):
+                acc += dout[j] * W[p * n_out + j]
+            dinp[p] = acc
+    elif need_dinp:  # a batch: rows innermost
+        for p in range(n_in):
+            for r in range(m):
+                dinp[r * n_in + p] = T(0)
+            for j in range(n_out):
+                w = W[p * n_out + j]
+                for r in range(m):
+                    dinp[r * n_in + p] += dout[r * n_out + j] * w
 
 
 @jit
@@ -715,16 +733,25 @@ def backward(grad, ops, op_params, params, ws, at, cache_at, scratch_at, d_at, d
 
 
 @jit
+def copy_rows(dst, out_at, X, start, m):
+    """``out (m, cols) = X[start:start + m]`` at ``dst[out_at:]``, for ``X`` of any strides."""
+    cols = X.shape[1]
+    out = dst[out_at:out_at + m * cols]
+    for r in range(m):
+        for c in range(cols):
+            out[r * cols + c] = X[start + r, c]
+
+
+@jit
 def gather_rows(dst, out_at, X, order, start, m):
-    """``out (m, cols) = X[order[start:start + m]]`` at ``dst[out_at:]``, for ``X`` of any strides; an
-    empty ``order`` stands for ``0..n-1``."""
+    """``out (m, cols) = X[order[start:start + m]]`` at ``dst[out_at:]``, for ``X`` of any strides."""
     n, cols = X.shape
     out = dst[out_at:out_at + m * cols]
-    in_order = order.size == 0
-    for r in range(m):
-        row = start + r if in_order else order[start + r]
-        if row < 0 or row >= n:
+    for r in range(m):  # checked in a loop of its own: a raise in the copy loop would cost refcounting
+        if order[start + r] < 0 or order[start + r] >= n:
             raise IndexError("order holds a row index outside X")
+    for r in range(m):
+        row = order[start + r]
         for c in range(cols):
             out[r * cols + c] = X[row, c]
 
@@ -768,8 +795,8 @@ def check_class_indices(y, K, loss):
 @jit
 def train_kernel(ops, op_params, opt_params, loss, optimizer, seed, params, slots, stats, X, y, orders, lrs,
                  batch_size, step):
-    """All epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one row,
-    rows ``0..n-1`` if it has none) in slices of ``batch_size`` with learning rate ``lrs[e]``, one optimizer step per slice, the first
+    """All epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one row;
+    rows ``0..n-1`` if that row is empty) in slices of ``batch_size`` with learning rate ``lrs[e]``, one optimizer step per slice, the first
     one numbered ``step``; returns ``(E, 4)`` stats."""
     n_ops, K = ops.shape[0], ops[ops.shape[0] - 1, N_OUT]
     check_codes(ops, loss, optimizer)
@@ -778,13 +805,17 @@ def train_kernel(ops, op_params, opt_params, loss, optimizer, seed, params, slot
     ws, at, cache_at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], min(batch_size, n), X.dtype)
     yb, grad = np.empty(min(batch_size, n) * y_cols, X.dtype), np.empty(params.size, X.dtype)
     out = np.zeros((lrs.size, 4))
-    in_order = np.empty(0, np.int64)  # for gather_rows: rows 0..n-1
+    in_order = orders.shape[1] == 0  # then every batch is rows start..start + m - 1
     for e in range(lrs.size):
-        order = orders[min(e, orders.shape[0] - 1)] if orders.shape[0] > 0 else in_order
+        order = orders[min(e, orders.shape[0] - 1)]
         for start in range(0, n, batch_size):
             m = min(batch_size, n - start)
-            gather_rows(ws, at[0], X, order, start, m)
-            gather_rows(yb, 0, y, order, start, m)
+            if in_order:
+                copy_rows(ws, at[0], X, start, m)
+                copy_rows(yb, 0, y, start, m)
+            else:
+                gather_rows(ws, at[0], X, order, start, m)
+                gather_rows(yb, 0, y, order, start, m)
             forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, m, np.bool_(True), seed, step)
             value, correct = loss_and_dlogits(ws, d_at, ws, at[n_ops], yb, m, K, y_cols, loss)
             backward(grad, ops, op_params, params, ws, at, cache_at, scratch_at, d_at, d_next_at, m)
@@ -806,10 +837,9 @@ def predict_kernel(out, ops, op_params, output_act, params, stats, X, batch_size
     check_codes(ops, L.MSE, O.SGD_)
     n = X.shape[0]
     ws, at, cache_at, scratch_at, _, _ = workspace(ops, X.shape[1], min(batch_size, n), X.dtype)
-    order = np.empty(0, np.int64)  # rows in order
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
-        gather_rows(ws, at[0], X, order, start, m)
+        copy_rows(ws, at[0], X, start, m)
         forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, m, np.bool_(False), np.uint64(0),
                 np.int64(0))
         output_activation(out, start * K, ws, at[n_ops], m, K, output_act)
@@ -824,9 +854,9 @@ def loss_and_grad_kernel(grad, ops, op_params, loss, seed, params, stats, X, y, 
     check_class_indices(y, K, loss)
     n, y_cols = X.shape[0], y.shape[1]
     ws, at, cache_at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], n, X.dtype)
-    t, order = np.empty(n * y_cols, X.dtype), np.empty(0, np.int64)  # rows in order
-    gather_rows(ws, at[0], X, order, 0, n)
-    gather_rows(t, 0, y, order, 0, n)
+    t = np.empty(n * y_cols, X.dtype)
+    copy_rows(ws, at[0], X, 0, n)
+    copy_rows(t, 0, y, 0, n)
     forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, n, np.bool_(True), seed, step)
     value, _ = loss_and_dlogits(ws, d_at, ws, at[n_ops], t, n, K, y_cols, loss)
     backward(grad, ops, op_params, params, ws, at, cache_at, scratch_at, d_at, d_next_at, n)
@@ -888,7 +918,7 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.nda
     _check_batch_size(batch_size)
     lrs = np.ascontiguousarray(lrs, dtype=np.float64).reshape(-1)
     if orders is None:
-        orders = np.empty((0, X.shape[0]), dtype=np.int64)  # no rows: 0..n-1 every epoch
+        orders = np.zeros((1, 0), dtype=np.int64)  # an empty order: rows 0..n-1 every epoch
     else:
         orders = np.asarray(orders)
         if orders.shape != (lrs.size, X.shape[0]):
