@@ -19,9 +19,9 @@ few dozen weights trained one sample at a time those cost more than the math. Vi
 inside a pass that calls nothing (a "leaf", with one loop per branch at most: numba's pruning of
 the counting gives up on more complex control flow) cost nothing and keep its loops vectorizable.
 So: the per-batch loop calls leaves and the two op loops ``forward``/``backward``; the buffers are
-few (``ws`` holds the whole workspace); the losses and optimizer rules are one leaf each; and the
-few functions that only pick a leaf (``loss_and_dlogits``, ``update``, the helpers ``copy``,
-``argmax``, ``sigmoid``) are ``inline``: numba pastes them into the caller. 2-D views are made only
+few (``ws`` holds the whole workspace); the losses and optimizer rules are one leaf each, picked in
+the caller (``loss_and_dlogits`` and the helpers ``copy``, ``argmax``, ``sigmoid`` are ``inline``:
+numba pastes them into the caller). 2-D views are made only
 around BLAS calls.
 
 Memory: a kernel call allocates one workspace ``ws`` (see :func:`workspace`) and the passes work
@@ -500,16 +500,16 @@ def categorical_crossentropy(dbuf, dz_at, acts, z_at, y, m, K, y_cols):
 
 
 @inline
-def loss_and_dlogits(dbuf, dz_at, acts, z_at, y, m, K, y_cols, loss):
-    """Return ``(mean loss, correct)`` and fill ``dz (m, K)`` at ``dbuf[dz_at:]`` given the logits ``z`` at
-    ``acts[z_at:]``. ``y`` is flat ``(m, y_cols)`` (or longer): ``y_cols = K``, or 1 for class indices
+def loss_and_dlogits(ws, dz_at, z_at, y, m, K, y_cols, loss):
+    """Return ``(mean loss, correct)`` and fill ``dz (m, K)`` at ``ws[dz_at:]`` given the logits ``z`` at
+    ``ws[z_at:]``. ``y`` is flat ``(m, y_cols)`` (or longer): ``y_cols = K``, or 1 for class indices
     with categorical cross-entropy and ``K > 1``."""
     if loss == L.MSE:
-        value, correct = mse(dbuf, dz_at, acts, z_at, y, m, K)
+        value, correct = mse(ws, dz_at, ws, z_at, y, m, K)
     elif loss == L.BINARY_CROSSENTROPY:
-        value, correct = binary_crossentropy(dbuf, dz_at, acts, z_at, y, m, K)
+        value, correct = binary_crossentropy(ws, dz_at, ws, z_at, y, m, K)
     else:
-        value, correct = categorical_crossentropy(dbuf, dz_at, acts, z_at, y, m, K, y_cols)
+        value, correct = categorical_crossentropy(ws, dz_at, ws, z_at, y, m, K, y_cols)
     return value, correct
 
 
@@ -622,23 +622,6 @@ def adagrad_step(w, slots, g, q, lr):
     for j in range(w.size):
         s0[j] += g[j] * g[j]
         w[j] -= lr_t * g[j] / (np.sqrt(s0[j]) + eps)
-
-
-@inline
-def update(params, slots, grad, ops, optimizer, q, lr, t):
-    """One optimizer step ``t`` (from 1) with learning rate ``lr``, in place: one function per rule
-    (a branch per rule in one function would keep numba from pruning the reference counting)."""
-    if optimizer == O.SGD_:
-        if q[O.MOMENTUM] == 0:
-            sgd_step(params, grad, lr)
-        else:
-            momentum_step(params, slots, grad, q, lr, t)
-    elif optimizer == O.ADAM or optimizer == O.ADAMW:
-        adam_step(params, slots, grad, ops, optimizer, q, lr, t)
-    elif optimizer == O.RMSPROP:
-        rmsprop_step(params, slots, grad, q, lr)
-    else:
-        adagrad_step(params, slots, grad, q, lr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -817,11 +800,23 @@ def train_kernel(ops, op_params, opt_params, loss, optimizer, seed, params, slot
                 gather_rows(ws, at[0], X, order, start, m)
                 gather_rows(yb, 0, y, order, start, m)
             forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, m, np.bool_(True), seed, step)
-            value, correct = loss_and_dlogits(ws, d_at, ws, at[n_ops], yb, m, K, y_cols, loss)
+            value, correct = loss_and_dlogits(ws, d_at, at[n_ops], yb, m, K, y_cols, loss)
             backward(grad, ops, op_params, params, ws, at, cache_at, scratch_at, d_at, d_next_at, m)
             value += add_penalty_gradient(grad, params, ops, op_params)
             clip(grad, opt_params[O.CLIPVALUE], opt_params[O.CLIPNORM])
-            update(params, slots, grad, ops, optimizer, opt_params, lrs[e], step + 1)
+            # the update, one function per rule, picked here rather than in a helper: a helper taking
+            # these arrays would take a reference on each of them every step
+            lr, t = lrs[e], step + 1
+            if optimizer == O.SGD_ and opt_params[O.MOMENTUM] == 0:
+                sgd_step(params, grad, lr)
+            elif optimizer == O.SGD_:
+                momentum_step(params, slots, grad, opt_params, lr, t)
+            elif optimizer == O.ADAM or optimizer == O.ADAMW:
+                adam_step(params, slots, grad, ops, optimizer, opt_params, lr, t)
+            elif optimizer == O.RMSPROP:
+                rmsprop_step(params, slots, grad, opt_params, lr)
+            else:
+                adagrad_step(params, slots, grad, opt_params, lr)
             step += 1
             out[e, LOSS_SUM] += value * m
             out[e, CORRECT] += correct
@@ -858,7 +853,7 @@ def loss_and_grad_kernel(grad, ops, op_params, loss, seed, params, stats, X, y, 
     copy_rows(ws, at[0], X, 0, n)
     copy_rows(t, 0, y, 0, n)
     forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, n, np.bool_(True), seed, step)
-    value, _ = loss_and_dlogits(ws, d_at, ws, at[n_ops], t, n, K, y_cols, loss)
+    value, _ = loss_and_dlogits(ws, d_at, at[n_ops], t, n, K, y_cols, loss)
     backward(grad, ops, op_params, params, ws, at, cache_at, scratch_at, d_at, d_next_at, n)
     return value + add_penalty_gradient(grad, params, ops, op_params)
 
