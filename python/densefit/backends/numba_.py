@@ -716,6 +716,15 @@ def backward(grad, ops, op_params, params, ws, at, cache_at, scratch_at, d_at, d
 
 
 @jit
+def is_identity(order):
+    """``order`` is ``0..n-1`` (an unshuffled epoch): then rows are copied without the index lookups."""
+    for i in range(order.size):
+        if order[i] != i:
+            return False
+    return True
+
+
+@jit
 def copy_rows(dst, out_at, X, start, m):
     """``out (m, cols) = X[start:start + m]`` at ``dst[out_at:]``, for ``X`` of any strides."""
     cols = X.shape[1]
@@ -788,9 +797,9 @@ def train_kernel(ops, op_params, opt_params, loss, optimizer, seed, params, slot
     ws, at, cache_at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], min(batch_size, n), X.dtype)
     yb, grad = np.empty(min(batch_size, n) * y_cols, X.dtype), np.empty(params.size, X.dtype)
     out = np.zeros((lrs.size, 4))
-    in_order = orders.shape[1] == 0  # then every batch is rows start..start + m - 1
     for e in range(lrs.size):
         order = orders[min(e, orders.shape[0] - 1)]
+        in_order = is_identity(order)  # then every batch is rows start..start + m - 1 (always if order is empty)
         for start in range(0, n, batch_size):
             m = min(batch_size, n - start)
             if in_order:
