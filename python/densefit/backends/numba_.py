@@ -26,8 +26,8 @@ around BLAS calls.
 
 Memory: a kernel call allocates one workspace ``ws`` (see :func:`workspace`) and the passes work
 inside it; nothing is allocated per batch: the gathered batch and every op's output (op ``i``
-reads segment ``i`` at ``at[i]`` and writes segment ``i + 1`` at ``at[i + 1]``), the dropout scales
-and BatchNorm ``x̂``/``invstd`` (op ``i``'s at ``cache_at[i]``), BatchNorm's scratch, and the two
+reads segment ``i`` at ``at[SEGMENT, i]`` and writes segment ``i + 1`` at ``at[SEGMENT, i + 1]``), the dropout scales
+and BatchNorm ``x̂``/``invstd`` (op ``i``'s at ``at[CACHE, i]``), BatchNorm's scratch, and the two
 halves between which the running gradient moves at each Dense op. ``T`` is the data's dtype:
 scalars are cast to it where the reference casts them, and loss, penalty and gradient-norm sums
 are accumulated in float64, so float32 results match the reference.
@@ -54,6 +54,9 @@ from . import CORRECT, LOSS_SUM, SEEN, STEPS
 
 # Products with at most this many multiply-adds run as loops: below it BLAS call overhead dominates.
 SMALL_GEMM = 512
+
+# Rows of the workspace's offset table (see workspace).
+SEGMENT, CACHE = 0, 1
 
 # Every function: cached on disk; IEEE division (x/0 is inf or nan, as in numpy, instead of
 # Python's ZeroDivisionError, whose check would also keep loops from vectorizing); the GIL
@@ -631,41 +634,42 @@ def adagrad_step(w, slots, g, q, lr):
 @jit
 def workspace(ops, d, rows, dtype):
     """The workspace of a kernel call, allocated once, for batches of up to ``rows`` rows: one buffer
-    ``ws`` and the offsets into it. ``at[i]``: segment ``i`` of the activations (the batch, ``rows·d``,
-    at ``at[0] = 0``; op ``i``'s output, ``rows·n_out``, at ``at[i + 1]``). ``cache_at[i]`` to
-    ``cache_at[i + 1]``: op ``i``'s cache (dropout: the scale of each element; BatchNorm: ``x̂`` then
-    ``invstd``). Then BatchNorm's scratch (``2·width``) at ``scratch_at`` and the two halves of the
-    running gradient (``rows·width`` each) at ``d_at`` and ``d_next_at``."""
+    ``ws`` and the offsets into it, in one table ``at`` (one array, not two: each array a loop
+    function is given costs reference counting per call). ``at[SEGMENT, i]``: segment ``i`` of the
+    activations (the batch, ``rows·d``, at ``at[SEGMENT, 0] = 0``; op ``i``'s output, ``rows·n_out``,
+    at ``at[SEGMENT, i + 1]``). ``at[CACHE, i]`` to ``at[CACHE, i + 1]``: op ``i``'s cache (dropout:
+    the scale of each element; BatchNorm: ``x̂`` then ``invstd``). Then BatchNorm's scratch
+    (``2·width``) at ``scratch_at = at[CACHE, n_ops]`` and the two halves of the running gradient
+    (``rows·width`` each) at ``d_at`` and ``d_next_at``."""
     n_ops = ops.shape[0]
-    at = np.zeros(n_ops + 2, dtype=np.int64)
-    cache_at = np.zeros(n_ops + 1, dtype=np.int64)
-    at[1] = rows * d
+    at = np.zeros((2, n_ops + 2), dtype=np.int64)
+    at[SEGMENT, 1] = rows * d
     width = d
     for i in range(n_ops):
         width = max(width, ops[i, N_OUT])
-        at[i + 2] = at[i + 1] + rows * ops[i, N_OUT]
-    cache_at[0] = at[n_ops + 1]
+        at[SEGMENT, i + 2] = at[SEGMENT, i + 1] + rows * ops[i, N_OUT]
+    at[CACHE, 0] = at[SEGMENT, n_ops + 1]
     for i in range(n_ops):
         size = 0
         if ops[i, KIND] == DROPOUT:
             size = rows * ops[i, N_OUT]
         elif ops[i, KIND] == BATCHNORM:
             size = rows * ops[i, N_OUT] + ops[i, N_OUT]
-        cache_at[i + 1] = cache_at[i] + size
-    scratch_at = cache_at[n_ops]
+        at[CACHE, i + 1] = at[CACHE, i] + size
+    scratch_at = at[CACHE, n_ops]
     d_at = scratch_at + 2 * width
     d_next_at = d_at + rows * width
-    return np.empty(d_next_at + rows * width, dtype), at, cache_at, scratch_at, d_at, d_next_at
+    return np.empty(d_next_at + rows * width, dtype), at, scratch_at, d_at, d_next_at
 
 
 @jit
-def forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, m, training, seed, step):
-    """Run the ops on the batch of ``m`` rows at ``ws[at[0]:]``: op ``i`` reads activation segment ``i``
-    and writes segment ``i + 1``, so the logits end at ``ws[at[n_ops]:]``. In training mode dropout
+def forward(ops, op_params, params, stats, ws, at, scratch_at, m, training, seed, step):
+    """Run the ops on the batch of ``m`` rows at ``ws[at[SEGMENT, 0]:]``: op ``i`` reads activation segment
+    ``i`` and writes segment ``i + 1``, so the logits end at ``ws[at[SEGMENT, n_ops]:]``. In training mode dropout
     draws its mask and BatchNorm normalizes by batch statistics and updates ``stats``."""
     for i in range(ops.shape[0]):
         kind, n_in, n_out, off = ops[i, KIND], ops[i, N_IN], ops[i, N_OUT], ops[i, PARAM_OFF]
-        inp_at, out_at = at[i], at[i + 1]
+        inp_at, out_at = at[SEGMENT, i], at[SEGMENT, i + 1]
         if kind == DENSE:
             use_bias = ops[i, USE_BIAS] != 0
             if use_blas(m, n_in, n_out):
@@ -676,12 +680,12 @@ def forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, m, trai
             activation_forward(ws, out_at, ws, inp_at, m * n_in, ops[i, ACT], op_params[i, ALPHA])
         elif kind == DROPOUT:
             if training and op_params[i, RATE] > 0:
-                dropout_forward(ws, out_at, inp_at, ws, cache_at[i], m * n_in, op_params[i, RATE], seed, step,
+                dropout_forward(ws, out_at, inp_at, ws, at[CACHE, i], m * n_in, op_params[i, RATE], seed, step,
                                 ops[i, LAYER])
             else:
                 copy(ws, out_at, ws, inp_at, m * n_in)
         elif kind == BATCHNORM:
-            xhat_at, invstd_at = cache_at[i], cache_at[i + 1] - n_in
+            xhat_at, invstd_at = at[CACHE, i], at[CACHE, i + 1] - n_in
             if training:
                 batchnorm_forward_train(ws, out_at, inp_at, ws, xhat_at, invstd_at, stats, ops[i, STAT_OFF], params,
                                         off, ws, scratch_at, op_params[i, BN_MOMENTUM], op_params[i, BN_EPSILON], m,
@@ -692,12 +696,12 @@ def forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, m, trai
 
 
 @jit
-def backward(grad, ops, op_params, params, ws, at, cache_at, scratch_at, d_at, d_next_at, m):
+def backward(grad, ops, op_params, params, ws, at, scratch_at, d_at, d_next_at, m):
     """Fill ``grad (P,)`` given the gradient at the logits at ``ws[d_at:]``; the running gradient moves to
     ``ws[d_next_at:]`` and back at each Dense op (the other ops work in place)."""
     for i in range(ops.shape[0] - 1, -1, -1):
         kind, n_in, n_out, off = ops[i, KIND], ops[i, N_IN], ops[i, N_OUT], ops[i, PARAM_OFF]
-        inp_at, out_at = at[i], at[i + 1]
+        inp_at, out_at = at[SEGMENT, i], at[SEGMENT, i + 1]
         if kind == DENSE:
             use_bias = ops[i, USE_BIAS] != 0
             if use_blas(m, n_in, n_out):
@@ -709,9 +713,9 @@ def backward(grad, ops, op_params, params, ws, at, cache_at, scratch_at, d_at, d
             activation_backward(ws, d_at, ws, inp_at, out_at, m * n_out, ops[i, ACT], op_params[i, ALPHA])
         elif kind == DROPOUT:
             if op_params[i, RATE] > 0:
-                dropout_backward(ws, d_at, ws, cache_at[i], m * n_in)
+                dropout_backward(ws, d_at, ws, at[CACHE, i], m * n_in)
         elif kind == BATCHNORM:
-            batchnorm_backward(ws, d_at, grad, ws, cache_at[i], cache_at[i + 1] - n_in, params, off, ws, scratch_at, m,
+            batchnorm_backward(ws, d_at, grad, ws, at[CACHE, i], at[CACHE, i + 1] - n_in, params, off, ws, scratch_at, m,
                                n_in)
 
 
@@ -794,7 +798,7 @@ def train_kernel(ops, op_params, opt_params, loss, optimizer, seed, params, slot
     check_codes(ops, loss, optimizer)
     check_class_indices(y, K, loss)
     n, y_cols = X.shape[0], y.shape[1]
-    ws, at, cache_at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], min(batch_size, n), X.dtype)
+    ws, at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], min(batch_size, n), X.dtype)
     yb, grad = np.empty(min(batch_size, n) * y_cols, X.dtype), np.empty(params.size, X.dtype)
     out = np.zeros((lrs.size, 4))
     for e in range(lrs.size):
@@ -803,14 +807,14 @@ def train_kernel(ops, op_params, opt_params, loss, optimizer, seed, params, slot
         for start in range(0, n, batch_size):
             m = min(batch_size, n - start)
             if in_order:
-                copy_rows(ws, at[0], X, start, m)
+                copy_rows(ws, at[SEGMENT, 0], X, start, m)
                 copy_rows(yb, 0, y, start, m)
             else:
-                gather_rows(ws, at[0], X, order, start, m)
+                gather_rows(ws, at[SEGMENT, 0], X, order, start, m)
                 gather_rows(yb, 0, y, order, start, m)
-            forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, m, np.bool_(True), seed, step)
-            value, correct = loss_and_dlogits(ws, d_at, at[n_ops], yb, m, K, y_cols, loss)
-            backward(grad, ops, op_params, params, ws, at, cache_at, scratch_at, d_at, d_next_at, m)
+            forward(ops, op_params, params, stats, ws, at, scratch_at, m, np.bool_(True), seed, step)
+            value, correct = loss_and_dlogits(ws, d_at, at[SEGMENT, n_ops], yb, m, K, y_cols, loss)
+            backward(grad, ops, op_params, params, ws, at, scratch_at, d_at, d_next_at, m)
             value += add_penalty_gradient(grad, params, ops, op_params)
             clip(grad, opt_params[O.CLIPVALUE], opt_params[O.CLIPNORM])
             # the update, one function per rule, picked here rather than in a helper: a helper taking
@@ -840,13 +844,13 @@ def predict_kernel(out, ops, op_params, output_act, params, stats, X, batch_size
     n_ops, K = ops.shape[0], ops[ops.shape[0] - 1, N_OUT]
     check_codes(ops, L.MSE, O.SGD_)
     n = X.shape[0]
-    ws, at, cache_at, scratch_at, _, _ = workspace(ops, X.shape[1], min(batch_size, n), X.dtype)
+    ws, at, scratch_at, _, _ = workspace(ops, X.shape[1], min(batch_size, n), X.dtype)
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
-        copy_rows(ws, at[0], X, start, m)
-        forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, m, np.bool_(False), np.uint64(0),
+        copy_rows(ws, at[SEGMENT, 0], X, start, m)
+        forward(ops, op_params, params, stats, ws, at, scratch_at, m, np.bool_(False), np.uint64(0),
                 np.int64(0))
-        output_activation(out, start * K, ws, at[n_ops], m, K, output_act)
+        output_activation(out, start * K, ws, at[SEGMENT, n_ops], m, K, output_act)
 
 
 @jit
@@ -857,13 +861,13 @@ def loss_and_grad_kernel(grad, ops, op_params, loss, seed, params, stats, X, y, 
     check_codes(ops, loss, O.SGD_)
     check_class_indices(y, K, loss)
     n, y_cols = X.shape[0], y.shape[1]
-    ws, at, cache_at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], n, X.dtype)
+    ws, at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], n, X.dtype)
     t = np.empty(n * y_cols, X.dtype)
-    copy_rows(ws, at[0], X, 0, n)
+    copy_rows(ws, at[SEGMENT, 0], X, 0, n)
     copy_rows(t, 0, y, 0, n)
-    forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, n, np.bool_(True), seed, step)
-    value, _ = loss_and_dlogits(ws, d_at, at[n_ops], t, n, K, y_cols, loss)
-    backward(grad, ops, op_params, params, ws, at, cache_at, scratch_at, d_at, d_next_at, n)
+    forward(ops, op_params, params, stats, ws, at, scratch_at, n, np.bool_(True), seed, step)
+    value, _ = loss_and_dlogits(ws, d_at, at[SEGMENT, n_ops], t, n, K, y_cols, loss)
+    backward(grad, ops, op_params, params, ws, at, scratch_at, d_at, d_next_at, n)
     return value + add_penalty_gradient(grad, params, ops, op_params)
 
 
