@@ -16,21 +16,21 @@ Why: numba counts the references to an array's memory with atomic operations. A 
 calls another compiled function takes a reference on each array it uses (two atomic operations
 per array per call), and so does each slice made outside the pass that uses it; on a network of a
 few dozen weights trained one sample at a time those cost more than the math. Views made and used
-inside a pass that calls nothing (a "leaf", with one loop per branch at most: numba's pruning of
-the counting gives up on more complex control flow) cost nothing and keep its loops vectorizable.
-So: the per-batch loop calls leaves and the two op loops ``forward``/``backward``; the buffers are
-few (``ws`` holds the whole workspace); the losses and optimizer rules are one leaf each, picked in
-the caller (``loss_and_dlogits`` and the helpers ``copy``, ``argmax``, ``sigmoid`` are ``inline``:
-numba pastes them into the caller). 2-D views are made only
-around BLAS calls.
+inside a pass that calls nothing (a "leaf") cost nothing, numba prunes their counting, and keep its
+loops vectorizable. The pruning gives up on some control flow (a raise among the loops, branches
+that stop using an array at different points): hence one leaf per loss and per optimizer rule,
+and codes, class indices and row indices checked before the loops. The per-batch loop calls
+leaves and the two op loops ``forward``/``backward``, on few buffers (``ws`` holds the whole
+workspace); ``loss_and_dlogits`` and the helpers ``argmax`` and ``sigmoid`` are ``inline``: numba
+pastes them into the caller. 2-D views are made only around BLAS calls.
 
 Memory: a kernel call allocates one workspace ``ws`` (see :func:`workspace`) and the passes work
 inside it; nothing is allocated per batch: the gathered batch and every op's output (op ``i``
-reads segment ``i`` at ``at[SEGMENT, i]`` and writes segment ``i + 1`` at ``at[SEGMENT, i + 1]``), the dropout scales
-and BatchNorm ``x̂``/``invstd`` (op ``i``'s at ``at[CACHE, i]``), BatchNorm's scratch, and the two
-halves between which the running gradient moves at each Dense op. ``T`` is the data's dtype:
-scalars are cast to it where the reference casts them, and loss, penalty and gradient-norm sums
-are accumulated in float64, so float32 results match the reference.
+reads segment ``i`` at ``at[SEGMENT, i]`` and writes segment ``i + 1`` at ``at[SEGMENT, i + 1]``),
+the dropout scales and BatchNorm ``x̂``/``invstd`` (op ``i``'s at ``at[CACHE, i]``), BatchNorm's
+scratch, and the two halves between which the running gradient moves at each Dense op. ``T`` is
+the data's dtype: scalars are cast to it where the reference casts them, and loss, penalty and
+gradient-norm sums are accumulated in float64, so float32 results match the reference.
 
 Every jitted function is cached: the compiled code lands in ``__pycache__`` (or ``NUMBA_CACHE_DIR``)
 and the next process loads it instead of compiling. Numba keys that cache on this file only; the
@@ -357,8 +357,9 @@ def batchnorm_forward_train(acts, out_at, inp_at, caches, xhat_at, invstd_at, st
                             scratch, mean_at, momentum, epsilon, m, C):
     """Normalize by the batch mean and biased variance (two passes, rows summed in order like
     numpy's axis-0 reductions); keep ``xhat`` and ``invstd`` (in ``caches``) for the backward pass
-    (``mean`` at ``scratch[mean_at:]`` is scratch) and move the running statistics (mean then variance at ``stats[running_at:]``)
-    toward the mean and the unbiased variance. ``γ`` then ``β`` at ``params[gamma_at:]``."""
+    (``mean`` at ``scratch[mean_at:]`` is scratch) and move the running statistics (mean then
+    variance at ``stats[running_at:]``) toward the mean and the unbiased variance. ``γ`` then ``β``
+    at ``params[gamma_at:]``."""
     out, inp = acts[out_at:out_at + m * C], acts[inp_at:inp_at + m * C]
     xhat, invstd = caches[xhat_at:xhat_at + m * C], caches[invstd_at:invstd_at + C]
     running_mean, running_var = stats[running_at:running_at + C], stats[running_at + C:running_at + 2 * C]
@@ -406,8 +407,9 @@ def batchnorm_forward_infer(acts, out_at, inp_at, params, gamma_at, stats, runni
 
 @jit
 def batchnorm_backward(dbuf, d_at, grad, caches, xhat_at, invstd_at, params, gamma_at, scratch, sums_at, m, C):
-    """In place ``d ← invstd/m · (m·dx̂ - Σdx̂ - x̂ Σ(dx̂ x̂))`` with ``dx̂ = d γ`` (``d`` at ``dbuf[d_at:]``);
-    ``dγ`` then ``dβ`` into ``grad[gamma_at:]``; the two column sums live at ``scratch[sums_at:]`` (``2C``)."""
+    """In place ``d ← invstd/m · (m·dx̂ - Σdx̂ - x̂ Σ(dx̂ x̂))`` with ``dx̂ = d γ`` (``d`` at
+    ``dbuf[d_at:]``); ``dγ`` then ``dβ`` into ``grad[gamma_at:]``; the two column sums live at
+    ``scratch[sums_at:]`` (``2C``)."""
     d = dbuf[d_at:d_at + m * C]
     xhat, invstd = caches[xhat_at:xhat_at + m * C], caches[invstd_at:invstd_at + C]
     gamma = params[gamma_at:gamma_at + C]
@@ -691,8 +693,8 @@ def forward(ops, op_params, params, stats, ws, at, scratch_at, m, training, seed
                                         off, ws, scratch_at, op_params[i, BN_MOMENTUM], op_params[i, BN_EPSILON], m,
                                         n_in)
             else:
-                batchnorm_forward_infer(ws, out_at, inp_at, params, off, stats, ops[i, STAT_OFF], op_params[i, BN_EPSILON],
-                                        m, n_in)
+                batchnorm_forward_infer(ws, out_at, inp_at, params, off, stats, ops[i, STAT_OFF],
+                                        op_params[i, BN_EPSILON], m, n_in)
 
 
 @jit
@@ -707,7 +709,8 @@ def backward(grad, ops, op_params, params, ws, at, scratch_at, d_at, d_next_at, 
             if use_blas(m, n_in, n_out):
                 dense_backward_blas(ws, d_next_at, grad, off, d_at, ws, inp_at, params, m, n_in, n_out, use_bias, i > 0)
             else:
-                dense_backward_loops(ws, d_next_at, grad, off, d_at, ws, inp_at, params, m, n_in, n_out, use_bias, i > 0)
+                dense_backward_loops(ws, d_next_at, grad, off, d_at, ws, inp_at, params, m, n_in, n_out, use_bias,
+                                     i > 0)
             d_at, d_next_at = d_next_at, d_at
         elif kind == ACTIVATION:
             activation_backward(ws, d_at, ws, inp_at, out_at, m * n_out, ops[i, ACT], op_params[i, ALPHA])
@@ -715,8 +718,8 @@ def backward(grad, ops, op_params, params, ws, at, scratch_at, d_at, d_next_at, 
             if op_params[i, RATE] > 0:
                 dropout_backward(ws, d_at, ws, at[CACHE, i], m * n_in)
         elif kind == BATCHNORM:
-            batchnorm_backward(ws, d_at, grad, ws, at[CACHE, i], at[CACHE, i + 1] - n_in, params, off, ws, scratch_at, m,
-                               n_in)
+            batchnorm_backward(ws, d_at, grad, ws, at[CACHE, i], at[CACHE, i + 1] - n_in, params, off, ws,
+                               scratch_at, m, n_in)
 
 
 @jit
@@ -792,8 +795,8 @@ def check_class_indices(y, K, loss):
 def train_kernel(ops, op_params, opt_params, loss, optimizer, seed, params, slots, stats, X, y, orders, lrs,
                  batch_size, step):
     """All epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one row;
-    rows ``0..n-1`` if that row is empty) in slices of ``batch_size`` with learning rate ``lrs[e]``, one optimizer step per slice, the first
-    one numbered ``step``; returns ``(E, 4)`` stats."""
+    rows ``0..n-1`` if that row is empty) in slices of ``batch_size`` with learning rate ``lrs[e]``, one
+    optimizer step per slice, the first one numbered ``step``; returns ``(E, 4)`` stats."""
     n_ops, K = ops.shape[0], ops[ops.shape[0] - 1, N_OUT]
     check_codes(ops, loss, optimizer)
     check_class_indices(y, K, loss)
