@@ -1,20 +1,34 @@
 // C = alpha · op(A) · op(B) + beta · C, row-major with leading dimensions.
 // Size legend: C is (M × N), op(A) is (M × K), op(B) is (K × N); op(X) = Xᵀ when trans_x.
 //
-// Three kernels with the same contract: gemm_naive is the reference (one dot product per
-// element, nothing clever), gemm_small the direct loops used for tiny shapes where a BLAS call
-// costs more than the arithmetic, blas_gemm the OpenBLAS call (scipy-openblas32, prefixed
-// symbols). gemm() picks one. As in BLAS, beta == 0 means C is not read (it may hold garbage).
+// Four kernels with the same contract: gemm_naive is the reference (one dot product per
+// element, nothing clever), gemm_small plain direct loops, gemm_tiled register-blocked tiles
+// (used for tiny shapes where a BLAS call costs more than the arithmetic), blas_gemm the
+// OpenBLAS call (scipy-openblas32, prefixed symbols). gemm() picks one. As in BLAS, beta == 0 means C is not read (it may hold garbage).
 #pragma once
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 namespace densefit {
 
-// Below this many multiply-adds the loops beat the fixed cost of a BLAS call (~0.1 µs with
-// OpenBLAS 0.3.x on AVX2; measured crossover 128-512 depending on the shape).
+// Below this many multiply-adds gemm() runs gemm_tiled instead of calling the BLAS.
+//
+// Measured (float32, one thread, AMD EPYC Zen 4, -march=native, OpenBLAS 0.3.34 DYNAMIC_ARCH,
+// which picks its SkylakeX kernels, incl. the "small matrix" ones, on any AVX-512 machine;
+// ns per call, best of 7 batches, OpenBLAS / gemm_tiled / gemm_small):
+//   NN  4³    24 /   42 /   60      8³   41 /   63 /  209     16³   95 /  149 / 1155
+//   NT  4³    67 /   41 /   59      8³  107 /   72 /  276     16³  218 /  211 / 1142
+//   TN  4³    53 /   40 /   60      8³   94 /   65 /  204     16³   91 /  134 /  465
+//   NN 64×64×64  4.6 µs (114 GFLOP/s) / 8.8 µs / -       NT 6.1 / 9.9      TN 4.6 / 8.5
+// OpenBLAS runs at the machine's peak from ~32³ on (108-114 GFLOP/s; 64 × 64 × 32 takes 2.4 µs),
+// so the W3 shapes stay on the BLAS: its cost there is arithmetic, not call overhead. Only the
+// tiny shapes skip it, where the tiles beat the old direct loops everywhere and the BLAS for the
+// transposed cases; the threshold of 512 (≈ 8³) is where the BLAS pulls ahead for every layout.
 constexpr int64_t kSmallGemmMacs = 512;
 
 template <class T>
@@ -87,6 +101,127 @@ void gemm_small(T* __restrict C, int64_t ldc, const T* __restrict A, int64_t lda
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Register-blocked kernel (written for W3's 64 × 64 × 64 and 64 × 64 × 32, where it turned out to
+// reach only half of OpenBLAS's speed: see kSmallGemmMacs; gemm() uses it for tiny shapes). A tile of kTileRows rows × 2 vectors of C stays in registers while k runs
+// over op(A)'s columns and op(B)'s rows: each step loads two vectors of a row of op(B) and
+// broadcasts one element of op(A) per tile row. op(A) is read in place (both layouts are a
+// broadcast of one element); op(B) must have contiguous rows, so a transposed B, or one whose
+// width is not a whole number of vectors, is first packed into a zero-padded (K × N rounded up)
+// buffer. Written with GCC/Clang vector extensions, so it compiles to whatever the build targets
+// (zmm with AVX-512, ymm with AVX2, xmm with plain x86-64) with no intrinsics, and the products
+// and sums stay separate roundings like the rest of the core (-ffp-contract=off). Fused
+// multiply-adds (tried with a local fp-contract=fast) made 64³ 1.3× faster, still 1.4-1.7×
+// slower than OpenBLAS; ymm tiles of 6 or 12 rows and zmm tiles of 4 or 6 rows were no better.
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
+#elif defined(__AVX__)
+constexpr int kVectorBytes = 32;
+#else
+constexpr int kVectorBytes = 16;
+#endif
+// Accumulators: kTileRows × 2 vectors, plus 2 for the row of op(B) and 1 broadcast, within the
+// 16 vector registers of SSE/AVX2 and the 32 of AVX-512.
+constexpr int kTileRows = kVectorBytes == 64 ? 8 : kVectorBytes == 32 ? 6 : 4;
+
+template <class T>
+struct Vector;
+template <>
+struct Vector<float> {
+    typedef float type __attribute__((vector_size(kVectorBytes)));
+};
+template <>
+struct Vector<double> {
+    typedef double type __attribute__((vector_size(kVectorBytes)));
+};
+
+// One (R × width) tile of C, width ≤ V·L; B has contiguous rows of at least V·L readable
+// elements (ldb apart). C columns past width are neither read nor written.
+template <class T, int R, int V>
+inline void gemm_tile(T* __restrict C, int64_t ldc, const T* __restrict A, int64_t a_row, int64_t a_col,
+                      const T* __restrict B, int64_t ldb, int64_t K, int64_t width, T alpha, T beta) {
+    using Vec = typename Vector<T>::type;
+    constexpr int L = kVectorBytes / sizeof(T);
+    Vec acc[R][V];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) acc[r][v] = Vec{};
+    for (int64_t k = 0; k < K; k++) {
+        Vec b[V];
+        for (int v = 0; v < V; v++) std::memcpy(&b[v], B + k * ldb + v * L, sizeof(Vec));
+        for (int r = 0; r < R; r++) {
+            const T a = A[r * a_row + k * a_col];
+            for (int v = 0; v < V; v++) acc[r][v] += a * b[v];
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        T* c = C + r * ldc;
+        for (int v = 0; v < V; v++) {
+            const int64_t n = std::min<int64_t>(L, width - v * L);
+            if (n <= 0) break;
+            Vec out = alpha * acc[r][v];
+            if (beta != T(0)) {
+                Vec old{};
+                std::memcpy(&old, c + v * L, static_cast<size_t>(n) * sizeof(T));
+                out += beta * old;
+            }
+            std::memcpy(c + v * L, &out, static_cast<size_t>(n) * sizeof(T));
+        }
+    }
+}
+
+// An R-row tile, one or two vectors wide.
+template <class T, int R>
+inline void gemm_tile_rows(T* C, int64_t ldc, const T* A, int64_t a_row, int64_t a_col, const T* B, int64_t ldb,
+                           int64_t K, int64_t width, T alpha, T beta) {
+    if (width > static_cast<int64_t>(kVectorBytes / sizeof(T)))
+        gemm_tile<T, R, 2>(C, ldc, A, a_row, a_col, B, ldb, K, width, alpha, beta);
+    else
+        gemm_tile<T, R, 1>(C, ldc, A, a_row, a_col, B, ldb, K, width, alpha, beta);
+}
+
+// The last rows < kTileRows of a column block: one tile of exactly `rows` rows.
+template <class T, int R>
+inline void gemm_tile_tail(int64_t rows, T* C, int64_t ldc, const T* A, int64_t a_row, int64_t a_col, const T* B,
+                           int64_t ldb, int64_t K, int64_t width, T alpha, T beta) {
+    if constexpr (R >= 1) {
+        if (rows == R) return gemm_tile_rows<T, R>(C, ldc, A, a_row, a_col, B, ldb, K, width, alpha, beta);
+        gemm_tile_tail<T, R - 1>(rows, C, ldc, A, a_row, a_col, B, ldb, K, width, alpha, beta);
+    }
+}
+
+// The same contract as gemm_naive.
+template <class T>
+void gemm_tiled(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a, const T* B, int64_t ldb, bool trans_b,
+                int64_t M, int64_t N, int64_t K, T alpha, T beta) {
+    constexpr int L = kVectorBytes / sizeof(T);
+    constexpr int R = kTileRows;
+    const int64_t a_row = trans_a ? 1 : lda, a_col = trans_a ? lda : 1;
+    const T* b = B;
+    int64_t ldp = ldb;
+    thread_local std::vector<T> packed;
+    if (trans_b || N % L != 0) {
+        ldp = (N + L - 1) / L * L;
+        packed.assign(static_cast<size_t>(K * ldp), T(0));
+        T* p = packed.data();
+        if (trans_b) {
+            for (int64_t j = 0; j < N; j++)
+                for (int64_t k = 0; k < K; k++) p[k * ldp + j] = B[j * ldb + k];
+        } else {
+            for (int64_t k = 0; k < K; k++) std::copy(B + k * ldb, B + k * ldb + N, p + k * ldp);
+        }
+        b = p;
+    }
+    for (int64_t j = 0; j < N; j += 2 * L) {
+        const int64_t width = std::min<int64_t>(2 * L, N - j);
+        int64_t i = 0;
+        for (; i + R <= M; i += R)
+            gemm_tile_rows<T, R>(C + i * ldc + j, ldc, A + i * a_row, a_row, a_col, b + j, ldp, K, width, alpha, beta);
+        if (i < M)
+            gemm_tile_tail<T, R - 1>(M - i, C + i * ldc + j, ldc, A + i * a_row, a_row, a_col, b + j, ldp, K, width,
+                                     alpha, beta);
+    }
+}
+
 inline void blas_gemm(float* C, int64_t ldc, const float* A, int64_t lda, bool trans_a, const float* B, int64_t ldb,
                       bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
     scipy_cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
@@ -106,7 +241,7 @@ void gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a, const T* B, 
           int64_t N, int64_t K, T alpha, T beta) {
     const bool small = M < kSmallGemmMacs && N < kSmallGemmMacs && K < kSmallGemmMacs;  // keeps M·N·K from overflowing
     if (small && M * N * K < kSmallGemmMacs)
-        gemm_small(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
+        gemm_tiled(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
     else
         blas_gemm(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
 }
