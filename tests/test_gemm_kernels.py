@@ -17,7 +17,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-KERNELS = ["auto", "naive", "small", "tiled", "blas"]
+KERNELS = ["auto", "naive", "small", "tiled", "blas"]  # and "skinny", only for M or N = 1: below
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
 EDGES = [1, 7, 17, 63, 64, 65, 129]
 
@@ -123,3 +123,32 @@ def test_bad_arguments():
         _core.gemm(np.ones((4, 3), np.float32).T, a)
     with pytest.raises(ValueError):
         _core.gemm(a, a, out=np.zeros((3, 3), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", ["skinny", "auto"])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_matrix_vector_shapes(kernel, beta, dtype):
+    """N = 1 (one dot per row, or axpys along op(A)'s rows) and M = 1, every layout, padded
+    leading dimensions (strided vectors and a strided column of C), the vector-width edges."""
+    rng = np.random.default_rng(11)
+    sizes = [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100, 129, 256]
+    for (M, N), other, trans_a, trans_b, pad in itertools.product(
+            [(1, 1)] + [(s, 1) for s in sizes] + [(1, s) for s in sizes], [1, 3, 16, 17, 100, 256],
+            (False, True), (False, True), (0, 2)):
+        K = other
+        a, b, A, B = _operands(rng, M, N, K, dtype, trans_a, trans_b, pad=pad)
+        C0 = rng.standard_normal((M, N))
+        wide = np.full((M, N + pad), np.nan, dtype)
+        out = wide[:, :N]
+        out[...] = C0 if beta else np.nan
+        C = _core.gemm(a, b, trans_a, trans_b, kernel, alpha=1.5, beta=beta, out=out)
+        expected = 1.5 * (A @ B) + (beta * C0.astype(dtype).astype(np.float64) if beta else 0)
+        _check(C, expected, K, dtype)
+        assert np.isnan(wide[:, N:]).all()
+
+
+def test_skinny_kernel_rejects_other_shapes():
+    a = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match="skinny"):
+        _core.gemm(a, np.ones((4, 2), np.float32), kernel="skinny")

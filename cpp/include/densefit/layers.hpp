@@ -24,12 +24,12 @@ void column_sums(T* __restrict sums, const T* __restrict a, int64_t rows, int64_
     }
 }
 
-// Dense shapes that skip the BLAS: tiny layers (the fixed cost of a call and of gemm's generic
-// strided loops is most of a step) and single-output layers (a GEMM with N = 1 is a matrix-vector
-// product, memory-bound: one pass over the inputs).
+// Dense shapes that skip gemm(): tiny layers (the fixed cost of a call and of gemm's generic
+// strided loops is most of a step). Single-output layers go through gemm(), whose matrix-vector
+// kernels (gemm_skinny) handle N = 1.
 inline bool dense_is_direct(int64_t m, int64_t n_in, int64_t n_out) {
     const bool small = m < kSmallGemmMacs && n_in < kSmallGemmMacs && n_out < kSmallGemmMacs;  // no overflow below
-    return n_out == 1 || (small && m * n_in * n_out < kSmallGemmMacs);
+    return small && m * n_in * n_out < kSmallGemmMacs;
 }
 
 // out (m × n_out) = inp (m × n_in) · W (n_in × n_out) + b; b may be null.
@@ -71,7 +71,13 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
     if (!dense_is_direct(m, n_in, n_out)) {
         gemm(dW, n_out, inp, n_in, true, dout, n_out, false, n_in, n_out, m, T(1), T(0));
         if (db != nullptr) column_sums(db, dout, m, n_out);
-        if (dinp != nullptr) gemm(dinp, n_in, dout, n_out, false, W, n_out, true, m, n_in, n_out, T(1), T(0));
+        if (dinp == nullptr) return;
+        if (n_out == 1) {  // an outer product: dinp row r = dout[r] · W
+            for (int64_t r = 0; r < m; r++)
+                for (int64_t k = 0; k < n_in; k++) dinp[r * n_in + k] = dout[r] * W[k];
+            return;
+        }
+        gemm(dinp, n_in, dout, n_out, false, W, n_out, true, m, n_in, n_out, T(1), T(0));
         return;
     }
     if (n_out == 1) {  // dW = Σ_r dout[r] · inp row r, dinp row r = dout[r] · W: axpys along the rows
