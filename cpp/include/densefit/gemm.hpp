@@ -232,70 +232,20 @@ inline typename Vector<T>::type vector_load(const T* p) {
     return v;
 }
 
-// The sum of a vector's lanes as a tree (log2 L dependent adds, not L), halving in registers.
-template <class T, int L>
-inline T lane_sum_of(const T* v) {
-    if constexpr (L == 1) {
-        return v[0];
-    } else {
-        typedef T Half __attribute__((vector_size(L / 2 * sizeof(T))));
-        Half lo, hi;
-        std::memcpy(&lo, v, sizeof lo);
-        std::memcpy(&hi, v + L / 2, sizeof hi);
-        const Half sum = lo + hi;
-        return lane_sum_of<T, L / 2>(reinterpret_cast<const T*>(&sum));
-    }
-}
-
-template <class T>
-inline T lane_sum(typename Vector<T>::type v) {
-    return lane_sum_of<T, kVectorBytes / sizeof(T)>(reinterpret_cast<const T*>(&v));
-}
-
-// c[i·ldc] = alpha · Σ_k A[i·lda + k] x[k] + beta · c[i·ldc] (i < M): a dot product along each
-// contiguous row of A, R rows at a time so R accumulators are in flight. When K ≥ L, the last
-// K mod L elements of a row come in as one more vector ending at the row's end, times a copy
-// of x's last L elements with the ones already counted zeroed; shorter rows are summed one by one.
-template <class T, int R>
-inline void gemv_rows_block(T* __restrict c, int64_t ldc, const T* __restrict A, int64_t lda, const T* __restrict x,
-                            int64_t K, T alpha, T beta) {
-    using Vec = typename Vector<T>::type;
-    constexpr int L = kVectorBytes / sizeof(T);
-    const int64_t Kv = K / L * L;
-    Vec acc[R];
-    for (int r = 0; r < R; r++) acc[r] = Vec{};
-    for (int64_t k = 0; k < Kv; k += L) {
-        const Vec w = vector_load(x + k);
-        for (int r = 0; r < R; r++) acc[r] += vector_load(A + r * lda + k) * w;
-    }
-    if (Kv < K && K >= L) {
-        T tail[L];
-        for (int l = 0; l < L; l++) tail[l] = K - L + l >= Kv ? x[K - L + l] : T(0);
-        const Vec w = vector_load(tail);
-        for (int r = 0; r < R; r++) acc[r] += vector_load(A + r * lda + K - L) * w;
-    }
-    for (int r = 0; r < R; r++) {
-        T sum = lane_sum<T>(acc[r]);
-        if (K < L)
-            for (int64_t k = 0; k < K; k++) sum += A[r * lda + k] * x[k];
-        T* out = c + r * ldc;
-        *out = beta == T(0) ? alpha * sum : alpha * sum + beta * *out;
-    }
-}
-
-// Four rows at a time. Measured on W5's step without the optimizer (z = X_b · w for 256 × 100
-// floats, BCE loss, dW = X_bᵀ · dz), X from memory (1M rows) / from L2 (2,560 rows), in M
-// samples/s on Zen 4: rows one at a time 30 / 32; R = 2: 33 / 42; R = 4: 33 / 50; R = 8: 26 / 52
-// (eight streams at once defeat the hardware prefetcher; prefetching one or two blocks ahead in
-// software made it worse, 22); OpenBLAS sgemm with N = 1 26 / 53; the old one-dot-per-row
-// layer loop 29.5 / 36.
+// c[i·ldc] = alpha · Σ_k A[i·lda + k] x[k] + beta · c[i·ldc] (i < M): one dot() along each
+// contiguous row of A. Measured on W5 in the real run (M samples/s, thread CPU time, A/B in one
+// session on Zen 4): dot() per row 18.5; register blocks of 16-float vectors over 4 rows at once
+// 16.1, 2 rows 16.7, 1 row 15.7 — although a C++ harness (X from std::vector, no huge pages)
+// had ranked 4 rows first (33 against 30 M/s from memory). OpenBLAS sgemm with N = 1 was slower
+// than both in the harness (26 M/s).
 template <class T>
 void gemv_rows(T* __restrict c, int64_t ldc, const T* __restrict A, int64_t lda, const T* __restrict x, int64_t M,
                int64_t K, T alpha, T beta) {
-    constexpr int R = 4;
-    int64_t i = 0;
-    for (; i + R <= M; i += R) gemv_rows_block<T, R>(c + i * ldc, ldc, A + i * lda, lda, x, K, alpha, beta);
-    for (; i < M; i++) gemv_rows_block<T, 1>(c + i * ldc, ldc, A + i * lda, lda, x, K, alpha, beta);
+    for (int64_t i = 0; i < M; i++) {
+        const T sum = alpha * dot(A + i * lda, 1, x, 1, K);
+        T* out = c + i * ldc;
+        *out = beta == T(0) ? sum : sum + beta * *out;
+    }
 }
 
 // V vectors of c (V·L elements from c, contiguous) = alpha · Σ_k x[k] A[k·lda + 0..V·L) + beta · c:
