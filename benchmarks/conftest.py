@@ -11,18 +11,14 @@ threads for every library (default: each library's own).
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from densefit.bench import threads_env
 
-import threads_env  # noqa: E402  (sets the thread variables before numpy, torch and JAX start)
-
-threads_env.configure(threads_env.configured())
+threads_env.configure(threads_env.configured())     # before torch, JAX and numba start
 
 import pytest  # noqa: E402
 
-import peers  # noqa: E402
-import workloads  # noqa: E402
+from densefit.bench import peers, workloads  # noqa: E402
 
 ROUNDS = int(os.environ.get("DENSEFIT_BENCH_ROUNDS", "3"))
 

@@ -5,6 +5,8 @@ validation instead of crashes, the GIL released, the GEMM kernels, the BLAS thre
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -365,3 +367,112 @@ def test_all_finite_small_empty_and_wrong_inputs(dtype):
         _core.all_finite(np.ones(3, np.int64))
     with pytest.raises(ValueError, match="at most 2 dimensions"):
         _core.all_finite(np.ones((2, 2, 2), dtype))
+
+
+def _threaded_gemm(threads, a, b, trans_a=False, trans_b=False):
+    old = _core.get_num_threads()
+    try:
+        _core.set_num_threads(threads)
+        return _core.gemm(a, b, trans_a, trans_b)
+    finally:
+        _core.set_num_threads(old)
+
+
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("shape", [(300, 200, 100), (40, 900, 300), (1000, 30, 200), (17, 515, 333)])
+def test_gemm_split_over_threads_matches_numpy(shape, trans_a, trans_b):
+    """Large GEMMs are split into row or column blocks of C over the core's threads; every
+    thread count and split gives the single-threaded product."""
+    M, N, K = shape
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(K, M) if trans_a else (M, K))
+    b = rng.normal(size=(N, K) if trans_b else (K, N))
+    expected = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    for threads in (1, 2, 3, 5):
+        np.testing.assert_allclose(_threaded_gemm(threads, a, b, trans_a, trans_b), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_default_threads_follow_environment():
+    """DENSEFIT_NUM_THREADS, then OMP_NUM_THREADS, then the usable CPUs choose the default."""
+    code = "import densefit; print(densefit.get_num_threads())"
+
+    def threads(**env):
+        full = {k: v for k, v in os.environ.items() if k not in ("DENSEFIT_NUM_THREADS", "OMP_NUM_THREADS")}
+        full.update(env)
+        out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, check=True)
+        return int(out.stdout.strip())
+
+    assert threads(OMP_NUM_THREADS="3") == 3
+    assert threads(OMP_NUM_THREADS="3", DENSEFIT_NUM_THREADS="1") == 1
+    assert threads(OMP_NUM_THREADS="nonsense") == len(os.sched_getaffinity(0))
+
+
+def test_threads_survive_fork():
+    """A forked child (multiprocessing's default on Linux) gets fresh worker threads."""
+    import multiprocessing as mp
+    old = _core.get_num_threads()
+    _core.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(1)
+        a, b = rng.normal(size=(400, 300)), rng.normal(size=(300, 500))
+        _core.gemm(a, b)  # the parent's workers exist and have run
+        with mp.get_context("fork").Pool(1) as pool:
+            result = pool.apply(_core.gemm, (a, b))
+        np.testing.assert_allclose(result, a @ b, rtol=1e-10, atol=1e-10)
+    finally:
+        _core.set_num_threads(old)
+
+
+def test_gemm_pool_many_runs_and_thread_changes():
+    """Back-to-back runs (the workers' spin-then-sleep hand-over) and pool resizes in between."""
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(256, 128)), rng.normal(size=(128, 300))
+    expected = a @ b
+    for i in range(300):
+        got = _threaded_gemm(1 + i % 4, a, b) if i % 50 == 0 else _core.gemm(a, b)
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_concurrent_trainings_share_the_pool_while_it_is_resized():
+    """Python threads training models at once (GIL released) while the pool is resized: every
+    run finishes with the result of a run alone."""
+    import densefit as df
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(1024, 300)).astype(np.float32)
+    y = rng.integers(0, 10, 1024)
+
+    def train(out, i):
+        model = df.Sequential([df.Dense(256, "relu", input_dim=300), df.Dense(10, "softmax")], seed=1, backend="cpp")
+        model.compile("categorical_crossentropy", df.Adam(1e-3))
+        model.fit(X, y, epochs=2, batch_size=256, verbose=0)
+        out[i] = model.get_weights()[0]
+
+    old = _core.get_num_threads()
+    results = {}
+    try:
+        train(results, "alone")
+        workers = [threading.Thread(target=train, args=(results, i)) for i in range(3)]
+        for w in workers:
+            w.start()
+        for k in range(10):
+            _core.set_num_threads(1 + k % 3)
+        for w in workers:
+            w.join()
+    finally:
+        _core.set_num_threads(old)
+    assert len(results) == 4
+    for i in range(3):
+        np.testing.assert_allclose(results[i], results["alone"], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend_module", [cpp, numpy_], ids=["cpp", "numpy"])
+def test_orders_none_is_rows_in_order(backend_module):
+    """orders=None trains exactly like an explicit 0..n-1 order every epoch, without the array."""
+    plan = build_plan([Dense(3, "relu", input_dim=4), Dense(1)], 4, "mse", O.SGD(0.05, momentum=0.9), "float64", 0)
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(50, 4)), rng.normal(size=(50, 1))
+    states = [init_state(plan, [Dense(3, "relu", input_dim=4), Dense(1)], 0) for _ in range(2)]
+    explicit = backend_module.train_epochs(plan, states[0], X, y, np.tile(np.arange(50), (3, 1)), np.full(3, 0.05), 8)
+    implicit = backend_module.train_epochs(plan, states[1], X, y, None, np.full(3, 0.05), 8)
+    np.testing.assert_array_equal(explicit, implicit)
+    np.testing.assert_array_equal(states[0].params, states[1].params)

@@ -70,6 +70,22 @@ def test_matches_numpy_reference_float64():
     assert ours.step == before.step
 
 
+def test_orders_none_or_one_repeated_row_visit_the_rows_in_order():
+    """``orders=None`` (rows 0..n-1 every epoch) and an unshuffled fit's stride-0 orders (passed on as
+    one row) train exactly as the explicit index arrays do, and as the reference does."""
+    plan, state, X, y, _, lrs = make_problem()
+    n = X.shape[0]
+    want = state.copy()
+    want_stats = numba_.train_epochs(plan, want, X, y, np.tile(np.arange(n), (lrs.size, 1)), lrs, 8)
+    for orders in (None, np.broadcast_to(np.arange(n), (lrs.size, n))):
+        got = state.copy()
+        np.testing.assert_array_equal(numba_.train_epochs(plan, got, X, y, orders, lrs, 8), want_stats)
+        np.testing.assert_array_equal(got.params, want.params)
+    ref = state.copy()
+    numpy_.train_epochs(plan, ref, X, y, None, lrs, 8)
+    assert relative_error(want.params, ref.params) <= 1e-10
+
+
 def _layouts(X: np.ndarray, tmp_path):
     """The same values as a read-only memmap, in Fortran order and as a strided view."""
     path = tmp_path / "X.npy"

@@ -5,8 +5,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <thread>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -109,7 +112,7 @@ BoundNet make_net(const py::object& dtype, const py::array_t<int64_t, py::array:
 template <class T>
 py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::array& slots, py::array& stats,
                                    const py::array& X, const py::array& y,
-                                   const py::array& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs,
+                                   const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs,
                                    int64_t batch_size, uint64_t step) {
     const int64_t P = net.n_params;
     T* p = writable_state_array<T>(params, "params", {P});
@@ -119,13 +122,19 @@ py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::ar
     const auto Ym = input_matrix<T>(y, "y", {Xm.rows, -1});
     require_shape(lrs, "lrs", {-1});
     const int64_t E = lrs.shape(0);
-    const auto Om = orders_matrix(orders, E, Xm.rows);
+    py::array orders_array;           // kept alive while Om points into it
+    df::StridedMatrix<int64_t> Om{};  // None: rows 0..n-1 in order every epoch
+    if (!orders.is_none()) {
+        orders_array = py::array(orders);
+        Om = orders_matrix(orders_array, E, Xm.rows);
+    }
     std::vector<double> lr(lrs.data(), lrs.data() + E);  // forcecast made lrs contiguous float64
     py::array_t<double> out({E, int64_t{4}});
     double* o = out.mutable_data();
     {
         py::gil_scoped_release release;
-        df::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, Om, lr.data(), batch_size, step);
+        df::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, orders.is_none() ? nullptr : &Om, E, lr.data(), batch_size,
+                            step);
     }
     return out;
 }
@@ -223,6 +232,20 @@ py::array_t<T> gemm_t(const py::array& a, const py::array& b, bool trans_a, bool
     return c;
 }
 
+// DENSEFIT_NUM_THREADS, else OMP_NUM_THREADS (a positive integer), else the CPUs this process may use.
+int default_threads() {
+    for (const char* name : {"DENSEFIT_NUM_THREADS", "OMP_NUM_THREADS"}) {
+        const char* value = std::getenv(name);
+        if (value == nullptr || *value == '\0') continue;
+        char* end = nullptr;
+        const long n = std::strtol(value, &end, 10);
+        if (*end == '\0' && n >= 1 && n <= 1024) return static_cast<int>(n);
+    }
+    cpu_set_t cpus;
+    if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0) return std::max(1, CPU_COUNT(&cpus));
+    return std::max(1u, std::thread::hardware_concurrency());
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -241,7 +264,7 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "train_epochs",
         [](const BoundNet& b, py::array params, py::array slots, py::array stats, const py::array& X, const py::array& y,
-           const py::array& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs, int64_t batch_size,
+           const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs, int64_t batch_size,
            uint64_t step) -> py::object {
             if (b.f64) return train_epochs_t<double>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step);
             return train_epochs_t<float>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step);
@@ -296,15 +319,21 @@ PYBIND11_MODULE(_core, m) {
         "True iff every element of a (float32/float64, ndim ≤ 2, any strides, read-only is fine) is finite; "
         "a is never written and the GIL is released.");
 
+    // OpenBLAS runs single-threaded; the core splits large GEMMs over its own pool (parallel.hpp).
+    scipy_openblas_set_num_threads(1);
+    df::ThreadPool::instance().set_threads(default_threads());
     m.def(
         "set_num_threads",
         [](int n) {
             if (n < 1) throw py::value_error("the number of threads must be >= 1, got " + std::to_string(n));
-            scipy_openblas_set_num_threads(n);
+            py::gil_scoped_release release;  // waits for a training running in another Python thread
+            df::ThreadPool::instance().set_threads(n);
         },
-        py::arg("n"), "Set the number of OpenBLAS threads the core's GEMMs use.");
-    m.def("get_num_threads", []() { return scipy_openblas_get_num_threads(); },
-          "The number of OpenBLAS threads the core's GEMMs use.");
+        py::arg("n"),
+        "Use at most n threads for the core's large GEMMs (default: DENSEFIT_NUM_THREADS, else OMP_NUM_THREADS, "
+        "else the CPUs this process may run on).");
+    m.def("get_num_threads", []() { return df::ThreadPool::instance().threads(); },
+          "The number of threads the core's large GEMMs use.");
 
     m.def(
         "build_info",

@@ -48,13 +48,13 @@ def train_epochs(
     stats: np.ndarray,
     X: np.ndarray,
     y: np.ndarray,
-    orders: np.ndarray,
+    orders: np.ndarray | None,
     lrs: npt.ArrayLike,
     batch_size: int,
     step: int,
 ) -> npt.NDArray[np.float64]:
     """Run ``E = len(lrs)`` epochs with the GIL released: epoch ``e`` visits ``orders[e]`` (int64
-    ``(E, n)``, values in ``[0, n)``) in slices of ``batch_size``; the first optimizer step is number
+    ``(E, n)``, values in ``[0, n)``; ``None``: rows ``0..n-1`` in order) in slices of ``batch_size``; the first optimizer step is number
     ``step``. Updates ``params`` (P,), ``slots`` (2, P) and ``stats`` (S,) in place (C-contiguous,
     writeable, the plan's dtype) and returns ``(E, 4)``: loss sum, correct, seen, steps."""
 
@@ -81,10 +81,10 @@ def all_finite(a: np.ndarray) -> bool:
     ``ValueError`` for more dimensions."""
 
 def set_num_threads(n: int) -> None:
-    """Set the number of OpenBLAS threads (``n >= 1``)."""
+    """Use ``n >= 1`` threads for the core's large GEMMs (its own pool; OpenBLAS stays single-threaded)."""
 
 def get_num_threads() -> int:
-    """The number of OpenBLAS threads."""
+    """The number of threads of the core's GEMM pool."""
 
 def build_info() -> dict[str, Any]:
     """``{"native": bool, "openblas": str, "small_gemm_macs": int}``: -march=native or portable,

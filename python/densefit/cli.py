@@ -1,5 +1,6 @@
 """The ``densefit`` command: ``densefit train`` trains a network on a built-in dataset and
-prints per-epoch progress and the final metrics; ``densefit info`` says which backends run here."""
+prints per-epoch progress and the final metrics; ``densefit info`` says which backends run here;
+``densefit bench`` runs the benchmark report (:mod:`densefit.bench.report`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 import numpy as np
 
 from . import datasets
+from .bench import report as bench_report   # the standard library only, until it runs
 from .backends import backend_info
 from .layers import Dense
 from .model import Sequential
@@ -45,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
     sub.add_parser("info", help="print which backends are available and which one 'auto' picks")
+    bench_report.add_arguments(sub.add_parser("bench", help="benchmark densefit's backends and the installed peers on "
+                                        "the workloads W1-W6; prints a markdown report (peers missing are skipped)"))
     return parser
 
 
@@ -77,10 +81,13 @@ def _train(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     if args.command == "info":
         print(json.dumps(backend_info(), indent=2))
         return 0
+    if args.command == "bench":
+        return bench_report.run(args, " ".join(["densefit", *argv]))
     try:
         _train(args)
     except (ValueError, TypeError) as exc:

@@ -37,10 +37,11 @@ class History:
     history: dict = field(default_factory=dict)
     epoch: list = field(default_factory=list)
 
-    def _append(self, epoch: int, logs: dict) -> None:
-        self.epoch.append(epoch)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
+    def _extend(self, epochs, logs: dict) -> None:
+        """Record consecutive ``epochs``; ``logs[name]`` has one value per epoch."""
+        self.epoch.extend(epochs)
+        for key, values in logs.items():
+            self.history.setdefault(key, []).extend(np.asarray(values, dtype=np.float64).tolist())
 
 
 class Sequential:
@@ -138,15 +139,17 @@ class Sequential:
         y = as_targets(y, self.plan.loss, self.plan.n_outputs, X.shape[0], self.plan.dtype, name_y)
         return X, y
 
-    def _orders(self, first_epoch: int, count: int, n: int, shuffle: bool) -> np.ndarray:
-        if not shuffle:
-            return np.tile(np.arange(n, dtype=np.int64), (count, 1))
+    def _orders(self, first_epoch: int, count: int, n: int, shuffle: bool) -> np.ndarray | None:
+        if not shuffle:  # the same row order every epoch: one row repeated with stride 0, nothing copied
+            return np.broadcast_to(np.arange(n, dtype=np.int64), (count, n))
         return np.stack([np.random.Generator(np.random.PCG64([self.seed, e])).permutation(n)
                          for e in range(first_epoch, first_epoch + count)])
 
-    def _accuracy(self, correct: float, seen: float) -> float:
+    def _accuracy(self, correct, seen):
+        """Fraction of correct predictions (each of the K outputs counts for binary cross-entropy);
+        scalars or arrays of per-epoch counts."""
         per_sample = self.plan.n_outputs if self.plan.loss == L.BINARY_CROSSENTROPY else 1
-        return float(correct / (seen * per_sample))
+        return correct / (seen * per_sample)
 
     def fit(self, X, y, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
             validation_data=None, verbose: int = 1) -> History:
@@ -171,24 +174,27 @@ class Sequential:
         schedule = self.optimizer.learning_rate
         history = History()
         per_epoch = validation_data is not None or verbose == 2
-        chunk, done, last_print, started = 1, 0, 0.0, time.perf_counter()
+        # Epochs per backend call: one when Python has work after every epoch; all of them when
+        # nothing is printed (bounded by the size of the sample orders); else growing calls of
+        # about _CALL_SECONDS so progress lines keep coming.
+        chunk = 1 if verbose else epochs
+        done, last_print, started = 0, 0.0, time.perf_counter()
         while done < epochs:
             count = 1 if per_epoch else min(chunk, epochs - done, max(1, _MAX_ORDER_ENTRIES // n))
             first = self.state.epoch
-            lrs = np.array([schedule(e) for e in range(first, first + count)], dtype=np.float64)
+            lrs = schedule.rates(first, count)
             call_start = time.perf_counter()
             stats = backends.train_epochs(self._backend, self.plan, self.state, X, y,
                                           self._orders(first, count, n, shuffle), lrs, batch_size)
             elapsed = time.perf_counter() - call_start
             chunk = max(1, min(2 * count, int(count * _CALL_SECONDS / max(elapsed, 1e-9))))
-            for i, row in enumerate(stats):
-                logs = {"loss": float(row[backends.LOSS_SUM] / row[backends.SEEN])}
-                if self.metrics:
-                    logs["accuracy"] = self._accuracy(row[backends.CORRECT], row[backends.SEEN])
-                if validation_data is not None:
-                    logs.update({f"val_{k}": v for k, v in self._evaluate(Xv, yv, None).items()})
-                logs["learning_rate"] = float(lrs[i])
-                history._append(first + i, logs)
+            logs = {"loss": stats[:, backends.LOSS_SUM] / stats[:, backends.SEEN]}
+            if self.metrics:
+                logs["accuracy"] = self._accuracy(stats[:, backends.CORRECT], stats[:, backends.SEEN])
+            if validation_data is not None:  # count == 1 here
+                logs.update({f"val_{k}": [v] for k, v in self._evaluate(Xv, yv, None).items()})
+            logs["learning_rate"] = lrs
+            history._extend(range(first, first + count), logs)
             done += count
             now = time.perf_counter()
             if verbose == 2 or (verbose == 1 and (now - last_print > 0.25 or done == epochs)):
@@ -232,7 +238,7 @@ class Sequential:
             correct += right
         result = {"loss": float(total / X.shape[0] + penalty(self.plan, self.state.params))}
         if self.metrics:
-            result["accuracy"] = self._accuracy(correct, X.shape[0])
+            result["accuracy"] = float(self._accuracy(correct, X.shape[0]))
         return result
 
     def loss_and_grad(self, X, y):

@@ -27,6 +27,8 @@ cross-entropy) is not an op: backends train on the logits and apply
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,7 +68,7 @@ class WeightSpec:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape))
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 
 def _check(name: str, value, low: float | None = None, high: float | None = None, strict_low: bool = False) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -37,6 +39,10 @@ class Schedule:
     def __call__(self, epoch: int) -> float:
         raise NotImplementedError
 
+    def rates(self, first: int, count: int) -> np.ndarray:
+        """``[lr(first), …, lr(first + count - 1)]`` as float64."""
+        return np.array([self(e) for e in range(first, first + count)], dtype=np.float64)
+
     def get_config(self) -> dict:
         return {"class_name": type(self).__name__, **self.__dict__}
 
@@ -52,6 +58,9 @@ class Constant(Schedule):
 
     def __call__(self, epoch: int) -> float:
         return self.initial_learning_rate
+
+    def rates(self, first: int, count: int) -> np.ndarray:
+        return np.full(count, self.initial_learning_rate)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""The number of threads the compiled core (and its BLAS) may use."""
+"""The number of threads the compiled core may use.
+
+The core runs OpenBLAS single-threaded and splits each large GEMM (≥ 2²¹ multiply-adds) into
+independent blocks over its own threads; smaller work stays on one core. The default is
+``DENSEFIT_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the CPUs this process may run on.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,8 @@ from .validation import check_int
 
 
 def set_num_threads(n: int) -> None:
-    """Use at most ``n`` threads in the cpp backend's BLAS calls (``OMP_NUM_THREADS`` is the
-    default). Has no effect when the compiled core is unavailable."""
+    """Use at most ``n`` threads in the cpp backend's large matrix products. Has no effect when
+    the compiled core is unavailable (numba and numpy use their own BLAS settings)."""
     n = check_int("n", n, 1)
     core = _core()
     if core is not None:
@@ -18,8 +23,12 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """The thread count of the compiled core, or ``OMP_NUM_THREADS``/1 without it."""
+    """The thread count of the compiled core, or the default it would take without it."""
     core = _core()
     if core is not None:
         return int(core.get_num_threads())
-    return int(os.environ.get("OMP_NUM_THREADS", "1"))
+    for name in ("DENSEFIT_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) >= 1:
+            return int(value)
+    return len(os.sched_getaffinity(0))

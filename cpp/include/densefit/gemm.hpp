@@ -17,6 +17,8 @@
 
 #include "inline.hpp"
 
+#include "parallel.hpp"
+
 namespace densefit {
 
 // Below this many multiply-adds gemm() runs gemm_tiled instead of calling the BLAS.
@@ -387,6 +389,36 @@ void transpose_into(T* __restrict out, const T* __restrict in, int64_t ld, int64
 // bound on B's size.
 constexpr int64_t kTransposeBElements = 128 * 128;
 
+// Below this many multiply-adds one thread does the whole GEMM: a block must take much longer than
+// waking a worker (~5-50 µs). 2^21 MACs take ~30 µs at 140 GFLOP/s.
+constexpr int64_t kParallelGemmMacs = int64_t{1} << 21;
+
+// blas_gemm split into independent blocks of C that the pool's threads claim: row blocks when C is
+// taller than wide, else column blocks (each a single-threaded OpenBLAS call). Two blocks per
+// thread, so a thread that loses its core leaves work the others can take.
+template <class T>
+void parallel_blas_gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a, const T* B, int64_t ldb,
+                        bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, T beta) {
+    ThreadPool& pool = ThreadPool::instance();
+    const bool by_rows = M >= N;
+    const int64_t extent = by_rows ? M : N;
+    const int64_t macs = M * N * K;  // callers keep dimensions below 2^31, so this fits in int64
+    const int parts = static_cast<int>(std::min<int64_t>({2 * pool.threads(), extent / 16, macs / kParallelGemmMacs}));
+    if (parts <= 1 || pool.threads() == 1) {
+        blas_gemm(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
+        return;
+    }
+    pool.run(parts, [&](int part) {
+        const int64_t begin = extent * part / parts, end = extent * (part + 1) / parts;
+        if (by_rows)  // rows [begin, end) of C and of op(A)
+            blas_gemm(C + begin * ldc, ldc, A + (trans_a ? begin : begin * lda), lda, trans_a, B, ldb, trans_b,
+                      end - begin, N, K, alpha, beta);
+        else  // columns [begin, end) of C and of op(B)
+            blas_gemm(C + begin, ldc, A, lda, trans_a, B + (trans_b ? begin * ldb : begin), ldb, trans_b, M,
+                      end - begin, K, alpha, beta);
+    });
+}
+
 template <class T>
 void gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a, const T* B, int64_t ldb, bool trans_b, int64_t M,
           int64_t N, int64_t K, T alpha, T beta) {
@@ -403,10 +435,10 @@ void gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a, const T* B, 
         thread_local std::vector<T> bt;
         bt.resize(static_cast<size_t>(K * N));
         transpose_into(bt.data(), B, ldb, N, K);
-        blas_gemm(C, ldc, A, lda, false, bt.data(), N, false, M, N, K, alpha, beta);
+        parallel_blas_gemm(C, ldc, A, lda, false, bt.data(), N, false, M, N, K, alpha, beta);
         return;
     }
-    blas_gemm(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
+    parallel_blas_gemm(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
 }
 
 }  // namespace densefit

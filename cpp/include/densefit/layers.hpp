@@ -14,9 +14,18 @@
 
 namespace densefit {
 
+// Below this many columns a rank-1 (row by row) accumulation is one long chain of dependent
+// load-add-stores per column; a dot product down each column keeps independent partial sums.
+constexpr int64_t kNarrow = 8;
+
 // sums (cols) = Σ_rows a (rows × cols), rows ≥ 1.
 template <class T>
 void column_sums(T* __restrict sums, const T* __restrict a, int64_t rows, int64_t cols) {
+    if (cols < kNarrow && rows >= kNarrow) {
+        const T one = 1;
+        for (int64_t j = 0; j < cols; j++) sums[j] = dot(a + j, cols, &one, 0, rows);
+        return;
+    }
     std::copy(a, a + cols, sums);
     for (int64_t r = 1; r < rows; r++) {
         const T* row = a + r * cols;
@@ -50,6 +59,14 @@ DENSEFIT_ALWAYS_INLINE void dense_forward(T* __restrict out, const T* __restrict
             T* o = out + r * n_out;
             for (int64_t j = 0; j < n_out; j++) o[j] += b[j];
         }
+        return;
+    }
+    if (n_out == 1 && n_in < kNarrow && m >= kNarrow) {  // column by column down the rows: vectorizes across rows
+        for (int64_t r = 0; r < m; r++) out[r] = inp[r * n_in] * W[0];
+        for (int64_t k = 1; k < n_in; k++)
+            for (int64_t r = 0; r < m; r++) out[r] += inp[r * n_in + k] * W[k];
+        if (b != nullptr)
+            for (int64_t r = 0; r < m; r++) out[r] += b[0];
         return;
     }
     if (n_out == 1) {  // one dot product per row, W is a contiguous column
@@ -89,7 +106,9 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
         gemm(dinp, n_in, dout, n_out, false, W, n_out, true, m, n_in, n_out, T(1), T(0));
         return;
     }
-    if (n_out == 1) {  // dW = Σ_r dout[r] · inp row r, dinp row r = dout[r] · W: axpys along the rows
+    if (n_out == 1 && n_in < kNarrow && m >= kNarrow) {  // dW[k] = Σ_r inp[r, k] · dout[r]: a dot down column k
+        for (int64_t k = 0; k < n_in; k++) dW[k] = dot(inp + k, n_in, dout, 1, m);
+    } else if (n_out == 1) {  // dW = Σ_r dout[r] · inp row r: axpys along the rows
         for (int64_t r = 0; r < m; r++) {
             const T a = dout[r];
             const T* x = inp + r * n_in;
@@ -98,6 +117,8 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
             else
                 for (int64_t k = 0; k < n_in; k++) dW[k] += a * x[k];
         }
+    }
+    if (n_out == 1) {  // dinp row r = dout[r] · W
         if (db != nullptr) column_sums(db, dout, m, n_out);
         if (dinp != nullptr)
             for (int64_t r = 0; r < m; r++)

@@ -25,6 +25,13 @@ struct StridedMatrix {
         return v;
     }
 
+    // Row r as a contiguous aligned array, or nullptr when its elements are strided or unaligned.
+    const T* row(int64_t r) const {
+        const char* p = data + r * row_stride;
+        const bool ok = col_stride == static_cast<int64_t>(sizeof(T)) && reinterpret_cast<uintptr_t>(p) % alignof(T) == 0;
+        return ok ? reinterpret_cast<const T*>(p) : nullptr;
+    }
+
     // The rows as a contiguous row-major block, or nullptr when the layout is anything else.
     const T* contiguous() const {
         bool dense = col_stride == static_cast<int64_t>(sizeof(T)) &&

@@ -356,19 +356,27 @@ void check_targets(const Net& net, const StridedMatrix<T>& Y) {
     }
 }
 
-// Epoch e visits orders[e] in consecutive slices of batch_size (the last one smaller) with
-// learning rate lrs[e]; the first step is number `step` (0-based). Updates params, slots
-// (slot0, slot1: P each) and stats in place and writes out (E × 4): loss sum, correct, seen, steps.
+// Epoch e (of E) visits orders[e] (rows 0..n-1 in order when orders is null) in consecutive
+// slices of batch_size (the last one smaller) with learning rate lrs[e]; the first step is number
+// `step` (0-based). Updates params, slots (slot0, slot1: P each) and stats in place and writes
+// out (E × 4): loss sum, correct, seen, steps.
 template <class T>
 void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Net& net, const StridedMatrix<T>& X,
-                  const StridedMatrix<T>& Y, const StridedMatrix<int64_t>& orders, const double* lrs,
+                  const StridedMatrix<T>& Y, const StridedMatrix<int64_t>* orders, int64_t E, const double* lrs,
                   int64_t batch_size, uint64_t step) {
-    const int64_t n = X.rows, E = orders.rows;
+    const int64_t n = X.rows;
     require(batch_size >= 1, "batch_size must be >= 1");
+    require(orders == nullptr || (orders->rows == E && orders->cols == n), "orders must have shape (E, n)");
     check_targets(net, Y);
-    for (int64_t e = 0; e < E; e++) {
-        for (int64_t k = 0; k < n; k++) {
-            const int64_t r = orders.at(e, k);
+    for (int64_t e = 0; orders != nullptr && e < E; e++) {
+        uint64_t largest = 0;  // as unsigned, so negatives are huge; a max vectorizes, the message searches again
+        const int64_t* row = orders->row(e);
+        if (row != nullptr)
+            for (int64_t k = 0; k < n; k++) largest = std::max(largest, static_cast<uint64_t>(row[k]));
+        else
+            for (int64_t k = 0; k < n; k++) largest = std::max(largest, static_cast<uint64_t>(orders->at(e, k)));
+        for (int64_t k = 0; largest >= static_cast<uint64_t>(n) && k < n; k++) {
+            const int64_t r = orders->at(e, k);
             if (r < 0 || r >= n)
                 throw std::invalid_argument("orders[" + std::to_string(e) + ", " + std::to_string(k) + "] = " +
                                             std::to_string(r) + " is not a row index in [0, " + std::to_string(n) + ")");
@@ -383,12 +391,18 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
         double* epoch = out + 4 * e;
         for (int64_t start = 0; start < n; start += batch_size) {
             const int64_t m = std::min(batch_size, n - start);
-            bool consecutive = true;  // rows first..first+m-1 of a contiguous X are used where they are
-            const int64_t first = orders.at(e, start);
-            for (int64_t k = 0; k < m; k++) {
-                ws.index[k] = orders.at(e, start + k);
-                consecutive &= ws.index[k] == first + k;
-            }
+            int64_t* index = ws.index.data();
+            const int64_t* row = orders != nullptr ? orders->row(e) : nullptr;
+            if (orders == nullptr)
+                for (int64_t k = 0; k < m; k++) index[k] = start + k;
+            else if (row != nullptr)
+                std::copy(row + start, row + start + m, index);
+            else
+                for (int64_t k = 0; k < m; k++) index[k] = orders->at(e, start + k);
+            const int64_t first = index[0];
+            int64_t mismatch = 0;  // rows first..first+m-1 of a contiguous X are used where they are
+            for (int64_t k = 0; k < m; k++) mismatch |= index[k] ^ (first + k);
+            const bool consecutive = mismatch == 0;
             const T* x = consecutive && X_direct != nullptr ? X_direct + first * X.cols : ws.x;
             const T* y = consecutive && Y_direct != nullptr ? Y_direct + first * Y.cols : ws.y;
             if (x == ws.x) gather_rows(ws.x, X, ws.index.data(), m);

@@ -3,7 +3,8 @@
 Every backend is a module with the same three functions (the numpy module is the reference):
 
 - ``train_epochs(plan, state, X, y, orders, lrs, batch_size) -> stats``: for each epoch ``e``,
-  visit ``orders[e]`` in consecutive slices of ``batch_size`` (the last, smaller slice kept) and
+  visit ``orders[e]`` (``orders`` is ``(E, n)`` row indices, or ``None`` for rows ``0..n-1`` in
+  order, which costs no memory) in consecutive slices of ``batch_size`` (the last, smaller slice kept) and
   take one optimizer step per slice with learning rate ``lrs[e]``; the first step uses step
   counter ``state.step``. Updates ``state.params``, ``state.slots`` and ``state.stats`` in place
   (never ``state.step``/``state.epoch``: :func:`train_epochs` here does that) and returns a

@@ -28,7 +28,9 @@ def _net(plan: Plan) -> _core.Net:
     return net
 
 
-def _row_indices(orders) -> np.ndarray:
+def _row_indices(orders):
+    if orders is None:
+        return None
     orders = np.asarray(orders)
     if orders.dtype != np.int64 and orders.dtype.kind in "iu":
         orders = orders.astype(np.int64)

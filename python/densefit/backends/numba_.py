@@ -6,21 +6,36 @@ Size legend: ``n`` samples, ``d`` features, ``mb`` the batch size and ``m`` the 
 batch (the last one may be smaller), ``n_in``/``n_out`` op widths, ``C`` BatchNorm features, ``K``
 outputs, ``P`` parameters, ``E`` epochs.
 
-Layout: every array a pass sees is flat and row-major with its sizes passed beside it (outputs
-first, then inputs, then sizes): ``x[r * n_in + c]`` is row ``r``, column ``c`` of an ``(m, n_in)``
-matrix. Slicing a flat buffer costs almost nothing in numba, whereas each ``reshape`` is a C call that on
-tiny networks would cost more than the math; 2-D views are made only around BLAS calls.
+Layout: every buffer is flat and row-major. A pass is given each of its arrays as a ``buffer,
+offset`` pair (outputs first, then inputs, then sizes), the offset named after the array with
+``_at``: ``ws, inp_at`` with ``m, n_in`` is the ``(m, n_in)`` matrix ``inp`` whose row ``r``, column
+``c`` is ``ws[inp_at + r * n_in + c]``. The pass takes its own 1-D views (``inp = ws[inp_at:...]``)
+and loops over them.
 
-Memory: a kernel call allocates one workspace (the gathered batch, every op's output, dropout
-scales and BatchNorm caches, two gradient buffers) and the passes work on slices of it; nothing is
-allocated per batch. ``T`` is the data's dtype: scalars are cast to it where the reference casts
-them, and loss, penalty and gradient-norm sums are accumulated in float64, so float32 results
-match the reference.
+Why: numba counts the references to an array's memory with atomic operations. A function that
+calls another compiled function takes a reference on each array it uses (two atomic operations
+per array per call), and so does each slice made outside the pass that uses it; on a network of a
+few dozen weights trained one sample at a time those cost more than the math. Views made and used
+inside a pass that calls nothing (a "leaf", with one loop per branch at most: numba's pruning of
+the counting gives up on more complex control flow) cost nothing and keep its loops vectorizable.
+So: the per-batch loop calls leaves and the two op loops ``forward``/``backward``; the buffers are
+few (``ws`` holds the whole workspace); the losses and optimizer rules are one leaf each, picked in
+the caller (``loss_and_dlogits`` and the helpers ``copy``, ``argmax``, ``sigmoid`` are ``inline``:
+numba pastes them into the caller). 2-D views are made only
+around BLAS calls.
 
-Every jitted function is cached (``jit`` below): the compiled code lands in ``__pycache__`` (or
-``NUMBA_CACHE_DIR``) and the next process loads it instead of compiling. Numba keys that cache on
-this file only; the constants imported from ``densefit`` below are frozen into the compiled code,
-so a change to them needs the cache cleared.
+Memory: a kernel call allocates one workspace ``ws`` (see :func:`workspace`) and the passes work
+inside it; nothing is allocated per batch: the gathered batch and every op's output (op ``i``
+reads segment ``i`` at ``at[i]`` and writes segment ``i + 1`` at ``at[i + 1]``), the dropout scales
+and BatchNorm ``x̂``/``invstd`` (op ``i``'s at ``cache_at[i]``), BatchNorm's scratch, and the two
+halves between which the running gradient moves at each Dense op. ``T`` is the data's dtype:
+scalars are cast to it where the reference casts them, and loss, penalty and gradient-norm sums
+are accumulated in float64, so float32 results match the reference.
+
+Every jitted function is cached: the compiled code lands in ``__pycache__`` (or ``NUMBA_CACHE_DIR``)
+and the next process loads it instead of compiling. Numba keys that cache on this file only; the
+constants imported from ``densefit`` below are frozen into the compiled code, so a change to them
+needs the cache cleared.
 """
 
 from __future__ import annotations
@@ -42,8 +57,10 @@ SMALL_GEMM = 512
 
 # Every function: cached on disk; IEEE division (x/0 is inf or nan, as in numpy, instead of
 # Python's ZeroDivisionError, whose check would also keep loops from vectorizing); the GIL
-# released, so other Python threads run while a kernel trains.
+# released, so other Python threads run while a kernel trains. ``inline``: the same, pasted into
+# the caller at numba-IR level instead of called (see the module docstring).
 jit = njit(cache=True, error_model="numpy", nogil=True)
+inline = njit(cache=True, error_model="numpy", nogil=True, inline="always")
 
 _GELU_C = math.sqrt(2 / math.pi)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -72,13 +89,14 @@ def stream_key(seed, step, layer):
 
 
 @jit
-def copy(out, src):
-    """``out[:] = src`` as a loop (numba's slice assignment compiles slowly)."""
-    for i in range(src.size):
-        out[i] = src[i]
+def copy(dst, out_at, src, inp_at, size):
+    """``dst[out_at:out_at + size] = src[inp_at:inp_at + size]`` as a loop."""
+    out, inp = dst[out_at:out_at + size], src[inp_at:inp_at + size]
+    for i in range(size):
+        out[i] = inp[i]
 
 
-@jit
+@inline
 def argmax(row):
     """Index of the first maximum, as ``numpy.argmax``."""
     best = 0
@@ -88,7 +106,7 @@ def argmax(row):
     return best
 
 
-@jit
+@inline
 def sigmoid(x):
     """``1 / (1 + exp(-x))`` without overflow, in the dtype of ``x``."""
     one = type(x)(1)
@@ -101,90 +119,93 @@ def sigmoid(x):
 
 
 @jit
-def activation_forward(out, inp, act, alpha):
-    """``out = act(inp)`` elementwise."""
+def activation_forward(dst, out_at, src, inp_at, size, act, alpha):
+    """``out = act(inp)`` elementwise for ``out, inp`` the ``size`` elements at ``dst[out_at:]``,
+    ``src[inp_at:]``."""
+    out, inp = dst[out_at:out_at + size], src[inp_at:inp_at + size]
     T = inp.dtype.type
     a, zero, one, half = T(alpha), T(0), T(1), T(0.5)
     if act == A.IDENTITY:
-        copy(out, inp)
+        for i in range(size):
+            out[i] = inp[i]
     elif act == A.SIGMOID:
-        for i in range(inp.size):
+        for i in range(size):
             out[i] = sigmoid(inp[i])
     elif act == A.TANH:
-        for i in range(inp.size):
+        for i in range(size):
             out[i] = np.tanh(inp[i])
     elif act == A.RELU:
-        for i in range(inp.size):
+        for i in range(size):
             x = inp[i]
             out[i] = zero if x < 0 else x
     elif act == A.LEAKY_RELU:
-        for i in range(inp.size):
+        for i in range(size):
             x = inp[i]
             out[i] = x if x > 0 else x * a
     elif act == A.ELU:
-        for i in range(inp.size):
+        for i in range(size):
             x = inp[i]
             out[i] = x if x > 0 else a * np.expm1(x)
     elif act == A.SOFTPLUS:
-        for i in range(inp.size):
+        for i in range(size):
             x = inp[i]
             out[i] = np.log1p(np.exp(-abs(x))) + (zero if x < 0 else x)
     elif act == A.GELU:
         c, k = T(_GELU_C), T(0.044715)
-        for i in range(inp.size):
+        for i in range(size):
             x = inp[i]
             out[i] = half * x * (one + np.tanh(c * (x + k * (x * x * x))))
-    else:
-        raise ValueError("activation has no standalone forward (softmax is fused with the loss)")
 
 
 @jit
-def activation_backward(d, inp, out, act, alpha):
-    """``d *= act'(inp)`` in place; ``out = act(inp)`` serves the derivatives written in it."""
+def activation_backward(dbuf, d_at, acts, inp_at, out_at, size, act, alpha):
+    """``d *= act'(inp)`` in place for ``d`` at ``dbuf[d_at:]``; ``out = act(inp)`` (``acts[out_at:]``,
+    ``acts[inp_at:]``) serves the derivatives written in it."""
+    d, inp, out = dbuf[d_at:d_at + size], acts[inp_at:inp_at + size], acts[out_at:out_at + size]
     T = inp.dtype.type
     a, zero, one, half = T(alpha), T(0), T(1), T(0.5)
     if act == A.IDENTITY:
         return
     elif act == A.SIGMOID:
-        for i in range(d.size):
+        for i in range(size):
             y = out[i]
             d[i] = d[i] * y * (one - y)
     elif act == A.TANH:
-        for i in range(d.size):
+        for i in range(size):
             y = out[i]
             d[i] = d[i] * (one - y * y)
     elif act == A.RELU:
-        for i in range(d.size):
+        for i in range(size):
             if not inp[i] > 0:
                 d[i] = zero
     elif act == A.LEAKY_RELU:
-        for i in range(d.size):
+        for i in range(size):
             if not inp[i] > 0:
                 d[i] = d[i] * a
     elif act == A.ELU:
-        for i in range(d.size):
+        for i in range(size):
             if not inp[i] > 0:
                 d[i] = d[i] * (out[i] + a)
     elif act == A.SOFTPLUS:
-        for i in range(d.size):
+        for i in range(size):
             d[i] = d[i] * sigmoid(inp[i])
     elif act == A.GELU:
         c, k, k3 = T(_GELU_C), T(0.044715), T(3 * 0.044715)
-        for i in range(d.size):
+        for i in range(size):
             x = inp[i]
             t = np.tanh(c * (x + k * (x * x * x)))
             du = c * (one + k3 * x * x)
             d[i] = d[i] * (half * (one + t) + half * x * (one - t * t) * du)
-    else:
-        raise ValueError("activation has no standalone derivative (softmax is fused with the loss)")
 
 
 @jit
-def output_activation(out, z, m, K, act):
-    """``out = act(z)`` for the output activation the loss fused (``predict``); softmax per row."""
+def output_activation(dst, out_at, acts, z_at, m, K, act):
+    """``out = act(z)`` for the output activation the loss fused (``predict``), ``out`` at ``dst[out_at:]``
+    and ``z`` at ``acts[z_at:]`` both ``(m, K)``; softmax per row."""
     if act != A.SOFTMAX:
-        activation_forward(out, z, act, 0.0)
+        activation_forward(dst, out_at, acts, z_at, m * K, act, 0.0)
         return
+    out, z = dst[out_at:out_at + m * K], acts[z_at:z_at + m * K]
     for r in range(m):
         row, prob = z[r * K:(r + 1) * K], out[r * K:(r + 1) * K]
         zmax = row[argmax(row)]
@@ -197,52 +218,110 @@ def output_activation(out, z, m, K, act):
 
 
 # ---------------------------------------------------------------------------------------------
-# Dense: Z = X W + b
+# Dense: Z = X W + b, as loops for tiny layers (a BLAS call would cost more than the product), else
+# through BLAS
 
 
 @jit
-def matmul(out, a, b, m, k, n, a_transposed, b_transposed):
-    """``out (m, n) = op(a) (m, k) · op(b) (k, n)`` where ``op`` transposes a stored ``(k, m)`` ``a``
-    or ``(n, k)`` ``b`` when asked. BLAS, unless the product is tiny."""
-    if m * k * n > SMALL_GEMM:
-        C = out.reshape((m, n))
-        if a_transposed:
-            np.dot(a.reshape((k, m)).T, b.reshape((k, n)), C)
-        elif b_transposed:
-            np.dot(a.reshape((m, k)), b.reshape((n, k)).T, C)
-        else:
-            np.dot(a.reshape((m, k)), b.reshape((k, n)), C)
-        return
-    a_row, a_col = (1, m) if a_transposed else (k, 1)
-    b_row, b_col = (1, k) if b_transposed else (n, 1)
-    for i in range(m):
-        for j in range(n):
-            acc = out.dtype.type(0)
-            for p in range(k):
-                acc += a[i * a_row + p * a_col] * b[p * b_row + j * b_col]
-            out[i * n + j] = acc
+def use_blas(m, n_in, n_out):
+    return m * n_in * n_out > SMALL_GEMM
 
 
 @jit
-def dense_forward(out, inp, W, b, m, n_in, n_out, use_bias):
-    matmul(out, inp, W, m, n_in, n_out, False, False)
+def dense_forward_loops(acts, out_at, inp_at, params, w_at, m, n_in, n_out, use_bias):
+    """``out = inp W + b`` for ``inp (m, n_in)``, ``out (m, n_out)`` at ``acts[inp_at:]``, ``acts[out_at:]``
+    and ``W (n_in, n_out)`` then ``b`` at ``params[w_at:]``."""
+    out, inp = acts[out_at:out_at + m * n_out], acts[inp_at:inp_at + m * n_in]
+    b_at = w_at + n_in * n_out
+    W, b = params[w_at:b_at], params[b_at:b_at + n_out]
+    T = out.dtype.type
+    if m == 1:  # one sample: a dot product per output
+        for j in range(n_out):
+            acc = T(0)
+            for p in range(n_in):
+                acc += inp[p] * W[p * n_out + j]
+            out[j] = acc + b[j] if use_bias else acc
+    else:  # a batch: rows innermost, the long loop of a tiny layer (same sums, same order)
+        for j in range(n_out):
+            for r in range(m):
+                out[r * n_out + j] = T(0)
+            for p in range(n_in):
+                w = W[p * n_out + j]
+                for r in range(m):
+                    out[r * n_out + j] += inp[r * n_in + p] * w
+            if use_bias:
+                for r in range(m):
+                    out[r * n_out + j] += b[j]
+
+
+@jit
+def dense_forward_blas(acts, out_at, inp_at, params, w_at, m, n_in, n_out, use_bias):
+    """:func:`dense_forward_loops` with the product through BLAS."""
+    out, inp = acts[out_at:out_at + m * n_out], acts[inp_at:inp_at + m * n_in]
+    b_at = w_at + n_in * n_out
+    np.dot(inp.reshape((m, n_in)), params[w_at:b_at].reshape((n_in, n_out)), out.reshape((m, n_out)))
     if use_bias:
+        b = params[b_at:b_at + n_out]
         for r in range(m):
             for j in range(n_out):
                 out[r * n_out + j] += b[j]
 
 
 @jit
-def dense_backward(dinp, dW, db, dout, inp, W, m, n_in, n_out, use_bias, need_dinp):
-    """``dW = inpᵀ dout``, ``db = Σ_rows dout``, ``dinp = dout Wᵀ`` (only if ``need_dinp``)."""
-    matmul(dW, inp, dout, n_in, m, n_out, True, False)
+def dense_backward_loops(dbuf, dinp_at, grad, w_at, dout_at, acts, inp_at, params, m, n_in, n_out, use_bias,
+                         need_dinp):
+    """``dW = inpᵀ dout`` then ``db = Σ_rows dout`` into ``grad[w_at:]``, and ``dinp = dout Wᵀ`` into
+    ``dbuf[dinp_at:]`` (only if ``need_dinp``), for ``dout (m, n_out)`` at ``dbuf[dout_at:]``."""
+    dinp, dout = dbuf[dinp_at:dinp_at + m * n_in], dbuf[dout_at:dout_at + m * n_out]
+    inp, W = acts[inp_at:inp_at + m * n_in], params[w_at:w_at + n_in * n_out]
+    b_at = w_at + n_in * n_out
+    dW, db = grad[w_at:b_at], grad[b_at:b_at + n_out]
+    T = dout.dtype.type
+    for p in range(n_in):
+        for j in range(n_out):
+            acc = T(0)
+            for r in range(m):
+                acc += inp[r * n_in + p] * dout[r * n_out + j]
+            dW[p * n_out + j] = acc
     if use_bias:
+        for j in range(n_out):
+            acc = T(0)
+            for r in range(m):
+                acc += dout[r * n_out + j]
+            db[j] = acc
+    if need_dinp and m == 1:  # one sample: a dot product per input
+        for p in range(n_in):
+            acc = T(0)
+            for j in range(n_out):
+                acc += dout[j] * W[p * n_out + j]
+            dinp[p] = acc
+    elif need_dinp:  # a batch: rows innermost
+        for p in range(n_in):
+            for r in range(m):
+                dinp[r * n_in + p] = T(0)
+            for j in range(n_out):
+                w = W[p * n_out + j]
+                for r in range(m):
+                    dinp[r * n_in + p] += dout[r * n_out + j] * w
+
+
+@jit
+def dense_backward_blas(dbuf, dinp_at, grad, w_at, dout_at, acts, inp_at, params, m, n_in, n_out, use_bias,
+                        need_dinp):
+    """:func:`dense_backward_loops` with the products through BLAS."""
+    dout = dbuf[dout_at:dout_at + m * n_out]
+    inp = acts[inp_at:inp_at + m * n_in].reshape((m, n_in))
+    b_at = w_at + n_in * n_out
+    np.dot(inp.T, dout.reshape((m, n_out)), grad[w_at:b_at].reshape((n_in, n_out)))
+    if use_bias:
+        db = grad[b_at:b_at + n_out]
         db[:] = 0
         for r in range(m):
             for j in range(n_out):
                 db[j] += dout[r * n_out + j]
     if need_dinp:
-        matmul(dinp, dout, W, m, n_out, n_in, False, True)
+        np.dot(dout.reshape((m, n_out)), params[w_at:b_at].reshape((n_in, n_out)).T,
+               dbuf[dinp_at:dinp_at + m * n_in].reshape((m, n_in)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,34 +329,43 @@ def dense_backward(dinp, dW, db, dout, inp, W, m, n_in, n_out, use_bias, need_di
 
 
 @jit
-def dropout_forward(out, scale, inp, rate, seed, step, layer):
+def dropout_forward(acts, out_at, inp_at, caches, scale_at, size, rate, seed, step, layer):
     """Keep element ``i = r·width + c`` iff ``uniform(seed, step, layer, i) >= rate``; ``scale``
-    records ``1/(1-rate)`` or 0 per element for the backward pass."""
+    (``caches[scale_at:]``) records ``1/(1-rate)`` or 0 per element for the backward pass."""
+    out, inp, scale = acts[out_at:out_at + size], acts[inp_at:inp_at + size], caches[scale_at:scale_at + size]
     T = inp.dtype.type
     kept = T(1 / (1 - rate))
     key = stream_key(seed, step, layer)
-    for i in range(inp.size):
+    for i in range(size):
         u = np.float64(mix(np.uint64(i) ^ key) >> np.uint64(40)) * 2.0 ** -24
         scale[i] = kept if u >= rate else T(0)
         out[i] = inp[i] * scale[i]
 
 
 @jit
-def dropout_backward(d, scale):
-    for i in range(d.size):
+def dropout_backward(dbuf, d_at, caches, scale_at, size):
+    d, scale = dbuf[d_at:d_at + size], caches[scale_at:scale_at + size]
+    for i in range(size):
         d[i] = d[i] * scale[i]
 
 
 @jit
-def batchnorm_forward_train(out, xhat, invstd, mean, running_mean, running_var, inp, gamma, beta, momentum,
-                            epsilon, m, C):
+def batchnorm_forward_train(acts, out_at, inp_at, caches, xhat_at, invstd_at, stats, running_at, params, gamma_at,
+                            scratch, mean_at, momentum, epsilon, m, C):
     """Normalize by the batch mean and biased variance (two passes, rows summed in order like
-    numpy's axis-0 reductions); keep ``xhat`` and ``invstd`` for the backward pass (``mean`` is
-    scratch) and move the running statistics toward the mean and the unbiased variance."""
+    numpy's axis-0 reductions); keep ``xhat`` and ``invstd`` (in ``caches``) for the backward pass
+    (``mean`` at ``scratch[mean_at:]`` is scratch) and move the running statistics (mean then variance at ``stats[running_at:]``)
+    toward the mean and the unbiased variance. ``γ`` then ``β`` at ``params[gamma_at:]``."""
+    out, inp = acts[out_at:out_at + m * C], acts[inp_at:inp_at + m * C]
+    xhat, invstd = caches[xhat_at:xhat_at + m * C], caches[invstd_at:invstd_at + C]
+    running_mean, running_var = stats[running_at:running_at + C], stats[running_at + C:running_at + 2 * C]
+    gamma, beta = params[gamma_at:gamma_at + C], params[gamma_at + C:gamma_at + 2 * C]
+    mean = scratch[mean_at:mean_at + C]
     T = inp.dtype.type
     var = invstd  # the variance lives in invstd until it is inverted below
-    mean[:] = 0
-    var[:] = 0
+    for c in range(C):
+        mean[c] = 0
+        var[c] = 0
     for r in range(m):
         for c in range(C):
             mean[c] += inp[r * C + c]
@@ -302,7 +390,10 @@ def batchnorm_forward_train(out, xhat, invstd, mean, running_mean, running_var, 
 
 
 @jit
-def batchnorm_forward_infer(out, inp, gamma, beta, running_mean, running_var, epsilon, m, C):
+def batchnorm_forward_infer(acts, out_at, inp_at, params, gamma_at, stats, running_at, epsilon, m, C):
+    out, inp = acts[out_at:out_at + m * C], acts[inp_at:inp_at + m * C]
+    running_mean, running_var = stats[running_at:running_at + C], stats[running_at + C:running_at + 2 * C]
+    gamma, beta = params[gamma_at:gamma_at + C], params[gamma_at + C:gamma_at + 2 * C]
     T = inp.dtype.type
     for r in range(m):
         for c in range(C):
@@ -311,9 +402,14 @@ def batchnorm_forward_infer(out, inp, gamma, beta, running_mean, running_var, ep
 
 
 @jit
-def batchnorm_backward(d, dgamma, dbeta, sum_dxhat, sum_dxhat_xhat, xhat, invstd, gamma, m, C):
-    """In place ``d ← invstd/m · (m·dx̂ - Σdx̂ - x̂ Σ(dx̂ x̂))`` with ``dx̂ = d γ``; the two column
-    sums are scratch of ``C`` each."""
+def batchnorm_backward(dbuf, d_at, grad, caches, xhat_at, invstd_at, params, gamma_at, scratch, sums_at, m, C):
+    """In place ``d ← invstd/m · (m·dx̂ - Σdx̂ - x̂ Σ(dx̂ x̂))`` with ``dx̂ = d γ`` (``d`` at ``dbuf[d_at:]``);
+    ``dγ`` then ``dβ`` into ``grad[gamma_at:]``; the two column sums live at ``scratch[sums_at:]`` (``2C``)."""
+    d = dbuf[d_at:d_at + m * C]
+    xhat, invstd = caches[xhat_at:xhat_at + m * C], caches[invstd_at:invstd_at + C]
+    gamma = params[gamma_at:gamma_at + C]
+    dgamma, dbeta = grad[gamma_at:gamma_at + C], grad[gamma_at + C:gamma_at + 2 * C]
+    sum_dxhat, sum_dxhat_xhat = scratch[sums_at:sums_at + C], scratch[sums_at + C:sums_at + 2 * C]
     T = d.dtype.type
     dgamma[:] = 0
     dbeta[:] = 0
@@ -339,58 +435,82 @@ def batchnorm_backward(d, dgamma, dbeta, sum_dxhat, sum_dxhat_xhat, xhat, invstd
 
 
 @jit
-def loss_and_dlogits(dz, z, y, m, K, y_cols, loss):
-    """Return ``(mean loss, correct)`` and fill ``dz (m, K)``. ``y`` is ``(m, y_cols)``: ``y_cols = K``,
-    or 1 for class indices with categorical cross-entropy and ``K > 1``."""
+def mse(dbuf, dz_at, acts, z_at, y, m, K):
+    """Mean squared error over all ``m·K`` elements."""
+    dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
     T = z.dtype.type
     total, correct = 0.0, 0
-    if loss == L.MSE:
-        scale = T(2 / (m * K))
-        for i in range(m * K):
-            diff = z[i] - y[i]
-            total += np.float64(diff) * np.float64(diff)
-            dz[i] = diff * scale
-        return total / (m * K), correct
-    if loss == L.BINARY_CROSSENTROPY:
-        scale = T(1 / (m * K))
-        for i in range(m * K):
-            x, t = z[i], y[i]
-            total += np.float64((T(0) if x < 0 else x) - x * t + np.log1p(np.exp(-abs(x))))
-            correct += (x > 0) == (t > 0.5)
-            dz[i] = (sigmoid(x) - t) * scale
-        return total / (m * K), correct
-    if loss == L.CATEGORICAL_CROSSENTROPY:
-        scale = T(1 / m)
-        for r in range(m):
-            zr, dzr, yr = z[r * K:(r + 1) * K], dz[r * K:(r + 1) * K], y[r * y_cols:(r + 1) * y_cols]
-            predicted = argmax(zr)
-            zmax = zr[predicted]
-            sum_e = T(0)
+    scale = T(2 / (m * K))
+    for i in range(m * K):
+        diff = z[i] - y[i]
+        total += np.float64(diff) * np.float64(diff)
+        dz[i] = diff * scale
+    return total / (m * K), correct
+
+
+@jit
+def binary_crossentropy(dbuf, dz_at, acts, z_at, y, m, K):
+    """On the logits: ``max(z, 0) - z y + log(1 + e^-|z|)`` per element; ``correct`` counts elements."""
+    dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
+    T = z.dtype.type
+    total, correct = 0.0, 0
+    scale = T(1 / (m * K))
+    for i in range(m * K):
+        x, t = z[i], y[i]
+        total += np.float64((T(0) if x < 0 else x) - x * t + np.log1p(np.exp(-abs(x))))
+        correct += (x > 0) == (t > 0.5)
+        dz[i] = (sigmoid(x) - t) * scale
+    return total / (m * K), correct
+
+
+@jit
+def categorical_crossentropy(dbuf, dz_at, acts, z_at, y, m, K, y_cols):
+    """Softmax cross-entropy per row; ``correct`` counts rows whose argmax is the target's."""
+    dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
+    T = z.dtype.type
+    total, correct = 0.0, 0
+    scale = T(1 / m)
+    for r in range(m):
+        zr, dzr, yr = z[r * K:(r + 1) * K], dz[r * K:(r + 1) * K], y[r * y_cols:(r + 1) * y_cols]
+        predicted = argmax(zr)
+        zmax = zr[predicted]
+        sum_e = T(0)
+        for k in range(K):
+            dzr[k] = np.exp(zr[k] - zmax)
+            sum_e += dzr[k]
+        log_sum_e = np.log(sum_e)
+        if y_cols == 1 and K > 1:
+            label = np.int64(yr[0])  # in range: check_class_indices
+            total -= np.float64((zr[label] - zmax) - log_sum_e)
+            correct += predicted == label
             for k in range(K):
-                dzr[k] = np.exp(zr[k] - zmax)
-                sum_e += dzr[k]
-            log_sum_e = np.log(sum_e)
-            if y_cols == 1 and K > 1:
-                label = np.int64(yr[0])
-                if label < 0 or label >= K:
-                    raise ValueError("class index out of range for categorical_crossentropy")
-                total -= np.float64((zr[label] - zmax) - log_sum_e)
-                correct += predicted == label
-                for k in range(K):
-                    dzr[k] = dzr[k] / sum_e
-                dzr[label] -= T(1)
-                for k in range(K):
-                    dzr[k] = dzr[k] * scale
-            else:
-                y_sum = T(0)
-                for k in range(K):
-                    total -= np.float64(yr[k] * ((zr[k] - zmax) - log_sum_e))
-                    y_sum += yr[k]
-                correct += predicted == argmax(yr)
-                for k in range(K):
-                    dzr[k] = ((dzr[k] / sum_e) * y_sum - yr[k]) * scale
-        return total / m, correct
-    raise ValueError("unknown loss code")
+                dzr[k] = dzr[k] / sum_e
+            dzr[label] -= T(1)
+            for k in range(K):
+                dzr[k] = dzr[k] * scale
+        else:
+            y_sum = T(0)
+            for k in range(K):
+                total -= np.float64(yr[k] * ((zr[k] - zmax) - log_sum_e))
+                y_sum += yr[k]
+            correct += predicted == argmax(yr)
+            for k in range(K):
+                dzr[k] = ((dzr[k] / sum_e) * y_sum - yr[k]) * scale
+    return total / m, correct
+
+
+@inline
+def loss_and_dlogits(ws, dz_at, z_at, y, m, K, y_cols, loss):
+    """Return ``(mean loss, correct)`` and fill ``dz (m, K)`` at ``ws[dz_at:]`` given the logits ``z`` at
+    ``ws[z_at:]``. ``y`` is flat ``(m, y_cols)`` (or longer): ``y_cols = K``, or 1 for class indices
+    with categorical cross-entropy and ``K > 1``."""
+    if loss == L.MSE:
+        value, correct = mse(ws, dz_at, ws, z_at, y, m, K)
+    elif loss == L.BINARY_CROSSENTROPY:
+        value, correct = binary_crossentropy(ws, dz_at, ws, z_at, y, m, K)
+    else:
+        value, correct = categorical_crossentropy(ws, dz_at, ws, z_at, y, m, K, y_cols)
+    return value, correct
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,52 +561,67 @@ def clip(grad, clipvalue, clipnorm):
 
 
 @jit
-def update(params, slots, grad, ops, optimizer, q, lr, t):
-    """One optimizer step ``t`` (from 1) with learning rate ``lr``, in place."""
-    T = params.dtype.type
-    w, s0, s1, g = params, slots[0], slots[1], grad
-    lr_t = T(lr)
-    if optimizer == O.SGD_:
-        mu = q[O.MOMENTUM]
-        if mu == 0:
-            for j in range(w.size):
-                w[j] -= lr_t * g[j]
-            return
-        mu_t, keep_t = T(mu), T(1 - q[O.DAMPENING])
-        nesterov = q[O.NESTEROV] != 0
-        for j in range(w.size):
-            s0[j] = g[j] if t == 1 else s0[j] * mu_t + keep_t * g[j]
-            direction = g[j] + mu_t * s0[j] if nesterov else s0[j]
-            w[j] -= lr_t * direction
-    elif optimizer == O.ADAM or optimizer == O.ADAMW:
-        b1, b2 = q[O.BETA_1], q[O.BETA_2]
-        if optimizer == O.ADAMW and q[O.WEIGHT_DECAY] > 0:
-            decay = T(1 - lr * q[O.WEIGHT_DECAY])
-            for i in range(ops.shape[0]):
-                if ops[i, KIND] == DENSE:
-                    start = ops[i, PARAM_OFF]
-                    for j in range(start, start + ops[i, N_IN] * ops[i, N_OUT]):
-                        w[j] *= decay
-        b1_t, b2_t, keep1, keep2 = T(b1), T(b2), T(1 - b1), T(1 - b2)
-        step_size = T(lr / (1 - b1 ** np.float64(t)))
-        bias2 = T(np.sqrt(1 - b2 ** np.float64(t)))
-        eps = T(q[O.EPSILON])
-        for j in range(w.size):
-            s0[j] = s0[j] * b1_t + keep1 * g[j]
-            s1[j] = s1[j] * b2_t + keep2 * g[j] * g[j]
-            w[j] -= step_size * s0[j] / (np.sqrt(s1[j]) / bias2 + eps)
-    elif optimizer == O.RMSPROP:
-        rho_t, keep, eps = T(q[O.RHO]), T(1 - q[O.RHO]), T(q[O.EPSILON])
-        for j in range(w.size):
-            s0[j] = s0[j] * rho_t + keep * g[j] * g[j]
-            w[j] -= lr_t * g[j] / (np.sqrt(s0[j]) + eps)
-    elif optimizer == O.ADAGRAD:
-        eps = T(q[O.EPSILON])
-        for j in range(w.size):
-            s0[j] += g[j] * g[j]
-            w[j] -= lr_t * g[j] / (np.sqrt(s0[j]) + eps)
-    else:
-        raise ValueError("unknown optimizer code")
+def sgd_step(w, g, lr):
+    """Plain SGD: ``w -= lr g``."""
+    lr_t = w.dtype.type(lr)
+    for j in range(w.size):
+        w[j] -= lr_t * g[j]
+
+
+@jit
+def momentum_step(w, slots, g, q, lr, t):
+    """SGD with momentum (torch.optim's: dampening, Nesterov), the velocity in ``slots[0]``."""
+    T = w.dtype.type
+    s0 = slots[0]
+    lr_t, mu_t, keep_t = T(lr), T(q[O.MOMENTUM]), T(1 - q[O.DAMPENING])
+    nesterov = q[O.NESTEROV] != 0
+    for j in range(w.size):
+        s0[j] = g[j] if t == 1 else s0[j] * mu_t + keep_t * g[j]
+        direction = g[j] + mu_t * s0[j] if nesterov else s0[j]
+        w[j] -= lr_t * direction
+
+
+@jit
+def adam_step(w, slots, g, ops, optimizer, q, lr, t):
+    """Adam, and AdamW's decoupled weight decay on Dense kernels first; moments in ``slots``."""
+    T = w.dtype.type
+    s0, s1 = slots[0], slots[1]
+    b1, b2 = q[O.BETA_1], q[O.BETA_2]
+    if optimizer == O.ADAMW and q[O.WEIGHT_DECAY] > 0:
+        decay = T(1 - lr * q[O.WEIGHT_DECAY])
+        for i in range(ops.shape[0]):
+            if ops[i, KIND] == DENSE:
+                start = ops[i, PARAM_OFF]
+                for j in range(start, start + ops[i, N_IN] * ops[i, N_OUT]):
+                    w[j] *= decay
+    b1_t, b2_t, keep1, keep2 = T(b1), T(b2), T(1 - b1), T(1 - b2)
+    step_size = T(lr / (1 - b1 ** np.float64(t)))
+    bias2 = T(np.sqrt(1 - b2 ** np.float64(t)))
+    eps = T(q[O.EPSILON])
+    for j in range(w.size):
+        s0[j] = s0[j] * b1_t + keep1 * g[j]
+        s1[j] = s1[j] * b2_t + keep2 * g[j] * g[j]
+        w[j] -= step_size * s0[j] / (np.sqrt(s1[j]) / bias2 + eps)
+
+
+@jit
+def rmsprop_step(w, slots, g, q, lr):
+    T = w.dtype.type
+    s0 = slots[0]
+    lr_t, rho_t, keep, eps = T(lr), T(q[O.RHO]), T(1 - q[O.RHO]), T(q[O.EPSILON])
+    for j in range(w.size):
+        s0[j] = s0[j] * rho_t + keep * g[j] * g[j]
+        w[j] -= lr_t * g[j] / (np.sqrt(s0[j]) + eps)
+
+
+@jit
+def adagrad_step(w, slots, g, q, lr):
+    T = w.dtype.type
+    s0 = slots[0]
+    lr_t, eps = T(lr), T(q[O.EPSILON])
+    for j in range(w.size):
+        s0[j] += g[j] * g[j]
+        w[j] -= lr_t * g[j] / (np.sqrt(s0[j]) + eps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -494,127 +629,146 @@ def update(params, slots, grad, ops, optimizer, q, lr, t):
 
 
 @jit
-def workspace_offsets(ops, rows):
-    """Offsets into the flat workspace for batches of up to ``rows`` rows: op ``i``'s output at
-    ``act_start[i]`` (``rows·n_out``) and its cache from ``cache_start[i]`` to ``cache_start[i + 1]``
-    (dropout: the scale of each element; BatchNorm: ``x̂`` then ``invstd``); the last entries are
-    the total sizes."""
+def workspace(ops, d, rows, dtype):
+    """The workspace of a kernel call, allocated once, for batches of up to ``rows`` rows: one buffer
+    ``ws`` and the offsets into it. ``at[i]``: segment ``i`` of the activations (the batch, ``rows·d``,
+    at ``at[0] = 0``; op ``i``'s output, ``rows·n_out``, at ``at[i + 1]``). ``cache_at[i]`` to
+    ``cache_at[i + 1]``: op ``i``'s cache (dropout: the scale of each element; BatchNorm: ``x̂`` then
+    ``invstd``). Then BatchNorm's scratch (``2·width``) at ``scratch_at`` and the two halves of the
+    running gradient (``rows·width`` each) at ``d_at`` and ``d_next_at``."""
     n_ops = ops.shape[0]
-    act_start = np.zeros(n_ops + 1, dtype=np.int64)
-    cache_start = np.zeros(n_ops + 1, dtype=np.int64)
+    at = np.zeros(n_ops + 2, dtype=np.int64)
+    cache_at = np.zeros(n_ops + 1, dtype=np.int64)
+    at[1] = rows * d
+    width = d
     for i in range(n_ops):
-        width = ops[i, N_OUT]
-        act_start[i + 1] = act_start[i] + rows * width
+        width = max(width, ops[i, N_OUT])
+        at[i + 2] = at[i + 1] + rows * ops[i, N_OUT]
+    cache_at[0] = at[n_ops + 1]
+    for i in range(n_ops):
         size = 0
         if ops[i, KIND] == DROPOUT:
-            size = rows * width
+            size = rows * ops[i, N_OUT]
         elif ops[i, KIND] == BATCHNORM:
-            size = rows * width + width
-        cache_start[i + 1] = cache_start[i] + size
-    return act_start, cache_start
+            size = rows * ops[i, N_OUT] + ops[i, N_OUT]
+        cache_at[i + 1] = cache_at[i] + size
+    scratch_at = cache_at[n_ops]
+    d_at = scratch_at + 2 * width
+    d_next_at = d_at + rows * width
+    return np.empty(d_next_at + rows * width, dtype), at, cache_at, scratch_at, d_at, d_next_at
 
 
 @jit
-def forward(ops, op_params, params, stats, x, m, acts, act_start, caches, cache_start, scratch, training, seed,
-            step):
-    """Run the ops on the batch ``x (m, d)``; op ``i`` writes its output at ``acts[act_start[i]:]``.
-    Returns the logits ``(m, K)``, a slice of ``acts``. In training mode dropout draws its mask and
-    BatchNorm normalizes by batch statistics and updates ``stats``. ``training`` is a typed
-    ``np.bool_`` at every call, not a literal, so that all kernels share one compiled forward."""
-    inp = x
+def forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, m, training, seed, step):
+    """Run the ops on the batch of ``m`` rows at ``ws[at[0]:]``: op ``i`` reads activation segment ``i``
+    and writes segment ``i + 1``, so the logits end at ``ws[at[n_ops]:]``. In training mode dropout
+    draws its mask and BatchNorm normalizes by batch statistics and updates ``stats``."""
     for i in range(ops.shape[0]):
         kind, n_in, n_out, off = ops[i, KIND], ops[i, N_IN], ops[i, N_OUT], ops[i, PARAM_OFF]
-        out = acts[act_start[i]:act_start[i] + m * n_out]
-        cache = caches[cache_start[i]:cache_start[i + 1]] if kind == DROPOUT or kind == BATCHNORM else caches[:0]
+        inp_at, out_at = at[i], at[i + 1]
         if kind == DENSE:
-            W, b = params[off:off + n_in * n_out], params[off + n_in * n_out:off + n_in * n_out + n_out]
-            dense_forward(out, inp, W, b, m, n_in, n_out, ops[i, USE_BIAS] != 0)
+            use_bias = ops[i, USE_BIAS] != 0
+            if use_blas(m, n_in, n_out):
+                dense_forward_blas(ws, out_at, inp_at, params, off, m, n_in, n_out, use_bias)
+            else:
+                dense_forward_loops(ws, out_at, inp_at, params, off, m, n_in, n_out, use_bias)
         elif kind == ACTIVATION:
-            activation_forward(out, inp, ops[i, ACT], op_params[i, ALPHA])
+            activation_forward(ws, out_at, ws, inp_at, m * n_in, ops[i, ACT], op_params[i, ALPHA])
         elif kind == DROPOUT:
             if training and op_params[i, RATE] > 0:
-                dropout_forward(out, cache[:m * n_in], inp, op_params[i, RATE], seed, step, ops[i, LAYER])
+                dropout_forward(ws, out_at, inp_at, ws, cache_at[i], m * n_in, op_params[i, RATE], seed, step,
+                                ops[i, LAYER])
             else:
-                copy(out, inp)
+                copy(ws, out_at, ws, inp_at, m * n_in)
         elif kind == BATCHNORM:
-            gamma, beta = params[off:off + n_in], params[off + n_in:off + 2 * n_in]
-            soff = ops[i, STAT_OFF]
-            running_mean, running_var = stats[soff:soff + n_in], stats[soff + n_in:soff + 2 * n_in]
+            xhat_at, invstd_at = cache_at[i], cache_at[i + 1] - n_in
             if training:
-                batchnorm_forward_train(out, cache[:m * n_in], cache[cache.size - n_in:], scratch[:n_in],
-                                        running_mean, running_var, inp, gamma, beta, op_params[i, BN_MOMENTUM],
-                                        op_params[i, BN_EPSILON], m, n_in)
+                batchnorm_forward_train(ws, out_at, inp_at, ws, xhat_at, invstd_at, stats, ops[i, STAT_OFF], params,
+                                        off, ws, scratch_at, op_params[i, BN_MOMENTUM], op_params[i, BN_EPSILON], m,
+                                        n_in)
             else:
-                batchnorm_forward_infer(out, inp, gamma, beta, running_mean, running_var, op_params[i, BN_EPSILON],
+                batchnorm_forward_infer(ws, out_at, inp_at, params, off, stats, ops[i, STAT_OFF], op_params[i, BN_EPSILON],
                                         m, n_in)
-        else:
-            raise ValueError("unknown op kind")
-        inp = out
-    return inp
 
 
 @jit
-def backward(grad, ops, op_params, params, x, m, acts, act_start, caches, cache_start, scratch, d, d_next):
-    """Fill ``grad (P,)`` given the gradient at the logits in ``d``; the running gradient moves to
-    ``d_next`` and back at each Dense op (the other ops work in place)."""
+def backward(grad, ops, op_params, params, ws, at, cache_at, scratch_at, d_at, d_next_at, m):
+    """Fill ``grad (P,)`` given the gradient at the logits at ``ws[d_at:]``; the running gradient moves to
+    ``ws[d_next_at:]`` and back at each Dense op (the other ops work in place)."""
     for i in range(ops.shape[0] - 1, -1, -1):
         kind, n_in, n_out, off = ops[i, KIND], ops[i, N_IN], ops[i, N_OUT], ops[i, PARAM_OFF]
-        inp = x if i == 0 else acts[act_start[i - 1]:act_start[i - 1] + m * n_in]
-        dout = d[:m * n_out]
-        cache = caches[cache_start[i]:cache_start[i + 1]] if kind == DROPOUT or kind == BATCHNORM else caches[:0]
+        inp_at, out_at = at[i], at[i + 1]
         if kind == DENSE:
-            W = params[off:off + n_in * n_out]
-            dW, db = grad[off:off + n_in * n_out], grad[off + n_in * n_out:off + n_in * n_out + n_out]
-            dense_backward(d_next[:m * n_in], dW, db, dout, inp, W, m, n_in, n_out, ops[i, USE_BIAS] != 0, i > 0)
-            d, d_next = d_next, d
+            use_bias = ops[i, USE_BIAS] != 0
+            if use_blas(m, n_in, n_out):
+                dense_backward_blas(ws, d_next_at, grad, off, d_at, ws, inp_at, params, m, n_in, n_out, use_bias, i > 0)
+            else:
+                dense_backward_loops(ws, d_next_at, grad, off, d_at, ws, inp_at, params, m, n_in, n_out, use_bias, i > 0)
+            d_at, d_next_at = d_next_at, d_at
         elif kind == ACTIVATION:
-            out = acts[act_start[i]:act_start[i] + m * n_out]
-            activation_backward(dout, inp, out, ops[i, ACT], op_params[i, ALPHA])
+            activation_backward(ws, d_at, ws, inp_at, out_at, m * n_out, ops[i, ACT], op_params[i, ALPHA])
         elif kind == DROPOUT:
             if op_params[i, RATE] > 0:
-                dropout_backward(dout, cache[:m * n_in])
+                dropout_backward(ws, d_at, ws, cache_at[i], m * n_in)
         elif kind == BATCHNORM:
-            batchnorm_backward(dout, grad[off:off + n_in], grad[off + n_in:off + 2 * n_in], scratch[:n_in],
-                               scratch[n_in:2 * n_in], cache[:m * n_in], cache[cache.size - n_in:],
-                               params[off:off + n_in], m, n_in)
+            batchnorm_backward(ws, d_at, grad, ws, cache_at[i], cache_at[i + 1] - n_in, params, off, ws, scratch_at, m,
+                               n_in)
 
 
 @jit
-def batch_loss_and_grad(grad, ops, op_params, loss, seed, params, stats, x, y, m, y_cols, acts, act_start, caches,
-                        cache_start, scratch, d, d_next, step):
-    """Forward + backward on one batch in training mode (running statistics updated in ``stats``):
-    return ``(loss incl. penalty, correct)`` and fill ``grad``."""
-    z = forward(ops, op_params, params, stats, x, m, acts, act_start, caches, cache_start, scratch,
-                np.bool_(True), seed, step)
-    K = ops[ops.shape[0] - 1, N_OUT]
-    value, correct = loss_and_dlogits(d[:m * K], z, y, m, K, y_cols, loss)
-    backward(grad, ops, op_params, params, x, m, acts, act_start, caches, cache_start, scratch, d, d_next)
-    return value + add_penalty_gradient(grad, params, ops, op_params), correct
+def copy_rows(dst, out_at, X, start, m):
+    """``out (m, cols) = X[start:start + m]`` at ``dst[out_at:]``, for ``X`` of any strides."""
+    cols = X.shape[1]
+    out = dst[out_at:out_at + m * cols]
+    for r in range(m):
+        for c in range(cols):
+            out[r * cols + c] = X[start + r, c]
 
 
 @jit
-def gather_rows(out, X, rows):
-    """``out (len(rows), cols)`` flat ``= X[rows]`` for ``X`` of any strides."""
+def gather_rows(dst, out_at, X, order, start, m):
+    """``out (m, cols) = X[order[start:start + m]]`` at ``dst[out_at:]``, for ``X`` of any strides."""
     n, cols = X.shape
-    for r in range(rows.size):
-        row = rows[r]
-        if row < 0 or row >= n:
+    out = dst[out_at:out_at + m * cols]
+    for r in range(m):  # checked in a loop of its own: a raise in the copy loop would cost refcounting
+        if order[start + r] < 0 or order[start + r] >= n:
             raise IndexError("order holds a row index outside X")
+    for r in range(m):
+        row = order[start + r]
         for c in range(cols):
             out[r * cols + c] = X[row, c]
 
 
+# ---------------------------------------------------------------------------------------------
+# checks, once per kernel call: the passes trust the codes and class indices (a raise inside a pass
+# would keep numba from pruning the reference counting of its views)
+
+
 @jit
-def network_workspace(ops, d, rows, dtype):
-    """The workspace of a kernel call, allocated once, for batches of up to ``rows`` rows: op outputs,
-    caches, the gathered batch ``x``, the gradient buffers ``d`` and ``d_next``, BatchNorm scratch."""
-    act_start, cache_start = workspace_offsets(ops, rows)
-    width = d
+def check_codes(ops, loss, optimizer):
+    """Raise for an op kind, standalone activation, loss or optimizer code this module does not know."""
     for i in range(ops.shape[0]):
-        width = max(width, ops[i, N_OUT])
-    acts, caches = np.empty(act_start[-1], dtype), np.empty(cache_start[-1], dtype)
-    x, dbuf = np.empty(rows * d, dtype), np.empty((2, rows * width), dtype)
-    return act_start, cache_start, acts, caches, x, dbuf[0], dbuf[1], np.empty(2 * width, dtype)
+        kind = ops[i, KIND]
+        if kind != DENSE and kind != ACTIVATION and kind != DROPOUT and kind != BATCHNORM:
+            raise ValueError("unknown op kind")
+        if kind == ACTIVATION and not A.IDENTITY <= ops[i, ACT] <= A.GELU:
+            raise ValueError("activation has no standalone forward (softmax is fused with the loss)")
+    if loss != L.MSE and loss != L.BINARY_CROSSENTROPY and loss != L.CATEGORICAL_CROSSENTROPY:
+        raise ValueError("unknown loss code")
+    if not O.SGD_ <= optimizer <= O.ADAGRAD:
+        raise ValueError("unknown optimizer code")
+
+
+@jit
+def check_class_indices(y, K, loss):
+    """With categorical cross-entropy, ``y`` of one column and ``K > 1`` holds class indices: each must
+    lie in ``[0, K)``."""
+    if loss != L.CATEGORICAL_CROSSENTROPY or y.shape[1] != 1 or K < 2:
+        return
+    for r in range(y.shape[0]):
+        label = np.int64(y[r, 0])
+        if label < 0 or label >= K:
+            raise ValueError("class index out of range for categorical_crossentropy")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -624,24 +778,45 @@ def network_workspace(ops, d, rows, dtype):
 @jit
 def train_kernel(ops, op_params, opt_params, loss, optimizer, seed, params, slots, stats, X, y, orders, lrs,
                  batch_size, step):
-    """All epochs: epoch ``e`` visits ``orders[e]`` in slices of ``batch_size`` with learning rate
-    ``lrs[e]``, one optimizer step per slice, the first one numbered ``step``; returns ``(E, 4)`` stats."""
+    """All epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one row;
+    rows ``0..n-1`` if that row is empty) in slices of ``batch_size`` with learning rate ``lrs[e]``, one optimizer step per slice, the first
+    one numbered ``step``; returns ``(E, 4)`` stats."""
+    n_ops, K = ops.shape[0], ops[ops.shape[0] - 1, N_OUT]
+    check_codes(ops, loss, optimizer)
+    check_class_indices(y, K, loss)
     n, y_cols = X.shape[0], y.shape[1]
-    mb = min(batch_size, n)
-    act_start, cache_start, acts, caches, xb, d, d_next, scratch = network_workspace(ops, X.shape[1], mb, X.dtype)
-    yb, grad = np.empty(mb * y_cols, X.dtype), np.empty(params.size, X.dtype)
+    ws, at, cache_at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], min(batch_size, n), X.dtype)
+    yb, grad = np.empty(min(batch_size, n) * y_cols, X.dtype), np.empty(params.size, X.dtype)
     out = np.zeros((lrs.size, 4))
+    in_order = orders.shape[1] == 0  # then every batch is rows start..start + m - 1
     for e in range(lrs.size):
+        order = orders[min(e, orders.shape[0] - 1)]
         for start in range(0, n, batch_size):
-            rows = orders[e, start:start + batch_size]
-            m = rows.size
-            x, t = xb[:m * X.shape[1]], yb[:m * y_cols]
-            gather_rows(x, X, rows)
-            gather_rows(t, y, rows)
-            value, correct = batch_loss_and_grad(grad, ops, op_params, loss, seed, params, stats, x, t, m, y_cols,
-                                                 acts, act_start, caches, cache_start, scratch, d, d_next, step)
+            m = min(batch_size, n - start)
+            if in_order:
+                copy_rows(ws, at[0], X, start, m)
+                copy_rows(yb, 0, y, start, m)
+            else:
+                gather_rows(ws, at[0], X, order, start, m)
+                gather_rows(yb, 0, y, order, start, m)
+            forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, m, np.bool_(True), seed, step)
+            value, correct = loss_and_dlogits(ws, d_at, at[n_ops], yb, m, K, y_cols, loss)
+            backward(grad, ops, op_params, params, ws, at, cache_at, scratch_at, d_at, d_next_at, m)
+            value += add_penalty_gradient(grad, params, ops, op_params)
             clip(grad, opt_params[O.CLIPVALUE], opt_params[O.CLIPNORM])
-            update(params, slots, grad, ops, optimizer, opt_params, lrs[e], step + 1)
+            # the update, one function per rule, picked here rather than in a helper: a helper taking
+            # these arrays would take a reference on each of them every step
+            lr, t = lrs[e], step + 1
+            if optimizer == O.SGD_ and opt_params[O.MOMENTUM] == 0:
+                sgd_step(params, grad, lr)
+            elif optimizer == O.SGD_:
+                momentum_step(params, slots, grad, opt_params, lr, t)
+            elif optimizer == O.ADAM or optimizer == O.ADAMW:
+                adam_step(params, slots, grad, ops, optimizer, opt_params, lr, t)
+            elif optimizer == O.RMSPROP:
+                rmsprop_step(params, slots, grad, opt_params, lr)
+            else:
+                adagrad_step(params, slots, grad, opt_params, lr)
             step += 1
             out[e, LOSS_SUM] += value * m
             out[e, CORRECT] += correct
@@ -653,30 +828,34 @@ def train_kernel(ops, op_params, opt_params, loss, optimizer, seed, params, slot
 @jit
 def predict_kernel(out, ops, op_params, output_act, params, stats, X, batch_size):
     """``out (n, K)`` flat: the outputs in inference mode, through ``output_act``."""
-    n, K = X.shape[0], ops[ops.shape[0] - 1, N_OUT]
-    mb = min(batch_size, n)
-    act_start, cache_start, acts, caches, xb, _, _, scratch = network_workspace(ops, X.shape[1], mb, X.dtype)
-    rows = np.arange(n)
+    n_ops, K = ops.shape[0], ops[ops.shape[0] - 1, N_OUT]
+    check_codes(ops, L.MSE, O.SGD_)
+    n = X.shape[0]
+    ws, at, cache_at, scratch_at, _, _ = workspace(ops, X.shape[1], min(batch_size, n), X.dtype)
     for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        x = xb[:(stop - start) * X.shape[1]]
-        gather_rows(x, X, rows[start:stop])
-        z = forward(ops, op_params, params, stats, x, stop - start, acts, act_start, caches, cache_start, scratch,
-                    np.bool_(False), np.uint64(0), np.int64(0))
-        output_activation(out[start * K:stop * K], z, stop - start, K, output_act)
+        m = min(batch_size, n - start)
+        copy_rows(ws, at[0], X, start, m)
+        forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, m, np.bool_(False), np.uint64(0),
+                np.int64(0))
+        output_activation(out, start * K, ws, at[n_ops], m, K, output_act)
 
 
 @jit
 def loss_and_grad_kernel(grad, ops, op_params, loss, seed, params, stats, X, y, step):
-    """The whole of ``X`` as one training batch: return the loss, fill ``grad`` (``stats`` gets updated)."""
+    """The whole of ``X`` as one training batch: return the loss (penalty included), fill ``grad``
+    (``stats`` gets updated)."""
+    n_ops, K = ops.shape[0], ops[ops.shape[0] - 1, N_OUT]
+    check_codes(ops, loss, O.SGD_)
+    check_class_indices(y, K, loss)
     n, y_cols = X.shape[0], y.shape[1]
-    act_start, cache_start, acts, caches, x, d, d_next, scratch = network_workspace(ops, X.shape[1], n, X.dtype)
-    t, rows = np.empty(n * y_cols, X.dtype), np.arange(n)
-    gather_rows(x, X, rows)
-    gather_rows(t, y, rows)
-    value, _ = batch_loss_and_grad(grad, ops, op_params, loss, seed, params, stats, x, t, n, y_cols, acts, act_start,
-                                   caches, cache_start, scratch, d, d_next, step)
-    return value
+    ws, at, cache_at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], n, X.dtype)
+    t = np.empty(n * y_cols, X.dtype)
+    copy_rows(ws, at[0], X, 0, n)
+    copy_rows(t, 0, y, 0, n)
+    forward(ops, op_params, params, stats, ws, at, cache_at, scratch_at, n, np.bool_(True), seed, step)
+    value, _ = loss_and_dlogits(ws, d_at, at[n_ops], t, n, K, y_cols, loss)
+    backward(grad, ops, op_params, params, ws, at, cache_at, scratch_at, d_at, d_next_at, n)
+    return value + add_penalty_gradient(grad, params, ops, op_params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -732,10 +911,16 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.nda
     _check_targets(plan, X, y)
     _check_state(plan, state)
     _check_batch_size(batch_size)
-    orders = np.ascontiguousarray(orders, dtype=np.int64)
     lrs = np.ascontiguousarray(lrs, dtype=np.float64).reshape(-1)
-    if orders.shape != (lrs.size, X.shape[0]):
-        raise ValueError(f"orders has shape {orders.shape}, expected ({lrs.size}, {X.shape[0]})")
+    if orders is None:
+        orders = np.zeros((1, 0), dtype=np.int64)  # an empty order: rows 0..n-1 every epoch
+    else:
+        orders = np.asarray(orders)
+        if orders.shape != (lrs.size, X.shape[0]):
+            raise ValueError(f"orders has shape {orders.shape}, expected ({lrs.size}, {X.shape[0]})")
+        if orders.shape[0] > 1 and orders.strides[0] == 0:
+            orders = orders[:1]  # the same order every epoch (an unshuffled fit): one row, not a copy per epoch
+        orders = np.ascontiguousarray(orders, dtype=np.int64)
     return train_kernel(plan.ops, plan.op_params, plan.opt_params, plan.loss, plan.optimizer, _seed(plan),
                         state.params, state.slots, state.stats, X, y, orders, lrs, int(batch_size), int(state.step))
 

@@ -6,14 +6,17 @@ Size legend: ``m`` batch rows, ``n_in``/``n_out`` op widths, ``K`` outputs, ``P`
 
 from __future__ import annotations
 
+import weakref
+from typing import NamedTuple
+
 import numpy as np
 
 from .. import activations as A
 from .. import losses as L
 from .. import optimizers as O
 from .. import rng
-from ..plan import (ACT, ACTIVATION, ALPHA, BATCHNORM, BN_EPSILON, BN_MOMENTUM, DENSE, DROPOUT, KIND, L1, L2,
-                    LAYER, N_IN, N_OUT, PARAM_OFF, RATE, STAT_OFF, USE_BIAS, Plan, State)
+from ..plan import (ACT, ACTIVATION, ALPHA, BATCHNORM, BN_EPSILON, DENSE, DROPOUT, KIND, L1, L2, LAYER, N_IN,
+                    N_OUT, PARAM_OFF, STAT_OFF, USE_BIAS, Plan, State)
 
 # ---------------------------------------------------------------------------------------------
 # activations
@@ -60,8 +63,8 @@ def activation_backward(dout: np.ndarray, x: np.ndarray, y: np.ndarray, act: int
         return dout * y * (1 - y)
     if act == A.TANH:
         return dout * (1 - y * y)
-    if act == A.RELU:
-        return np.where(x > 0, dout, 0)
+    if act == A.RELU:  # as where(x > 0, dout, 0) for finite dout (a masked 0 may be -0), at half np.where's cost
+        return dout * (x > 0)
     if act == A.LEAKY_RELU:
         return np.where(x > 0, dout, dout * T(alpha))
     if act == A.ELU:
@@ -89,6 +92,11 @@ def output_activation(plan: Plan, z: np.ndarray) -> np.ndarray:
 # losses: value, count of correct predictions and gradient w.r.t. the logits, fused
 
 
+def _mean64(a: np.ndarray) -> float:
+    """``np.mean(a, dtype=float64)`` (the same pairwise sum) without its Python-level overhead."""
+    return float(np.add.reduce(a, axis=None, dtype=np.float64)) / a.size
+
+
 def loss_and_dlogits(loss: int, z: np.ndarray, y: np.ndarray, need_grad: bool = True):
     """Return ``(mean loss (float64), correct, dz)`` for logits ``z (m, K)`` and targets ``y``.
 
@@ -99,13 +107,17 @@ def loss_and_dlogits(loss: int, z: np.ndarray, y: np.ndarray, need_grad: bool = 
     T = z.dtype.type
     if loss == L.MSE:
         diff = z - y
-        value = np.mean(np.square(diff, dtype=np.float64))
+        value = _mean64(np.square(diff, dtype=np.float64))
         return value, 0, (diff * T(2 / (m * K)) if need_grad else None)
     if loss == L.BINARY_CROSSENTROPY:
-        terms = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-        value = np.mean(terms, dtype=np.float64)
+        e = np.exp(-np.abs(z))  # shared by the loss and sigmoid(z)
+        terms = np.maximum(z, 0) - z * y + np.log1p(e)
+        value = _mean64(terms)
         correct = int(np.count_nonzero((z > 0) == (y > 0.5)))
-        return value, correct, ((sigmoid(z) - y) * T(1 / (m * K)) if need_grad else None)
+        if not need_grad:
+            return value, correct, None
+        probability = np.where(z >= 0, 1 / (1 + e), e / (1 + e))  # sigmoid(z), as sigmoid() computes it
+        return value, correct, (probability - y) * T(1 / (m * K))
     if loss == L.CATEGORICAL_CROSSENTROPY:
         shifted = z - z.max(axis=1, keepdims=True)
         e = np.exp(shifted)
@@ -134,10 +146,41 @@ def loss_and_dlogits(loss: int, z: np.ndarray, y: np.ndarray, need_grad: bool = 
 # forward and backward over the ops
 
 
-def _dense_views(row, params):
-    off, n_in, n_out = row[PARAM_OFF], row[N_IN], row[N_OUT]
-    W = params[off:off + n_in * n_out].reshape(n_in, n_out)
-    b = params[off + n_in * n_out:off + n_in * n_out + n_out] if row[USE_BIAS] else None
+class _Op(NamedTuple):
+    """One row of the plan's op table (and its op_params) as Python numbers: a step reads them
+    dozens of times, and indexing numpy rows costs more than a small layer's arithmetic."""
+
+    kind: int
+    n_in: int
+    n_out: int
+    off: int
+    stat_off: int
+    act: int
+    layer: int
+    use_bias: bool
+    p0: float   # ALPHA / RATE / BN_MOMENTUM
+    eps: float  # BN_EPSILON
+    l1: float
+    l2: float
+
+
+_op_lists: "weakref.WeakKeyDictionary[Plan, list[_Op]]" = weakref.WeakKeyDictionary()
+
+
+def _ops(plan: Plan) -> list[_Op]:
+    ops = _op_lists.get(plan)
+    if ops is None:
+        ops = _op_lists[plan] = [
+            _Op(int(r[KIND]), int(r[N_IN]), int(r[N_OUT]), int(r[PARAM_OFF]), int(r[STAT_OFF]), int(r[ACT]),
+                int(r[LAYER]), bool(r[USE_BIAS]), float(p[ALPHA]), float(p[BN_EPSILON]), float(p[L1]), float(p[L2]))
+            for r, p in zip(plan.ops, plan.op_params)]
+    return ops
+
+
+def _dense_views(op: _Op, params):
+    end = op.off + op.n_in * op.n_out
+    W = params[op.off:end].reshape(op.n_in, op.n_out)
+    b = params[end:end + op.n_out] if op.use_bias else None
     return W, b
 
 
@@ -148,27 +191,28 @@ def forward(plan: Plan, state: State, X: np.ndarray, training: bool, update_stat
     """
     params, stats = state.params, state.stats
     acts, caches = [X], []
-    for row, p in zip(plan.ops, plan.op_params):
+    for op in _ops(plan):
         x, cache = acts[-1], None
         T = x.dtype.type
-        kind = row[KIND]
+        kind = op.kind
         if kind == DENSE:
-            W, b = _dense_views(row, params)
+            W, b = _dense_views(op, params)
             out = x @ W
             if b is not None:
                 out += b
         elif kind == ACTIVATION:
-            out = activation_forward(x, row[ACT], p[ALPHA])
+            out = activation_forward(x, op.act, op.p0)
         elif kind == DROPOUT:
-            if training and p[RATE] > 0:
+            rate = op.p0
+            if training and rate > 0:
                 m, width = x.shape
-                keep = rng.uniform(plan.seed, step, row[LAYER], np.arange(m * width)).reshape(m, width) >= p[RATE]
-                cache = np.where(keep, T(1 / (1 - p[RATE])), T(0))
+                keep = rng.uniform(plan.seed, step, op.layer, np.arange(m * width)).reshape(m, width) >= rate
+                cache = np.where(keep, T(1 / (1 - rate)), T(0))
                 out = x * cache
             else:
                 out = x
         elif kind == BATCHNORM:
-            C, off, soff = row[N_IN], row[PARAM_OFF], row[STAT_OFF]
+            C, off, soff = op.n_in, op.off, op.stat_off
             gamma, beta = params[off:off + C], params[off + C:off + 2 * C]
             running_mean, running_var = stats[soff:soff + C], stats[soff + C:soff + 2 * C]
             if training:
@@ -176,16 +220,16 @@ def forward(plan: Plan, state: State, X: np.ndarray, training: bool, update_stat
                 mean = x.mean(axis=0)
                 centered = x - mean
                 var = (centered * centered).mean(axis=0)
-                invstd = T(1) / np.sqrt(var + T(p[BN_EPSILON]))
+                invstd = T(1) / np.sqrt(var + T(op.eps))
                 xhat = centered * invstd
                 cache = (xhat, invstd)
                 if update_stats:
-                    mom = T(p[BN_MOMENTUM])
+                    mom = T(op.p0)
                     unbiased = var * T(m / (m - 1)) if m > 1 else var
                     running_mean[:] = (1 - mom) * running_mean + mom * mean
                     running_var[:] = (1 - mom) * running_var + mom * unbiased
             else:
-                xhat = (x - running_mean) / np.sqrt(running_var + T(p[BN_EPSILON]))
+                xhat = (x - running_mean) / np.sqrt(running_var + T(op.eps))
             out = gamma * xhat + beta
         else:
             raise ValueError(f"unknown op kind {kind}")
@@ -197,24 +241,25 @@ def forward(plan: Plan, state: State, X: np.ndarray, training: bool, update_stat
 def backward(plan: Plan, params: np.ndarray, acts, caches, dz: np.ndarray, grad: np.ndarray) -> None:
     """Fill ``grad`` (shape ``(P,)``) with the gradient of the batch loss, given ``dz`` at the logits."""
     d = dz
-    for i in range(len(plan.ops) - 1, -1, -1):
-        row, p = plan.ops[i], plan.op_params[i]
-        x, y, kind = acts[i], acts[i + 1], row[KIND]
+    ops = _ops(plan)
+    for i in range(len(ops) - 1, -1, -1):
+        op = ops[i]
+        x, y, kind = acts[i], acts[i + 1], op.kind
         if kind == DENSE:
-            off, n_in, n_out = row[PARAM_OFF], row[N_IN], row[N_OUT]
-            W, _ = _dense_views(row, params)
-            grad[off:off + n_in * n_out] = (x.T @ d).ravel()
-            if row[USE_BIAS]:
+            off, n_in, n_out = op.off, op.n_in, op.n_out
+            W, _ = _dense_views(op, params)
+            grad[off:off + n_in * n_out].reshape(n_in, n_out)[...] = x.T @ d
+            if op.use_bias:
                 grad[off + n_in * n_out:off + n_in * n_out + n_out] = d.sum(axis=0)
             if i > 0:
                 d = d @ W.T
         elif kind == ACTIVATION:
-            d = activation_backward(d, x, y, row[ACT], p[ALPHA])
+            d = activation_backward(d, x, y, op.act, op.p0)
         elif kind == DROPOUT:
             if caches[i] is not None:
                 d = d * caches[i]
         elif kind == BATCHNORM:
-            C, off = row[N_IN], row[PARAM_OFF]
+            C, off = op.n_in, op.off
             xhat, invstd = caches[i]
             gamma = params[off:off + C]
             grad[off:off + C] = (d * xhat).sum(axis=0)
@@ -227,13 +272,13 @@ def backward(plan: Plan, params: np.ndarray, acts, caches, dz: np.ndarray, grad:
 def add_penalty_gradient(plan: Plan, params: np.ndarray, grad: np.ndarray) -> float:
     """``grad += l1 sign(W) + 2 l2 W`` on Dense kernels; return the penalty ``l1 Σ|W| + l2 ΣW²``."""
     total = 0.0
-    for row, p in zip(plan.ops, plan.op_params):
-        if row[KIND] != DENSE or not (p[L1] or p[L2]):
+    for op in _ops(plan):
+        if op.kind != DENSE or not (op.l1 or op.l2):
             continue
-        s = slice(row[PARAM_OFF], row[PARAM_OFF] + row[N_IN] * row[N_OUT])
+        s = slice(op.off, op.off + op.n_in * op.n_out)
         W, T = params[s], params.dtype.type
-        total += p[L1] * np.sum(np.abs(W), dtype=np.float64) + p[L2] * np.sum(np.square(W, dtype=np.float64))
-        grad[s] += T(p[L1]) * np.sign(W) + T(2 * p[L2]) * W
+        total += op.l1 * np.sum(np.abs(W), dtype=np.float64) + op.l2 * np.sum(np.square(W, dtype=np.float64))
+        grad[s] += T(op.l1) * np.sign(W) + T(2 * op.l2) * W
     return float(total)
 
 
@@ -320,14 +365,25 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.nda
     n = X.shape[0]
     out = np.zeros((len(lrs), 4))
     step = state.step
-    for e, (order, lr) in enumerate(zip(orders, lrs)):
+    identity = np.arange(n)
+    for e, lr in enumerate(lrs):
+        order = identity if orders is None else orders[e]
+        in_order = orders is None or np.array_equal(order, identity)  # then batches are slices: no gathers
+        loss_sum, right, steps = 0.0, 0, 0
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            value, correct, grad = batch_loss_and_grad(plan, state, X[idx], y[idx], step, update_stats=True)
+            if in_order:
+                xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+            else:
+                idx = order[start:start + batch_size]
+                xb, yb = X[idx], y[idx]
+            value, correct, grad = batch_loss_and_grad(plan, state, xb, yb, step, update_stats=True)
             clip(plan, grad)
             update(plan, state, grad, float(lr), step + 1)
             step += 1
-            out[e] += (value * len(idx), correct, len(idx), 1)
+            loss_sum += value * xb.shape[0]
+            right += correct
+            steps += 1
+        out[e] = (loss_sum, right, n, steps)
     return out
 
 

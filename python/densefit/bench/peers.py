@@ -1,4 +1,4 @@
-"""One trainer per peer, all doing the same training of a :class:`workloads.Workload`.
+"""One trainer per peer, all doing the same training of a :class:`densefit.bench.workloads.Workload`.
 
 A peer's ``setup(workload)`` does the untimed preparation (building the network, converting the
 data to the peer's own arrays, pre-slicing batches) and returns ``run()``: one timed training
@@ -31,8 +31,8 @@ from typing import Callable
 
 import numpy as np
 
-import threads_env
-from workloads import BCE, CCE, MSE, SEED, Workload, batches, evaluate
+from . import threads_env
+from .workloads import BCE, CCE, MSE, SEED, Workload, batches, evaluate
 
 DENSEFIT_BACKENDS = ("cpp", "numba", "numpy")
 REFERENCE = "densefit-numpy"
@@ -64,6 +64,16 @@ class Tolerance:
 SAME_TRAJECTORY = Tolerance(0.05, 2.0)      # same init, order and update: only float rounding differs
 CLOSE_TRAJECTORY = Tolerance(0.10, 3.0)     # same init and order, slightly different formulas
 PER_SAMPLE = Tolerance(0.20, 5.0, one_sided=True)
+# W4 (float32 Adam, 938 steps): Adam divides by √v, so rounding differences in float32 GEMM sums
+# grow along the trajectory. In float64 densefit's cpp and numpy backends end W4 equal to 1e-12;
+# in float32 the trainers' final losses spread over ±7% and accuracies over ±2.2 points (measured:
+# 0.514-0.557, 0.793-0.821), none of them wrong. Same trajectory, float32 chaos allowed for.
+LONG_FLOAT32_ADAM = Tolerance(0.10, 3.0)
+
+
+def same_trajectory(w: Workload) -> Tolerance:
+    """The tolerance for trainers that follow the reference's trajectory exactly on paper."""
+    return LONG_FLOAT32_ADAM if w.optimizer == "adam" and w.dtype == "float32" else SAME_TRAJECTORY
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,7 @@ class Peer:
     name: str
     setup: Callable[[Workload], Callable[[], list]]
     modules: tuple = ()
-    tolerance: Callable[[Workload], Tolerance] = lambda w: SAME_TRAJECTORY
+    tolerance: Callable[[Workload], Tolerance] = same_trajectory
     note: Callable[[Workload], str] = lambda w: ""
 
 
@@ -302,7 +312,7 @@ def _sklearn_note(w: Workload) -> str:
 
 # ------------------------------------------------------------------------------ hand-written numba
 def _numba_loop_setup(w: Workload):
-    import numba_loops as nl
+    from . import numba_loops as nl
     init = w.init_weights()
     loss = {MSE: nl.MSE, BCE: nl.BCE, CCE: nl.CCE}[w.loss]
     if len(w.sizes) == 2:                  # linear / logistic regression: per-sample scalar loops
@@ -339,6 +349,17 @@ def _numba_loop_note(w: Workload) -> str:
     return "np.dot (BLAS) matmuls" if max(w.sizes) >= 256 else "explicit-loop matmuls"
 
 
+# ------------------------------------------------------------------------------ tutorial numpy
+def _numpy_tutorial_setup(w: Workload):
+    from . import numpy_tutorial
+    init = w.init_weights()
+
+    def run():
+        return numpy_tutorial.train(w.X, w.Y, [a.copy() for a in init], w.loss, w.optimizer, w.lr, w.momentum,
+                                    w.batch_size, w.epochs)
+    return run
+
+
 # ------------------------------------------------------------------------------ the registry
 PEERS = {p.name: p for p in [
     *[Peer(f"densefit-{b}", _densefit_setup(b), ("densefit",)) for b in DENSEFIT_BACKENDS],
@@ -347,6 +368,7 @@ PEERS = {p.name: p for p in [
     Peer("jax-jit", _jax_setup(scan=False), ("jax",), note=lambda w: "jit step per batch"),
     Peer("jax-scan", _jax_setup(scan=True), ("jax",), note=lambda w: "lax.scan over an epoch"),
     Peer("numba-loop", _numba_loop_setup, ("numba",), note=_numba_loop_note),
+    Peer("numpy-tutorial", _numpy_tutorial_setup, (), note=lambda w: "the teaching material's numpy loop"),
     Peer("sklearn", _sklearn_setup, ("sklearn",), note=_sklearn_note,
          tolerance=lambda w: CLOSE_TRAJECTORY if len(w.sizes) > 2 else PER_SAMPLE),
 ]}

@@ -1,6 +1,8 @@
-"""Thread count for every trainer, set through the environment before numpy, torch, JAX, numba
-or densefit are imported (they read these variables when they start). Kept free of heavy
-imports so :mod:`report` and ``conftest.py`` can call it first."""
+"""Thread count for every trainer, set through the environment before torch, JAX and numba are
+imported (they read these variables when they start). ``import densefit`` has already loaded
+numpy, whose BLAS read its variables then: its pool is resized through threadpoolctl (installed
+with scikit-learn) when available. Kept free of heavy imports so :mod:`report` and the
+benchmarks' ``conftest.py`` can call it first."""
 
 from __future__ import annotations
 
@@ -20,6 +22,11 @@ def configure(threads: int | None) -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     flags += f" --xla_cpu_multi_thread_eigen={'false' if n == '1' else 'true'} intra_op_parallelism_threads={n}"
     os.environ["XLA_FLAGS"] = flags.strip()
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    threadpoolctl.threadpool_limits(int(n))     # BLAS and OpenMP pools already loaded (numpy's)
 
 
 def configured() -> int | None:

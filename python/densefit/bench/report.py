@@ -1,7 +1,8 @@
 """Run every available trainer on the benchmark workloads and print a markdown report.
 
-    python benchmarks/report.py [--scale S] [--workloads W1,W2] [--peers torch,jax-scan]
-                                [--threads N] [--rounds R] [--out section.md] [--png chart.png]
+    python -m densefit.bench.report [--scale S] [--workloads W1,W2] [--peers torch,jax-scan]
+                                      [--threads N] [--rounds R] [--out section.md] [--png chart.png]
+    densefit bench ...                    (the same, through the densefit command)
 
 Per workload and trainer: one warm-up run (it absorbs JIT compilation; its extra time over
 the median is reported as "first run +s", which is the compile time for numba, JAX and
@@ -22,20 +23,18 @@ import sys
 import time
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import threads_env  # noqa: E402
+from . import threads_env
 
 EAGER, NUMPY = "torch", "densefit-numpy"
 LEGEND = ("Columns: samples/s = rows × epochs / median run time; × torch eager and × densefit-numpy are ratios "
           "of samples/s in this run; first run +s = warm-up run minus median run, i.e. the JIT compile time for "
           "numba, JAX and torch.compile (paid once per process and signature, so a later workload may show 0); "
           "check = final loss/accuracy on the whole data set against densefit's numpy backend "
-          "(see benchmarks/peers.py for the tolerances); GFLOP/s counts 6 FLOPs per weight and sample.")
+          "(see densefit/bench/peers.py for the tolerances); GFLOP/s counts 6 FLOPs per weight and sample.")
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The report's options, on ``parser`` (this module's and ``densefit bench``'s)."""
     parser.add_argument("--scale", type=float, default=None,
                         help="shrink rows/epochs (default DENSEFIT_BENCH_SCALE or 1.0)")
     parser.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6", help="comma-separated ids")
@@ -44,7 +43,11 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="timed runs per trainer (median reported)")
     parser.add_argument("--out", default=None, help="also write the markdown report to this file")
     parser.add_argument("--png", default=None, help="write a bar chart of samples/s (needs matplotlib)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return add_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0])).parse_args(argv)
 
 
 def sgemm_peak(size: int = 2048, repeats: int = 5) -> float:
@@ -64,8 +67,7 @@ def _seconds(fn) -> float:
 
 def measure(name, w, rounds, reference):
     """One row of the report for trainer ``name`` on workload ``w``."""
-    import peers
-    import workloads
+    from . import peers, workloads
     row = {"trainer": name, "note": peers.PEERS[name].note(w)}
     reason = peers.unavailable(name, w)
     if reason:
@@ -89,7 +91,7 @@ def measure(name, w, rounds, reference):
             "accuracy": result[1], "check": check, "result": result, **workloads.rates(w, median)}
 
 
-def _si(value: float) -> str:
+def si(value: float) -> str:
     for factor, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
         if value >= factor:
             return f"{value / factor:.3g}{suffix}"
@@ -121,7 +123,7 @@ def workload_table(w, rows, peak) -> list[str]:
             elif w.rate:
                 rate = f"{r[w.rate]:.3g}"
             accuracy = "" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
-            cells = [r["trainer"], _si(r["samples_per_s"]), _ratio(r, eager), _ratio(r, numpy_), f"{r['seconds']:.4g}",
+            cells = [r["trainer"], si(r["samples_per_s"]), _ratio(r, eager), _ratio(r, numpy_), f"{r['seconds']:.4g}",
                      f"{r['first_extra']:.3g}", f"{r['loss']:.5g}", accuracy, r["check"]] + ([rate] if extra else []) \
                 + [r["note"]]
         lines.append("| " + " | ".join(cells) + " |")
@@ -132,12 +134,12 @@ def summary_table(results, names) -> list[str]:
     lines = ["| workload | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for w, rows in results:
         by_name = {r["trainer"]: r for r in rows}
-        cells = [_si(by_name[n]["samples_per_s"]) if "samples_per_s" in by_name.get(n, {}) else "—" for n in names]
+        cells = [si(by_name[n]["samples_per_s"]) if "samples_per_s" in by_name.get(n, {}) else "—" for n in names]
         lines.append(f"| {w.id} {w.name} | " + " | ".join(cells) + " |")
     return lines
 
 
-def machine_lines(args, peak) -> list[str]:
+def machine_lines(args, peak, command) -> list[str]:
     import numpy as np
     cpu = platform.processor() or "?"
     try:
@@ -152,51 +154,72 @@ def machine_lines(args, peak) -> list[str]:
         except ImportError:
             versions.append(f"{module} missing")
     threads = args.threads if args.threads else "library defaults"
-    return [f"- machine: {cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
-            f"- versions: {', '.join(versions)}",
-            f"- threads: {threads}; scale {args.scale}; median of {args.rounds} runs after one warm-up run",
-            f"- float32 sgemm peak (numpy 2048×2048, best of 5): {peak:.1f} GFLOP/s",
-            f"- command: `python {' '.join(sys.argv)}`"]
+    lines = [f"- machine: {cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
+             f"- versions: {', '.join(versions)}",
+             f"- threads: {threads}; scale {args.scale}; median of {args.rounds} runs after one warm-up run"]
+    if peak is not None:
+        lines.append(f"- float32 sgemm peak (numpy 2048×2048, best of 5): {peak:.1f} GFLOP/s")
+    return lines + [f"- command: `{command}`"]
 
 
 def write_chart(path, results, names) -> str | None:
-    """A grouped, log-scale bar chart of samples/s; returns why not if matplotlib is missing."""
+    """A log-scale bar chart of samples/s: one group per workload, one bar per trainer (none where
+    it was skipped), each labelled with its value. Returns why not if matplotlib is missing."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed"
-    fig, ax = plt.subplots(figsize=(12, 5))
-    width = 0.8 / len(names)
+    import math
+    rates = {(w.id, r["trainer"]): r["samples_per_s"] for w, rows in results for r in rows if "samples_per_s" in r}
+    width = 0.84 / len(names)
+    fig, ax = plt.subplots(figsize=(min(16.0, max(8.0, 2 + len(results) * (0.5 + 0.2 * len(names)))), 6.5))
+    colors = plt.get_cmap("tab10").colors
     for i, name in enumerate(names):
-        values = [next((r.get("samples_per_s", 0) for r in rows if r["trainer"] == name), 0) for _, rows in results]
-        ax.bar([x + i * width for x in range(len(results))], values, width, label=name)
-    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(results))], [f"{w.id} {w.name}" for w, _ in results])
+        xs = [x - 0.42 + (i + 0.5) * width for x in range(len(results))]
+        values = [rates.get((w.id, name), math.nan) for w, _ in results]
+        bars = ax.bar(xs, values, width * 0.92, label=name, color=colors[i % len(colors)], zorder=2)
+        ax.bar_label(bars, [si(v) if v == v else "" for v in values], rotation=90, padding=2, fontsize=7)
+    ax.set_xticks(range(len(results)), [f"{w.id} {w.name}\n{w.n:,} × {w.sizes[0]}, batch {w.batch_size}"
+                                        for w, _ in results], fontsize=9)
     ax.set_yscale("log")
-    ax.set_ylabel("samples / s")
-    ax.legend(ncol=3, fontsize="small")
+    if rates:
+        low = 10 ** math.floor(math.log10(min(rates.values()) / 2))      # a labelled decade at the bottom
+        ax.set_ylim(low, max(rates.values()) * 10)                         # room for the labels on top
+    ax.set_ylabel("samples / s (log scale, higher is better)")
+    ax.grid(axis="y", which="major", alpha=0.4, zorder=0)
+    ax.set_title("Training throughput per workload (same data, weights and sample order for every trainer)",
+                 fontsize=10)
+    ax.legend(ncol=min(len(names), 9), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=130)
     plt.close(fig)
     return None
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    threads_env.configure(args.threads)     # before numpy, torch, JAX and numba start
-    import peers
-    import workloads
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return run(parse_args(argv), " ".join(["python -m densefit.bench.report", *argv]))
+
+
+def run(args, command: str) -> int:
+    """The report for parsed ``args`` (see :func:`add_arguments`); ``command`` is how it was started."""
+    threads_env.configure(args.threads)     # before torch, JAX and numba start
+    from . import peers, workloads
     if args.scale is None:
         args.scale = workloads.bench_scale()
     names = args.peers.split(",") if args.peers else list(peers.NAMES)
     unknown = [n for n in names if n not in peers.PEERS]
     if unknown:
         raise SystemExit(f"unknown trainers {unknown}; known: {', '.join(peers.NAMES)}")
-    peak = sgemm_peak()
+    ids = [workload_id.strip().upper() for workload_id in args.workloads.split(",")]
+    if set(ids) - set(workloads.IDS):
+        raise SystemExit(f"unknown workloads {sorted(set(ids) - set(workloads.IDS))}; known: {', '.join(workloads.IDS)}")
+    peak = sgemm_peak() if any(workloads.SPECS[i].rate == "gflops" for i in ids) else None   # W3/W4 only
     results, lines = [], []
-    for workload_id in args.workloads.split(","):
-        w = workloads.get(workload_id.strip(), args.scale)
+    for workload_id in ids:
+        w = workloads.get(workload_id, args.scale)
         print(f"{w.id}: {w.n:,} rows × {w.epochs} epochs", file=sys.stderr, flush=True)
         measured = {}
         if NUMPY in names:
@@ -212,7 +235,7 @@ def main(argv=None) -> int:
         rows = [measured[name] for name in names]
         results.append((w, rows))
         lines += [""] + workload_table(w, rows, peak)
-    report = ["## Benchmarks", ""] + machine_lines(args, peak) + ["", "Samples per second:", ""] \
+    report = ["## Benchmarks", ""] + machine_lines(args, peak, command) + ["", "Samples per second:", ""] \
         + summary_table(results, names) + ["", LEGEND] + lines + [""]
     skipped = sum("skipped" in r for _, rows in results for r in rows)
     text = "\n".join(report)

@@ -1,0 +1,43 @@
+"""The measurement scripts of densefit.bench (scaling, threads) and their helpers, at tiny
+sizes: their output has the expected shape. No timing is checked."""
+
+import os
+
+import numpy as np
+import pytest
+
+from densefit.bench import proc, scaling, threads
+
+
+def test_fit_line_of_an_exact_line():
+    a, b, r2 = scaling.fit_line([1e5, 1e6, 1e7], [0.01 + 2e-8 * n for n in (1e5, 1e6, 1e7)])
+    assert a == pytest.approx(0.01) and b == pytest.approx(2e-8) and r2 == pytest.approx(1.0)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_peak_sees_an_allocation():
+    with proc.Peak() as peak:
+        block = np.ones(64 * proc.MB // 8)
+    del block
+    assert peak.peak - peak.before["VmRSS"] >= 60 * proc.MB
+    assert {"VmRSS", "RssAnon", "RssFile"} <= set(peak.peaks)
+
+
+def test_table():
+    assert proc.table(["a", "b"], [[1, "x"]]) == ["| a | b |", "|---|---|", "| 1 | x |"]
+
+
+def test_scaling_prints_a_row_per_size(capsys):
+    assert scaling.main(["--rows", "1000,2000,4000", "--repeats", "1", "--read-gb", "0.01"]) == 0
+    text = capsys.readouterr().out
+    for rows in ("| 1,000 |", "| 2,000 |", "| 4,000 |"):
+        assert rows in text
+    assert "R² = " in text and "read bandwidth" in text
+
+
+def test_threads_prints_a_ratio_per_workload(capsys):
+    assert threads.main(["--workloads", "W1", "--rounds", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "| workload | 1 thread | 2 threads | 2 / 1 |" in lines
+    row = next(line for line in lines if line.startswith("| W1 seed-sgd |"))
+    assert row.endswith("× |") or "error" in row
