@@ -419,8 +419,11 @@ void parallel_blas_gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a
     });
 }
 
+// Out of line: Dense's always-inlined passes call it, and inlining its branches (matrix-vector,
+// tiles, transpose, threads) into the per-op dispatch slowed the tiny direct-loop workloads
+// (W6 after merging main's narrow paths: 408 → 361-377 M samples/s; with gemm out of line 392).
 template <class T>
-void gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a, const T* B, int64_t ldb, bool trans_b, int64_t M,
+DENSEFIT_NOINLINE void gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a, const T* B, int64_t ldb, bool trans_b, int64_t M,
           int64_t N, int64_t K, T alpha, T beta) {
     if ((N == 1 || M == 1) && M >= 1 && N >= 1 && K >= 1) {
         gemm_skinny(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
