@@ -56,7 +56,9 @@ void gemm_naive(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a, const 
 // Σ_k a[k·sa] b[k·sb] with independent partial sums, so the adds do not wait on each other and
 // the contiguous case (sa = sb = 1) vectorizes without reassociation flags.
 // Always inlined: once gemv_rows called it too, GCC stopped inlining it into the tiny direct
-// Dense loops, and W6 (float64, 1-1 net, steps of ~600 ns) lost 8%.
+// Dense loops (a profile showed dot<double> out of line, 9% of W6). Caveat for every W6 number
+// in this file: W6 steps take ~160-600 ns, and the same binary loaded from a package directory
+// with a longer path measured up to 7% slower, so W6 differences below ~7% are not resolved.
 template <class T>
 DENSEFIT_ALWAYS_INLINE T dot(const T* a, int64_t sa, const T* b, int64_t sb, int64_t K) {
     constexpr int kLanes = 8;
@@ -419,9 +421,11 @@ void parallel_blas_gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a
     });
 }
 
-// Out of line: Dense's always-inlined passes call it, and inlining its branches (matrix-vector,
-// tiles, transpose, threads) into the per-op dispatch slowed the tiny direct-loop workloads
-// (W6 after merging main's narrow paths: 408 → 361-377 M samples/s; with gemm out of line 392).
+// Out of line: Dense's always-inlined passes call it for every shape that is not tiny, and its
+// branches (matrix-vector, tiles, transpose, threads) need not be inlined into the per-op
+// dispatch of the tiny direct-loop workloads. W6 against main (same-length package paths, see
+// dot()): main 427, this branch 390-405 M samples/s, the gap unexplained (W6 runs none of this
+// file's new code); W1/W2/W3/W5 unchanged by this attribute.
 template <class T>
 DENSEFIT_NOINLINE void gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a, const T* B, int64_t ldb, bool trans_b, int64_t M,
           int64_t N, int64_t K, T alpha, T beta) {
