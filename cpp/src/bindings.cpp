@@ -183,27 +183,51 @@ bool all_finite_t(const py::array& a) {
     return df::all_finite(m);
 }
 
+// The leading dimension (elements between rows) of a 2-D array whose rows are contiguous, e.g. a
+// C-contiguous array or a column slice of one; rejects any other layout.
+int64_t leading_dimension(const py::array& x, const char* name) {
+    const int64_t item = x.itemsize(), rows = x.shape(0), cols = x.shape(1);
+    const int64_t ld = rows <= 1 || cols == 0 ? std::max<int64_t>(cols, 1) : x.strides(0) / item;
+    if ((cols > 1 && rows > 0 && x.strides(1) != item) || (rows > 1 && cols > 0 && (x.strides(0) % item != 0 || ld < std::max<int64_t>(cols, 1))))
+        throw py::value_error(std::string(name) + " must have contiguous rows (C-contiguous or a column slice of such an array)");
+    return ld;
+}
+
 template <class T>
-py::array_t<T> gemm_t(const py::array& a, const py::array& b, bool trans_a, bool trans_b, const std::string& kernel) {
+py::array_t<T> gemm_t(const py::array& a, const py::array& b, bool trans_a, bool trans_b, const std::string& kernel,
+                      double alpha, double beta, const py::object& out) {
     require_dtype<T>(a, "a", "the dtype of b");
     require_shape(a, "a", {-1, -1});
     require_shape(b, "b", {-1, -1});
-    if (!(a.flags() & py::array::c_style) || !(b.flags() & py::array::c_style))
-        throw py::value_error("a and b must be C-contiguous");
+    const int64_t lda = leading_dimension(a, "a"), ldb = leading_dimension(b, "b");
     const int64_t M = trans_a ? a.shape(1) : a.shape(0), K = trans_a ? a.shape(0) : a.shape(1);
     const int64_t N = trans_b ? b.shape(0) : b.shape(1);
     if ((trans_b ? b.shape(1) : b.shape(0)) != K) throw py::value_error("inner dimensions of op(a) and op(b) differ");
     using Kernel = void (*)(T*, int64_t, const T*, int64_t, bool, const T*, int64_t, bool, int64_t, int64_t, int64_t, T, T);
     Kernel run = kernel == "auto" ? Kernel(&df::gemm<T>) : kernel == "naive" ? Kernel(&df::gemm_naive<T>)
-               : kernel == "small" ? Kernel(&df::gemm_small<T>) : kernel == "blas" ? Kernel(&df::blas_gemm) : nullptr;
-    if (run == nullptr) throw py::value_error("kernel must be 'auto', 'naive', 'small' or 'blas', got '" + kernel + "'");
-    py::array_t<T> c({M, N});  // uninitialized: beta = 0 must not read it
+               : kernel == "small" ? Kernel(&df::gemm_small<T>) : kernel == "tiled" ? Kernel(&df::gemm_tiled<T>)
+               : kernel == "skinny" ? Kernel(&df::gemm_skinny<T>) : kernel == "blas" ? Kernel(&df::blas_gemm) : nullptr;
+    if (run == nullptr)
+        throw py::value_error("kernel must be 'auto', 'naive', 'small', 'tiled', 'skinny' or 'blas', got '" + kernel + "'");
+    if (kernel == "skinny" && !((M == 1 || N == 1) && M >= 1 && N >= 1 && K >= 1))
+        throw py::value_error("the 'skinny' kernel needs M == 1 or N == 1 (and no empty dimension)");
+    py::array_t<T> c;
+    if (out.is_none()) {
+        if (beta != 0) throw py::value_error("beta != 0 needs out (the starting C)");
+        c = py::array_t<T>({M, N});  // uninitialized: beta = 0 must not read it
+    } else {
+        c = out.cast<py::array>();
+        require_dtype<T>(c, "out", "the dtype of b");
+        require_shape(c, "out", {M, N});
+        if (!c.writeable()) throw py::value_error("out must be writable");
+    }
+    const int64_t ldc = leading_dimension(c, "out");
     const T* A = static_cast<const T*>(a.data());
     const T* B = static_cast<const T*>(b.data());
     T* C = c.mutable_data();
     {
         py::gil_scoped_release release;
-        run(C, N, A, a.shape(1), trans_a, B, b.shape(1), trans_b, M, N, K, T(1), T(0));
+        run(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, T(alpha), T(beta));
     }
     return c;
 }
@@ -271,13 +295,17 @@ PYBIND11_MODULE(_core, m) {
 
     m.def(
         "gemm",
-        [](const py::array& a, const py::array& b, bool trans_a, bool trans_b, const std::string& kernel) -> py::object {
-            if (py::isinstance<py::array_t<double>>(b)) return gemm_t<double>(a, b, trans_a, trans_b, kernel);
+        [](const py::array& a, const py::array& b, bool trans_a, bool trans_b, const std::string& kernel, double alpha,
+           double beta, const py::object& out) -> py::object {
+            if (py::isinstance<py::array_t<double>>(b)) return gemm_t<double>(a, b, trans_a, trans_b, kernel, alpha, beta, out);
             require_dtype<float>(b, "b", "float32 or float64");
-            return gemm_t<float>(a, b, trans_a, trans_b, kernel);
+            return gemm_t<float>(a, b, trans_a, trans_b, kernel, alpha, beta, out);
         },
         py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("kernel") = "auto",
-        "op(a) @ op(b) with one of the core's GEMM kernels ('auto', 'naive', 'small', 'blas'): for tests and benchmarks.");
+        py::arg("alpha") = 1.0, py::arg("beta") = 0.0, py::arg("out") = py::none(),
+        "out = alpha · op(a) @ op(b) + beta · out with one of the core's GEMM kernels ('auto', 'naive', 'small', "
+        "'tiled', 'skinny' (M or N = 1), 'blas'); a, b and out need contiguous rows (column slices test leading dimensions); out is "
+        "updated in place and returned, or allocated when None (then beta must be 0). For tests and benchmarks.");
 
     m.def(
         "all_finite",

@@ -7,6 +7,8 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define DENSEFIT_ALWAYS_INLINE __attribute__((always_inline)) inline
+#define DENSEFIT_NOINLINE __attribute__((noinline))
 #else
+#define DENSEFIT_NOINLINE
 #define DENSEFIT_ALWAYS_INLINE inline
 #endif

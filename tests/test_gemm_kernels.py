@@ -1,0 +1,154 @@
+"""The C++ core's GEMM kernels (densefit._core.gemm) against numpy, kernel by kernel.
+
+Every kernel has the BLAS contract C = alpha · op(A) · op(B) + beta · C on row-major matrices
+with leading dimensions; beta == 0 must not read C. Shapes cover the edges of the register
+tiles (1, 7, 17, 63, 64, 65, 129), the skinny shapes of the dense layers (N = 1, M = 1, K = 1)
+and all transpose combinations, in float32 and float64.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+
+_core = pytest.importorskip("densefit._core")
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+KERNELS = ["auto", "naive", "small", "tiled", "blas"]  # and "skinny", only for M or N = 1: below
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+EDGES = [1, 7, 17, 63, 64, 65, 129]
+
+
+def _operands(rng, M, N, K, dtype, trans_a, trans_b, pad=0):
+    """op(a) (M × K), op(b) (K × N) and their float64 values; pad > 0 stores a and b as column
+    slices of wider arrays (leading dimension > width)."""
+    A = rng.standard_normal((M, K))
+    B = rng.standard_normal((K, N))
+    stored = []
+    for X, trans in ((A, trans_a), (B, trans_b)):
+        X = X.T if trans else X
+        if pad:
+            wide = np.full((X.shape[0], X.shape[1] + pad), np.nan, dtype)
+            wide[:, : X.shape[1]] = X
+            stored.append(wide[:, : X.shape[1]])
+        else:
+            stored.append(np.ascontiguousarray(X, dtype))
+    a, b = stored
+    A = (a.T if trans_a else a).astype(np.float64)
+    B = (b.T if trans_b else b).astype(np.float64)
+    return a, b, A, B
+
+
+def _check(C, expected, K, dtype):
+    tol = TOL[dtype]
+    np.testing.assert_allclose(C, expected, rtol=tol, atol=tol * np.sqrt(max(K, 1)) * 4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_edge_shapes(kernel, trans_a, trans_b, dtype):
+    rng = np.random.default_rng(7)
+    shapes = list(itertools.product(EDGES, [1, 7, 17, 64, 65], [1, 7, 64, 65]))
+    if kernel in ("naive", "small"):  # the reference loops are slow: a subset
+        shapes = shapes[::7]
+    for M, N, K in shapes:
+        a, b, A, B = _operands(rng, M, N, K, dtype, trans_a, trans_b)
+        C = _core.gemm(a, b, trans_a, trans_b, kernel)
+        assert C.dtype == dtype and C.shape == (M, N)
+        _check(C, A @ B, K, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("shape", [(64, 64, 32), (64, 64, 64), (32, 64, 64), (256, 1, 100), (100, 1, 256),
+                                   (1, 100, 256), (64, 1, 1), (1, 1, 64), (129, 65, 17), (3, 200, 5)])
+@pytest.mark.parametrize("beta", [0.0, 1.0, -0.5])
+def test_alpha_beta_and_leading_dimensions(kernel, shape, beta, dtype):
+    """beta = 0 must ignore C (it holds NaN here); other betas scale it; a, b and C are column
+    slices of wider arrays so every leading dimension exceeds the width."""
+    M, N, K = shape
+    rng = np.random.default_rng(M * 1000 + N * 10 + K)
+    for trans_a, trans_b in itertools.product((False, True), repeat=2):
+        a, b, A, B = _operands(rng, M, N, K, dtype, trans_a, trans_b, pad=3)
+        C0 = rng.standard_normal((M, N))
+        wide = np.full((M, N + 5), np.nan, dtype)
+        out = wide[:, :N]
+        if beta != 0:
+            out[...] = C0
+        C = _core.gemm(a, b, trans_a, trans_b, kernel, alpha=0.75, beta=beta, out=out)
+        assert np.shares_memory(C, wide)
+        expected = 0.75 * (A @ B) + (beta * out.astype(np.float64) if beta != 0 else 0)
+        if beta != 0:
+            expected = 0.75 * (A @ B) + beta * C0.astype(dtype).astype(np.float64)
+        _check(C, expected, K, dtype)
+        assert np.isnan(wide[:, N:]).all(), "the kernel wrote past the leading dimension's width"
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_zero_inner_dimension(kernel):
+    """K = 0: C = beta · C."""
+    a = np.zeros((3, 0), np.float32)
+    b = np.zeros((0, 4), np.float32)
+    out = np.full((3, 4), 2.0, np.float32)
+    C = _core.gemm(a, b, kernel=kernel, beta=0.5, out=out)
+    np.testing.assert_array_equal(C, np.ones((3, 4), np.float32))
+    np.testing.assert_array_equal(_core.gemm(a, b, kernel=kernel), np.zeros((3, 4), np.float32))
+
+
+@settings(max_examples=150, deadline=None)
+@given(M=st.integers(1, 80), N=st.integers(1, 80), K=st.integers(0, 80), trans_a=st.booleans(),
+       trans_b=st.booleans(), f64=st.booleans(), kernel=st.sampled_from(["auto", "tiled"]),
+       beta=st.sampled_from([0.0, 1.0]), seed=st.integers(0, 2**32 - 1))
+def test_random_shapes(M, N, K, trans_a, trans_b, f64, kernel, beta, seed):
+    dtype = np.float64 if f64 else np.float32
+    rng = np.random.default_rng(seed)
+    a, b, A, B = _operands(rng, M, N, K, dtype, trans_a, trans_b)
+    C0 = rng.standard_normal((M, N)).astype(dtype)
+    out = C0.copy() if beta else np.full((M, N), np.nan, dtype)
+    C = _core.gemm(a, b, trans_a, trans_b, kernel, beta=beta, out=out)
+    _check(C, A @ B + beta * C0.astype(np.float64), K, dtype)
+
+
+def test_bad_arguments():
+    a = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match="kernel"):
+        _core.gemm(a, a.T.copy(), kernel="fast")
+    with pytest.raises(ValueError, match="out"):
+        _core.gemm(a, a.T.copy(), beta=1.0)
+    with pytest.raises(ValueError, match="contiguous rows"):
+        _core.gemm(np.ones((4, 3), np.float32).T, a)
+    with pytest.raises(ValueError):
+        _core.gemm(a, a, out=np.zeros((3, 3), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", ["skinny", "auto"])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_matrix_vector_shapes(kernel, beta, dtype):
+    """N = 1 (one dot per row, or axpys along op(A)'s rows) and M = 1, every layout, padded
+    leading dimensions (strided vectors and a strided column of C), the vector-width edges."""
+    rng = np.random.default_rng(11)
+    sizes = [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100, 129, 256]
+    for (M, N), other, trans_a, trans_b, pad in itertools.product(
+            [(1, 1)] + [(s, 1) for s in sizes] + [(1, s) for s in sizes], [1, 3, 16, 17, 100, 256],
+            (False, True), (False, True), (0, 2)):
+        K = other
+        a, b, A, B = _operands(rng, M, N, K, dtype, trans_a, trans_b, pad=pad)
+        C0 = rng.standard_normal((M, N))
+        wide = np.full((M, N + pad), np.nan, dtype)
+        out = wide[:, :N]
+        out[...] = C0 if beta else np.nan
+        C = _core.gemm(a, b, trans_a, trans_b, kernel, alpha=1.5, beta=beta, out=out)
+        expected = 1.5 * (A @ B) + (beta * C0.astype(dtype).astype(np.float64) if beta else 0)
+        _check(C, expected, K, dtype)
+        assert np.isnan(wide[:, N:]).all()
+
+
+def test_skinny_kernel_rejects_other_shapes():
+    a = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match="skinny"):
+        _core.gemm(a, np.ones((4, 2), np.float32), kernel="skinny")
