@@ -140,8 +140,8 @@ class Sequential:
         return X, y
 
     def _orders(self, first_epoch: int, count: int, n: int, shuffle: bool) -> np.ndarray | None:
-        if not shuffle:  # the same row order every epoch: one row repeated with stride 0, nothing copied
-            return np.broadcast_to(np.arange(n, dtype=np.int64), (count, n))
+        if not shuffle:  # rows 0..n-1 every epoch: the backends need no index array
+            return None
         return np.stack([np.random.Generator(np.random.PCG64([self.seed, e])).permutation(n)
                          for e in range(first_epoch, first_epoch + count)])
 
