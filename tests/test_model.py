@@ -811,3 +811,26 @@ def test_set_backend(backend):
         model.set_backend("gpu")
     assert model.backend == backend
     assert backend_registry.resolve(backend) == backend
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("epochs", [0, 1, 3])
+def test_fit_rejects_nan_in_x_and_leaves_the_model_untouched(backend, shuffle, epochs):
+    """NaN/inf in X raises ValueError before any update is kept: the cpp backend finds it while
+    its first epoch reads the batch (and restores the state), the others scan X first."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.float32)
+    X[217, 2] = np.inf if shuffle else np.nan
+    model = df.Sequential([df.Dense(8, "relu", input_dim=4), df.BatchNorm(), df.Dense(1, "sigmoid")], seed=0,
+                          backend=backend)
+    model.compile("binary_crossentropy", df.SGD(0.1, momentum=0.9))
+    model.fit(X[:200], y[:200], epochs=1, batch_size=16, verbose=0)   # optimizer slots and BN stats in use
+    before = (model.state.params.copy(), model.state.slots.copy(), model.state.stats.copy(), model.state.step,
+              model.state.epoch)
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        model.fit(X, y, epochs=epochs, batch_size=16, shuffle=shuffle, verbose=0)
+    after = (model.state.params, model.state.slots, model.state.stats, model.state.step, model.state.epoch)
+    for a, b in zip(before[:3], after[:3]):
+        np.testing.assert_array_equal(a, b)
+    assert before[3:] == after[3:]

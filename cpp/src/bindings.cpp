@@ -113,7 +113,7 @@ template <class T>
 py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::array& slots, py::array& stats,
                                    const py::array& X, const py::array& y,
                                    const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs,
-                                   int64_t batch_size, uint64_t step) {
+                                   int64_t batch_size, uint64_t step, bool check_finite) {
     const int64_t P = net.n_params;
     T* p = writable_state_array<T>(params, "params", {P});
     T* s = writable_state_array<T>(slots, "slots", {2, P});
@@ -134,7 +134,7 @@ py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::ar
     {
         py::gil_scoped_release release;
         df::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, orders.is_none() ? nullptr : &Om, E, lr.data(), batch_size,
-                            step);
+                            step, check_finite);
     }
     return out;
 }
@@ -265,13 +265,16 @@ PYBIND11_MODULE(_core, m) {
         "train_epochs",
         [](const BoundNet& b, py::array params, py::array slots, py::array stats, const py::array& X, const py::array& y,
            const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs, int64_t batch_size,
-           uint64_t step) -> py::object {
-            if (b.f64) return train_epochs_t<double>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step);
-            return train_epochs_t<float>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step);
+           uint64_t step, bool check_finite) -> py::object {
+            if (b.f64)
+                return train_epochs_t<double>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step, check_finite);
+            return train_epochs_t<float>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step, check_finite);
         },
         py::arg("net"), py::arg("params"), py::arg("slots"), py::arg("stats"), py::arg("X"), py::arg("y"),
-        py::arg("orders"), py::arg("lrs"), py::arg("batch_size"), py::arg("step"),
-        "Run len(lrs) epochs; update params, slots and stats in place; return (E, 4) float64 stats.");
+        py::arg("orders"), py::arg("lrs"), py::arg("batch_size"), py::arg("step"), py::arg("check_finite") = false,
+        "Run len(lrs) epochs; update params, slots and stats in place; return (E, 4) float64 stats. With "
+        "check_finite, a NaN or infinity in a row of X the first epoch reads raises ValueError and leaves the "
+        "state as it was.");
 
     m.def(
         "predict",

@@ -52,11 +52,14 @@ def train_epochs(
     lrs: npt.ArrayLike,
     batch_size: int,
     step: int,
+    check_finite: bool = False,
 ) -> npt.NDArray[np.float64]:
     """Run ``E = len(lrs)`` epochs with the GIL released: epoch ``e`` visits ``orders[e]`` (int64
     ``(E, n)``, values in ``[0, n)``; ``None``: rows ``0..n-1`` in order) in slices of ``batch_size``; the first optimizer step is number
     ``step``. Updates ``params`` (P,), ``slots`` (2, P) and ``stats`` (S,) in place (C-contiguous,
-    writeable, the plan's dtype) and returns ``(E, 4)``: loss sum, correct, seen, steps."""
+    writeable, the plan's dtype) and returns ``(E, 4)``: loss sum, correct, seen, steps. With
+    ``check_finite``, each batch of ``X`` is checked as the first epoch reads it; a NaN or infinity
+    raises ``ValueError`` naming the row, with ``params``, ``slots`` and ``stats`` restored."""
 
 def predict(
     net: Net, params: np.ndarray, stats: np.ndarray, X: np.ndarray, batch_size: int, logits: bool = False

@@ -132,10 +132,10 @@ class Sequential:
         self._backend = backends.resolve(name)
 
     # ----------------------------------------------------------------------------- training
-    def _prepare(self, X, y, name_x="X", name_y="y"):
+    def _prepare(self, X, y, name_x="X", name_y="y", check_finite_x=True):
         X = np.asarray(X) if not hasattr(X, "dtype") else X
         self._ensure_built(X)
-        X = as_features(X, self.plan.dtype, self.plan.n_features, name_x)
+        X = as_features(X, self.plan.dtype, self.plan.n_features, name_x, check_finite=check_finite_x)
         y = as_targets(y, self.plan.loss, self.plan.n_outputs, X.shape[0], self.plan.dtype, name_y)
         return X, y
 
@@ -160,7 +160,7 @@ class Sequential:
         most a few times a second, 2 one line per epoch.
         """
         epochs = check_int("epochs", epochs, 0)
-        X, y = self._prepare(X, y)
+        X, y = self._prepare(X, y, check_finite_x=epochs == 0)  # else the first backend call checks X (below)
         n = X.shape[0]
         batch_size = n if batch_size is None else min(check_int("batch_size", batch_size, 1), n)
         if verbose not in (0, 1, 2):
@@ -184,8 +184,10 @@ class Sequential:
             first = self.state.epoch
             lrs = schedule.rates(first, count)
             call_start = time.perf_counter()
+            # The first call's first epoch reads every row: NaN/inf in X raises there, state untouched.
             stats = backends.train_epochs(self._backend, self.plan, self.state, X, y,
-                                          self._orders(first, count, n, shuffle), lrs, batch_size)
+                                          self._orders(first, count, n, shuffle), lrs, batch_size,
+                                          check_finite=done == 0)
             elapsed = time.perf_counter() - call_start
             chunk = max(1, min(2 * count, int(count * _CALL_SECONDS / max(elapsed, 1e-9))))
             logs = {"loss": stats[:, backends.LOSS_SUM] / stats[:, backends.SEEN]}

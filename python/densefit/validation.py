@@ -34,9 +34,10 @@ def all_finite(a: np.ndarray) -> bool:
     return all(np.isfinite(a[start:start + rows]).all() for start in range(0, a.shape[0], rows))
 
 
-def as_features(X, dtype: np.dtype, n_features: int | None, name: str = "X") -> np.ndarray:
+def as_features(X, dtype: np.dtype, n_features: int | None, name: str = "X", check_finite: bool = True) -> np.ndarray:
     """A 2-D array of ``dtype`` with finite values; no copy when the dtype already matches
-    (read-only and non-contiguous arrays, memmaps included, are passed through)."""
+    (read-only and non-contiguous arrays, memmaps included, are passed through).
+    ``check_finite=False`` leaves the NaN/inf check to the caller (``fit`` hands it to the backend)."""
     if isinstance(X, (list, tuple)) or not hasattr(X, "dtype"):
         X = np.asarray(X)
     if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
@@ -54,7 +55,7 @@ def as_features(X, dtype: np.dtype, n_features: int | None, name: str = "X") -> 
         raise ValueError(f"{name} has {X.shape[1]} features but the model expects {n_features}")
     if X.dtype != dtype:
         X = np.asarray(X, dtype=dtype)
-    if not all_finite(X):
+    if check_finite and not all_finite(X):
         raise ValueError(f"{name} contains NaN or infinity")
     return X
 

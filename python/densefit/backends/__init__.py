@@ -26,6 +26,8 @@ from types import ModuleType
 
 import numpy as np
 
+from ..validation import all_finite
+
 NAMES = ("cpp", "numba", "numpy")
 _MODULES = {"cpp": "densefit.backends.cpp", "numba": "densefit.backends.numba_", "numpy": "densefit.backends.numpy_"}
 LOSS_SUM, CORRECT, SEEN, STEPS = range(4)
@@ -100,9 +102,21 @@ def backend_info() -> dict:
             "unavailable": {n: _errors[n] for n in NAMES if n in _errors}}
 
 
-def train_epochs(name: str, plan, state, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int) -> np.ndarray:
-    """Run ``len(lrs)`` epochs on backend ``name`` and advance the state's counters."""
-    stats = get(name).train_epochs(plan, state, X, y, orders, np.asarray(lrs, dtype=np.float64), batch_size)
+def train_epochs(name: str, plan, state, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int,
+                 check_finite: bool = False) -> np.ndarray:
+    """Run ``len(lrs)`` epochs on backend ``name`` and advance the state's counters.
+
+    ``check_finite``: raise ``ValueError`` if ``X`` holds a NaN or infinity, with the state
+    untouched. A backend with ``CHECKS_FINITE_IN_PASS`` checks each batch as its first epoch reads
+    it (one pass over ``X`` instead of two); for the others ``X`` is scanned here first.
+    """
+    module = get(name)
+    kwargs = {}
+    if check_finite and getattr(module, "CHECKS_FINITE_IN_PASS", False):
+        kwargs["check_finite"] = True
+    elif check_finite and not all_finite(X):
+        raise ValueError("X contains NaN or infinity")
+    stats = module.train_epochs(plan, state, X, y, orders, np.asarray(lrs, dtype=np.float64), batch_size, **kwargs)
     state.step += int(stats[:, STEPS].sum())
     state.epoch += len(lrs)
     return stats

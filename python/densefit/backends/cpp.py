@@ -37,9 +37,14 @@ def _row_indices(orders):
     return orders
 
 
-def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int) -> np.ndarray:
+# The finiteness of X is checked batch by batch while the first epoch reads it (see train_epochs).
+CHECKS_FINITE_IN_PASS = True
+
+
+def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int,
+                 check_finite: bool = False) -> np.ndarray:
     return _core.train_epochs(_net(plan), state.params, state.slots, state.stats, X, y, _row_indices(orders), lrs,
-                              int(batch_size), state.step)
+                              int(batch_size), state.step, bool(check_finite))
 
 
 def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) -> np.ndarray:
