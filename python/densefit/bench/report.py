@@ -7,7 +7,7 @@
 Per workload and trainer: one warm-up run (it absorbs JIT compilation; its extra time over
 the median is reported as "first run +s", which is the compile time for numba, JAX and
 torch.compile), a check of its final loss/accuracy against densefit's numpy backend, then the
-median of ``R`` timed runs. Reported: samples/s, the ratio to torch eager and to densefit's
+median of ``R`` timed runs (more for short runs, until they add up to 1 s). Reported: samples/s, the ratio to torch eager and to densefit's
 numpy backend, and for W3/W4 the achieved GFLOP/s against a float32 sgemm peak measured here
 (numpy 2048×2048 matmul, best of 5), for W5 the GB/s of X read. No result is a pass or a fail
 on speed; a trainer whose result disagrees is marked in the "check" column.
@@ -59,6 +59,19 @@ def sgemm_peak(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size ** 3 / best / 1e9
 
 
+MIN_TIMED_SECONDS = 1.0   # short runs are repeated until they add up to this (a 0.3 ms run, W6, is noise otherwise)
+MAX_RUNS = 1000
+
+
+def timed_runs(run, rounds: int) -> list[float]:
+    """Durations of at least ``rounds`` runs, more for short ones until they add up to
+    :data:`MIN_TIMED_SECONDS` (at most :data:`MAX_RUNS`); every trainer is timed the same way."""
+    times = [_seconds(run) for _ in range(rounds)]
+    while sum(times) < MIN_TIMED_SECONDS and len(times) < MAX_RUNS:
+        times.append(_seconds(run))
+    return times
+
+
 def _seconds(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -78,7 +91,7 @@ def measure(name, w, rounds, reference):
         weights = run()
         first = time.perf_counter() - start
         result = workloads.evaluate(w, weights)
-        times = [_seconds(run) for _ in range(rounds)]
+        times = timed_runs(run, rounds)
     except Exception as exc:  # one broken trainer must not stop the report
         traceback.print_exc(file=sys.stderr)
         return {**row, "skipped": f"error: {type(exc).__name__}: {exc}"}
@@ -156,7 +169,8 @@ def machine_lines(args, peak, command) -> list[str]:
     threads = args.threads if args.threads else "library defaults"
     lines = [f"- machine: {cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
              f"- versions: {', '.join(versions)}",
-             f"- threads: {threads}; scale {args.scale}; median of {args.rounds} runs after one warm-up run"]
+             f"- threads: {threads}; scale {args.scale}; median of {args.rounds} runs after one warm-up run "
+             f"(short runs repeated until they add up to {MIN_TIMED_SECONDS:g} s)"]
     if peak is not None:
         lines.append(f"- float32 sgemm peak (numpy 2048×2048, best of 5): {peak:.1f} GFLOP/s")
     return lines + [f"- command: `{command}`"]
