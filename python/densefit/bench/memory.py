@@ -106,8 +106,8 @@ def ram_section(backends: list[str]) -> list[str]:
             "process per row; peak = the kernel's VmHWM, reset just before `fit`.", ""] + proc.table(
         ["backend", "shuffle", "RSS before fit", "peak RSS during fit", "peak − before", "(peak − RSS before X) / X",
          "≤ 64 MB more", "fit s"], rows) + [
-        "", f"For comparison, the int64 row order `fit` hands the backend is {megabytes(8 * n)} "
-        "(8 bytes per row: `np.arange(n)` without shuffling, a permutation with it)."]
+        "", f"For comparison, a shuffled epoch's int64 row order is {megabytes(8 * n)} (8 bytes per row); an "
+        "unshuffled fit passes no order at all."]
 
 
 def memmap_section(directory: str, rows: int) -> list[str]:
@@ -127,9 +127,10 @@ def memmap_section(directory: str, rows: int) -> list[str]:
                          ["peak during fit", *(megabytes(sampled[k]) for k in ("RssAnon", "RssFile", "VmRSS"))],
                          ["peak − before", *(megabytes(sampled[k] - before[k]) for k in ("RssAnon", "RssFile",
                                                                                           "VmRSS"))]]),
-            "", f"fit: {r['seconds']:.2f} s ({gigabytes / r['seconds']:.2f} GB/s of X, including the finiteness "
-                f"scan of X that precedes training). The int64 row order `fit` builds is {megabytes(8 * rows)}; "
-                "the mapped pages of X count in VmRSS but are clean page cache the kernel can drop under pressure."]
+            "", f"fit: {r['seconds']:.2f} s ({gigabytes / r['seconds']:.2f} GB/s of X; the first read of the file's "
+                "pages into the process dominates). `fit` allocates nothing per row (no row order without shuffling, "
+                "no copy of X); the mapped pages of X count in VmRSS but are clean page cache the kernel can drop "
+                "under pressure."]
 
 
 def main(argv=None) -> int:
