@@ -73,9 +73,22 @@ def loss_and_grad(
     """Loss (incl. penalty) and flat gradient ``(P,)`` of ``X, y`` as one batch in training mode
     (dropout masks of step ``step``); nothing is updated."""
 
-def gemm(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False, kernel: str = "auto") -> np.ndarray:
-    """``op(a) @ op(b)`` for C-contiguous float32/float64 matrices with the core's ``'auto'``,
-    ``'naive'`` (reference), ``'small'`` (direct loops) or ``'blas'`` kernel: for tests and benchmarks."""
+def gemm(
+    a: np.ndarray,
+    b: np.ndarray,
+    trans_a: bool = False,
+    trans_b: bool = False,
+    kernel: str = "auto",
+    alpha: float = 1.0,
+    beta: float = 0.0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """``out = alpha · op(a) @ op(b) + beta · out`` for float32/float64 matrices with contiguous
+    rows, with one of the core's kernels: ``'auto'`` (the dispatch training uses, large products
+    split over the thread pool), ``'naive'`` (reference), ``'small'`` (direct loops), ``'tiled'``
+    (register-blocked), ``'skinny'`` (M or N = 1) or ``'blas'`` (single-threaded OpenBLAS).
+    ``out`` is updated in place and returned, or allocated when ``None`` (then ``beta`` must be 0).
+    For tests and benchmarks."""
 
 def all_finite(a: np.ndarray) -> bool:
     """True iff every element of ``a`` (float32 or float64, at most 2 dimensions, any strides,
