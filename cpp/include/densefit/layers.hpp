@@ -41,6 +41,20 @@ inline bool dense_is_direct(int64_t m, int64_t n_in, int64_t n_out) {
     return small && m * n_in * n_out < kSmallGemmMacs;
 }
 
+// out (m × n_out) += b (n_out) on every row; b may be null. One output is one loop down the rows.
+template <class T>
+DENSEFIT_ALWAYS_INLINE void add_bias(T* __restrict out, const T* __restrict b, int64_t m, int64_t n_out) {
+    if (b == nullptr) return;
+    if (n_out == 1) {
+        for (int64_t r = 0; r < m; r++) out[r] += b[0];
+        return;
+    }
+    for (int64_t r = 0; r < m; r++) {
+        T* o = out + r * n_out;
+        for (int64_t j = 0; j < n_out; j++) o[j] += b[j];
+    }
+}
+
 // out (m × n_out) = inp (m × n_in) · W (n_in × n_out) + b; b may be null.
 template <class T>
 DENSEFIT_ALWAYS_INLINE void dense_forward(T* __restrict out, const T* __restrict inp, const T* __restrict W,
@@ -50,23 +64,14 @@ DENSEFIT_ALWAYS_INLINE void dense_forward(T* __restrict out, const T* __restrict
         // beta = 1: a copy per row is a memmove call per row, which with one output (W5: 256 rows
         // of one float) cost more than the matrix-vector product itself (W5 17.1 → 15.4 M/s).
         gemm(out, n_out, inp, n_in, false, W, n_out, false, m, n_out, n_in, T(1), T(0));
-        if (b == nullptr) return;
-        if (n_out == 1) {
-            for (int64_t r = 0; r < m; r++) out[r] += b[0];
-            return;
-        }
-        for (int64_t r = 0; r < m; r++) {
-            T* o = out + r * n_out;
-            for (int64_t j = 0; j < n_out; j++) o[j] += b[j];
-        }
+        add_bias(out, b, m, n_out);
         return;
     }
     if (n_out == 1 && n_in < kNarrow && m >= kNarrow) {  // column by column down the rows: vectorizes across rows
         for (int64_t r = 0; r < m; r++) out[r] = inp[r * n_in] * W[0];
         for (int64_t k = 1; k < n_in; k++)
             for (int64_t r = 0; r < m; r++) out[r] += inp[r * n_in + k] * W[k];
-        if (b != nullptr)
-            for (int64_t r = 0; r < m; r++) out[r] += b[0];
+        add_bias(out, b, m, n_out);
         return;
     }
     if (n_out == 1) {  // one dot product per row, W is a contiguous column
@@ -94,19 +99,10 @@ template <class T>
 DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW, T* __restrict db,
                                            const T* __restrict dout, const T* __restrict inp, const T* __restrict W,
                                            int64_t m, int64_t n_in, int64_t n_out) {
-    if (!dense_is_direct(m, n_in, n_out)) {
+    const bool direct = dense_is_direct(m, n_in, n_out);
+    if (!direct) {
         gemm(dW, n_out, inp, n_in, true, dout, n_out, false, n_in, n_out, m, T(1), T(0));
-        if (db != nullptr) column_sums(db, dout, m, n_out);
-        if (dinp == nullptr) return;
-        if (n_out == 1) {  // an outer product: dinp row r = dout[r] · W
-            for (int64_t r = 0; r < m; r++)
-                for (int64_t k = 0; k < n_in; k++) dinp[r * n_in + k] = dout[r] * W[k];
-            return;
-        }
-        gemm(dinp, n_in, dout, n_out, false, W, n_out, true, m, n_in, n_out, T(1), T(0));
-        return;
-    }
-    if (n_out == 1 && n_in < kNarrow && m >= kNarrow) {  // dW[k] = Σ_r inp[r, k] · dout[r]: a dot down column k
+    } else if (n_out == 1 && n_in < kNarrow && m >= kNarrow) {  // dW[k] = Σ_r inp[r, k] · dout[r]: a dot down column k
         for (int64_t k = 0; k < n_in; k++) dW[k] = dot(inp + k, n_in, dout, 1, m);
     } else if (n_out == 1) {  // dW = Σ_r dout[r] · inp row r: axpys along the rows
         for (int64_t r = 0; r < m; r++) {
@@ -117,33 +113,33 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
             else
                 for (int64_t k = 0; k < n_in; k++) dW[k] += a * x[k];
         }
-    }
-    if (n_out == 1) {  // dinp row r = dout[r] · W
-        if (db != nullptr) column_sums(db, dout, m, n_out);
-        if (dinp != nullptr)
-            for (int64_t r = 0; r < m; r++)
-                for (int64_t k = 0; k < n_in; k++) dinp[r * n_in + k] = dout[r] * W[k];
-        return;
-    }
-    // dW as m rank-1 updates along contiguous rows of inp and dout: the first row writes, the others add.
-    for (int64_t r = 0; r < m; r++) {
-        const T* x = inp + r * n_in;
-        const T* d = dout + r * n_out;
-        for (int64_t k = 0; k < n_in; k++) {
-            const T a = x[k];
-            T* g = dW + k * n_out;
-            if (r == 0)
-                for (int64_t j = 0; j < n_out; j++) g[j] = a * d[j];
-            else
-                for (int64_t j = 0; j < n_out; j++) g[j] += a * d[j];
+    } else {  // m rank-1 updates along contiguous rows of inp and dout: the first row writes, the others add
+        for (int64_t r = 0; r < m; r++) {
+            const T* x = inp + r * n_in;
+            const T* d = dout + r * n_out;
+            for (int64_t k = 0; k < n_in; k++) {
+                const T a = x[k];
+                T* g = dW + k * n_out;
+                if (r == 0)
+                    for (int64_t j = 0; j < n_out; j++) g[j] = a * d[j];
+                else
+                    for (int64_t j = 0; j < n_out; j++) g[j] += a * d[j];
+            }
         }
     }
     if (db != nullptr) column_sums(db, dout, m, n_out);
     if (dinp == nullptr) return;
-    for (int64_t r = 0; r < m; r++) {
-        const T* d = dout + r * n_out;
-        T* o = dinp + r * n_in;
-        for (int64_t k = 0; k < n_in; k++) o[k] = dot(d, 1, W + k * n_out, 1, n_out);
+    if (n_out == 1) {  // an outer product: dinp row r = dout[r] · W
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t k = 0; k < n_in; k++) dinp[r * n_in + k] = dout[r] * W[k];
+    } else if (!direct) {
+        gemm(dinp, n_in, dout, n_out, false, W, n_out, true, m, n_in, n_out, T(1), T(0));
+    } else {
+        for (int64_t r = 0; r < m; r++) {
+            const T* d = dout + r * n_out;
+            T* o = dinp + r * n_in;
+            for (int64_t k = 0; k < n_in; k++) o[k] = dot(d, 1, W + k * n_out, 1, n_out);
+        }
     }
 }
 
