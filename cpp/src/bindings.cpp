@@ -205,10 +205,10 @@ py::array_t<T> gemm_t(const py::array& a, const py::array& b, bool trans_a, bool
     if ((trans_b ? b.shape(1) : b.shape(0)) != K) throw py::value_error("inner dimensions of op(a) and op(b) differ");
     using Kernel = void (*)(T*, int64_t, const T*, int64_t, bool, const T*, int64_t, bool, int64_t, int64_t, int64_t, T, T);
     Kernel run = kernel == "auto" ? Kernel(&df::gemm<T>) : kernel == "naive" ? Kernel(&df::gemm_naive<T>)
-               : kernel == "small" ? Kernel(&df::gemm_small<T>) : kernel == "tiled" ? Kernel(&df::gemm_tiled<T>)
+               : kernel == "tiled" ? Kernel(&df::gemm_tiled<T>)
                : kernel == "skinny" ? Kernel(&df::gemm_skinny<T>) : kernel == "blas" ? Kernel(&df::blas_gemm) : nullptr;
     if (run == nullptr)
-        throw py::value_error("kernel must be 'auto', 'naive', 'small', 'tiled', 'skinny' or 'blas', got '" + kernel + "'");
+        throw py::value_error("kernel must be 'auto', 'naive', 'tiled', 'skinny' or 'blas', got '" + kernel + "'");
     if (kernel == "skinny" && !((M == 1 || N == 1) && M >= 1 && N >= 1 && K >= 1))
         throw py::value_error("the 'skinny' kernel needs M == 1 or N == 1 (and no empty dimension)");
     py::array_t<T> c;
@@ -306,7 +306,7 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("kernel") = "auto",
         py::arg("alpha") = 1.0, py::arg("beta") = 0.0, py::arg("out") = py::none(),
-        "out = alpha · op(a) @ op(b) + beta · out with one of the core's GEMM kernels ('auto', 'naive', 'small', "
+        "out = alpha · op(a) @ op(b) + beta · out with one of the core's GEMM kernels ('auto', 'naive', "
         "'tiled', 'skinny' (M or N = 1), 'blas'); a, b and out need contiguous rows (column slices test leading dimensions); out is "
         "updated in place and returned, or allocated when None (then beta must be 0). For tests and benchmarks.");
 

@@ -85,7 +85,7 @@ def gemm(
 ) -> np.ndarray:
     """``out = alpha · op(a) @ op(b) + beta · out`` for float32/float64 matrices with contiguous
     rows, with one of the core's kernels: ``'auto'`` (the dispatch training uses, large products
-    split over the thread pool), ``'naive'`` (reference), ``'small'`` (direct loops), ``'tiled'``
+    split over the thread pool), ``'naive'`` (reference), ``'tiled'``
     (register-blocked), ``'skinny'`` (M or N = 1) or ``'blas'`` (single-threaded OpenBLAS).
     ``out`` is updated in place and returned, or allocated when ``None`` (then ``beta`` must be 0).
     For tests and benchmarks."""

@@ -2,7 +2,7 @@
 // Size legend: C is (M × N), op(A) is (M × K), op(B) is (K × N); op(X) = Xᵀ when trans_x.
 //
 // Kernels with the same contract: gemm_naive is the reference (one dot product per element,
-// nothing clever), gemm_small plain direct loops, gemm_tiled register-blocked tiles (used for
+// nothing clever), gemm_tiled register-blocked tiles (used for
 // tiny shapes where a BLAS call costs more than the arithmetic), gemm_skinny the matrix-vector
 // products (M = 1 or N = 1), blas_gemm the OpenBLAS call (scipy-openblas32, prefixed symbols).
 // gemm() picks one. As in BLAS, beta == 0 means C is not read (it may hold garbage).
@@ -25,7 +25,7 @@ namespace densefit {
 //
 // Measured (float32, one thread, AMD EPYC Zen 4, -march=native, OpenBLAS 0.3.34 DYNAMIC_ARCH,
 // which picks its SkylakeX kernels, incl. the "small matrix" ones, on any AVX-512 machine;
-// ns per call, best of 7 batches, OpenBLAS / gemm_tiled / gemm_small):
+// ns per call, best of 7 batches, OpenBLAS / gemm_tiled / the direct loops gemm_tiled replaced):
 //   NN  4³    24 /   42 /   60      8³   41 /   63 /  209     16³   95 /  149 / 1155
 //   NT  4³    67 /   41 /   59      8³  107 /   72 /  276     16³  218 /  211 / 1142
 //   TN  4³    53 /   40 /   60      8³   94 /   65 /  204     16³   91 /  134 /  465
@@ -78,36 +78,6 @@ DENSEFIT_ALWAYS_INLINE T dot(const T* a, int64_t sa, const T* b, int64_t sb, int
     }
     for (; k < K; k++) acc[0] += a[k * sa] * b[k * sb];
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
-template <class T>
-void gemm_small(T* __restrict C, int64_t ldc, const T* __restrict A, int64_t lda, bool trans_a,
-                const T* __restrict B, int64_t ldb, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, T beta) {
-    // Element strides of op(A) (M × K) and op(B) (K × N).
-    const int64_t a_row = trans_a ? 1 : lda, a_col = trans_a ? lda : 1;
-    const int64_t b_row = trans_b ? 1 : ldb, b_col = trans_b ? ldb : 1;
-    if (trans_b || N < 8) {
-        // One dot product per element: along contiguous rows of A and B when B is transposed; and
-        // when N is tiny, an inner loop over N would be too short to pay for itself.
-        for (int64_t i = 0; i < M; i++) {
-            for (int64_t j = 0; j < N; j++) {
-                T* c = C + i * ldc + j;
-                const T acc = alpha * dot(A + i * a_row, a_col, B + j * b_col, b_row, K);
-                *c = beta == T(0) ? acc : acc + beta * *c;
-            }
-        }
-        return;
-    }
-    // Rank-1 updates of C's rows: the inner loop runs along contiguous rows of B and C.
-    for (int64_t i = 0; i < M; i++) {
-        T* c = C + i * ldc;
-        for (int64_t j = 0; j < N; j++) c[j] = beta == T(0) ? T(0) : beta * c[j];
-        for (int64_t k = 0; k < K; k++) {
-            const T a = alpha * A[i * a_row + k * a_col];
-            const T* b = B + k * ldb;
-            for (int64_t j = 0; j < N; j++) c[j] += a * b[j];
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
