@@ -148,6 +148,16 @@ def _dense_backward(delta, dinp, dout, acts, inp, grads, params, o, m, d_in, d_o
 
 
 @njit
+def _layer_offsets(sizes):
+    """Where layer l's ``W`` starts in the flat ``params`` (its ``b`` follows it); ``[L]`` is the size."""
+    L = sizes.size - 1
+    offsets = np.zeros(L + 1, dtype=np.int64)
+    for l in range(L):
+        offsets[l + 1] = offsets[l] + sizes[l] * sizes[l + 1] + sizes[l + 1]
+    return offsets
+
+
+@njit
 def _mlp_epochs_flat(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, batch_size, epochs):
     n, d = X.shape
     L = sizes.size - 1
@@ -155,9 +165,7 @@ def _mlp_epochs_flat(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, 
     grads = np.zeros_like(params)
     acts = np.zeros((L + 1) * stride, dtype=X.dtype)  # layer l's input at l·stride, the logits at L·stride
     delta = np.zeros(2 * stride, dtype=X.dtype)       # dL/d(layer output), ping-pong halves
-    offsets = np.zeros(L + 1, dtype=np.int64)
-    for l in range(L):
-        offsets[l + 1] = offsets[l] + sizes[l] * sizes[l + 1] + sizes[l + 1]
+    offsets = _layer_offsets(sizes)
     t = 0
     total = 0.0
     for _ in range(epochs):
@@ -188,9 +196,7 @@ def _mlp_epochs_views(X, Y, params, slots, sizes, loss, optimizer, lr, momentum,
     grads = np.zeros_like(params)
     acts = np.zeros((L, batch_size * width), dtype=X.dtype)   # outputs of each layer
     delta = np.zeros((2, batch_size * width), dtype=X.dtype)  # dL/d(layer output), ping-pong
-    offsets = np.zeros(L + 1, dtype=np.int64)
-    for l in range(L):
-        offsets[l + 1] = offsets[l] + sizes[l] * sizes[l + 1] + sizes[l + 1]
+    offsets = _layer_offsets(sizes)
     t = 0
     total = 0.0
     for _ in range(epochs):
