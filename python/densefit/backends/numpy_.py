@@ -24,7 +24,11 @@ from ..plan import (ACT, ACTIVATION, ALPHA, BATCHNORM, BN_EPSILON, DENSE, DROPOU
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """``1 / (1 + exp(-x))`` without overflow: ``exp(x) / (1 + exp(x))`` for negative ``x``."""
-    e = np.exp(-np.abs(x))
+    return sigmoid_of_exp(x, np.exp(-np.abs(x)))
+
+
+def sigmoid_of_exp(x: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """:func:`sigmoid` given ``e = exp(-|x|)`` (binary cross-entropy computes it anyway)."""
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
@@ -116,8 +120,7 @@ def loss_and_dlogits(loss: int, z: np.ndarray, y: np.ndarray, need_grad: bool = 
         correct = int(np.count_nonzero((z > 0) == (y > 0.5)))
         if not need_grad:
             return value, correct, None
-        probability = np.where(z >= 0, 1 / (1 + e), e / (1 + e))  # sigmoid(z), as sigmoid() computes it
-        return value, correct, (probability - y) * T(1 / (m * K))
+        return value, correct, (sigmoid_of_exp(z, e) - y) * T(1 / (m * K))
     if loss == L.CATEGORICAL_CROSSENTROPY:
         shifted = z - z.max(axis=1, keepdims=True)
         e = np.exp(shifted)
