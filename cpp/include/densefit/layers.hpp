@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "activation.hpp"
 #include "gemm.hpp"
 #include "inline.hpp"
 #include "rng.hpp"
@@ -18,10 +19,13 @@ namespace densefit {
 // load-add-stores per column; a dot product down each column keeps independent partial sums.
 constexpr int64_t kNarrow = 8;
 
+// Whether column_sums takes a dot product down each column (else it adds the rows in order).
+inline bool sums_down_columns(int64_t rows, int64_t cols) { return cols < kNarrow && rows >= kNarrow; }
+
 // sums (cols) = Σ_rows a (rows × cols), rows ≥ 1.
 template <class T>
 void column_sums(T* __restrict sums, const T* __restrict a, int64_t rows, int64_t cols) {
-    if (cols < kNarrow && rows >= kNarrow) {
+    if (sums_down_columns(rows, cols)) {
         const T one = 1;
         for (int64_t j = 0; j < cols; j++) sums[j] = dot(a + j, cols, &one, 0, rows);
         return;
@@ -55,28 +59,22 @@ DENSEFIT_ALWAYS_INLINE void add_bias(T* __restrict out, const T* __restrict b, i
     }
 }
 
-// out (m × n_out) = inp (m × n_in) · W (n_in × n_out) + b; b may be null.
+// out (m × n_out) = inp (m × n_in) · W (n_in × n_out).
 template <class T>
-DENSEFIT_ALWAYS_INLINE void dense_forward(T* __restrict out, const T* __restrict inp, const T* __restrict W,
-                                          const T* __restrict b, int64_t m, int64_t n_in, int64_t n_out) {
+DENSEFIT_ALWAYS_INLINE void dense_product(T* __restrict out, const T* __restrict inp, const T* __restrict W, int64_t m,
+                                          int64_t n_in, int64_t n_out) {
     if (!dense_is_direct(m, n_in, n_out)) {
-        // The bias is added after the GEMM (numpy's order, x @ W + b), not copied into C first for
-        // beta = 1: a copy per row is a memmove call per row, which with one output (W5: 256 rows
-        // of one float) cost more than the matrix-vector product itself (W5 17.1 → 15.4 M/s).
         gemm(out, n_out, inp, n_in, false, W, n_out, false, m, n_out, n_in, T(1), T(0));
-        add_bias(out, b, m, n_out);
         return;
     }
     if (n_out == 1 && n_in < kNarrow && m >= kNarrow) {  // column by column down the rows: vectorizes across rows
         for (int64_t r = 0; r < m; r++) out[r] = inp[r * n_in] * W[0];
         for (int64_t k = 1; k < n_in; k++)
             for (int64_t r = 0; r < m; r++) out[r] += inp[r * n_in + k] * W[k];
-        add_bias(out, b, m, n_out);
         return;
     }
     if (n_out == 1) {  // one dot product per row, W is a contiguous column
-        const T bias = b != nullptr ? b[0] : T(0);
-        for (int64_t r = 0; r < m; r++) out[r] = dot(inp + r * n_in, 1, W, 1, n_in) + bias;
+        for (int64_t r = 0; r < m; r++) out[r] = dot(inp + r * n_in, 1, W, 1, n_in);
         return;
     }
     // Rank-1 updates of each output row along contiguous rows of W.
@@ -89,9 +87,71 @@ DENSEFIT_ALWAYS_INLINE void dense_forward(T* __restrict out, const T* __restrict
             const T* w = W + k * n_out;
             for (int64_t j = 0; j < n_out; j++) o[j] += a * w[j];
         }
-        if (b != nullptr)
-            for (int64_t j = 0; j < n_out; j++) o[j] += b[j];
     }
+}
+
+// The sweeps of bias_activation and its backward for one activation A (functions with restrict
+// parameters: pointers captured by a lambda lose them, and the loops were versioned for aliasing).
+template <int64_t A, class T>
+DENSEFIT_ALWAYS_INLINE void bias_activation_rows(T* __restrict z, T* __restrict a, const T* __restrict b, int64_t m,
+                                                 int64_t n, T alpha) {
+    for (int64_t r = 0; r < m; r++) {
+        T* zr = z + r * n;
+        T* ar = a + r * n;
+        for (int64_t j = 0; j < n; j++) {
+            const T v = b != nullptr ? zr[j] + b[j] : zr[j];
+            if constexpr (kGradientReadsInput<A>) zr[j] = v;
+            ar[j] = activate<A>(v, alpha);
+        }
+    }
+}
+
+template <int64_t A, class T>
+DENSEFIT_ALWAYS_INLINE void bias_activation_backward_rows(T* __restrict d, T* __restrict db, const T* __restrict z,
+                                                          const T* __restrict a, int64_t m, int64_t n, T alpha) {
+    for (int64_t r = 0; r < m; r++) {
+        T* dr = d + r * n;
+        const T* zr = z + r * n;
+        const T* ar = a + r * n;
+        for (int64_t j = 0; j < n; j++) {
+            const T g = activation_gradient<A>(dr[j], zr[j], ar[j], alpha);
+            dr[j] = g;
+            if (db != nullptr) db[j] = r == 0 ? g : db[j] + g;  // column_sums' order: row 0, then + each row
+        }
+    }
+}
+
+// z (m × n) += b (b may be null), then, when a is not null, a = act(z) in the same sweep (a is
+// another buffer). Then z keeps the biased values only if act's derivative reads its input
+// (kGradientReadsInput; nothing else reads z), so relu's sweep reads z and writes only a.
+template <class T>
+DENSEFIT_ALWAYS_INLINE void bias_activation(T* z, T* a, const T* b, int64_t m, int64_t n, int64_t act, T alpha) {
+    if (a == nullptr) return add_bias(z, b, m, n);
+    with_activation(act, [&](auto code) { bias_activation_rows<code()>(z, a, b, m, n, alpha); });
+}
+
+// z (m × n_out) = inp (m × n_in) · W (n_in × n_out) + b (b may be null), and a = act(z) when a is
+// not null (see bias_activation). The bias is added after the product (numpy's order, x @ W + b),
+// not copied into C first for beta = 1: a copy per row is a memmove call per row, which with one
+// output (W5: 256 rows of one float) cost more than the matrix-vector product itself.
+template <class T>
+DENSEFIT_ALWAYS_INLINE void dense_forward(T* z, T* a, const T* inp, const T* W, const T* b, int64_t m, int64_t n_in,
+                                          int64_t n_out, int64_t act, T alpha) {
+    dense_product(z, inp, W, m, n_in, n_out);
+    bias_activation(z, a, b, m, n_out, act, alpha);
+}
+
+// The backward of bias_activation: d (m × n) = d · act'(z) in place, given a = act(z), and
+// db (n, may be null) = Σ_rows of the result, in the same sweep unless column_sums would sum
+// down the columns (then after it, as for an unfused Dense).
+template <class T>
+DENSEFIT_ALWAYS_INLINE void bias_activation_backward(T* d, T* db, const T* z, const T* a, int64_t m, int64_t n,
+                                                     int64_t act, T alpha) {
+    const bool sums_in_sweep = db != nullptr && !sums_down_columns(m, n);
+    with_activation(act, [&](auto code) {
+        bias_activation_backward_rows<code()>(d, sums_in_sweep ? db : nullptr, z, a, m, n, alpha);
+    });
+    if (db != nullptr && !sums_in_sweep) column_sums(db, d, m, n);
 }
 
 // dW = inpᵀ · dout, db = Σ_rows dout, dinp = dout · Wᵀ.
