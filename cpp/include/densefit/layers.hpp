@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "activation.hpp"
 #include "gemm.hpp"
@@ -59,6 +60,70 @@ DENSEFIT_ALWAYS_INLINE void add_bias(T* __restrict out, const T* __restrict b, i
     }
 }
 
+// Calls f(width) with the output width of a direct Dense as an std::integral_constant when it is
+// below kNarrow, else as the int64_t: the rank-1 loops over a tiny width (W1: 3 and 4 at batch
+// 1) then unroll completely instead of running a vector loop's checks and its scalar remainder.
+template <class F>
+DENSEFIT_ALWAYS_INLINE void with_small_width(int64_t n, F&& f) {
+    static_assert(kNarrow == 8, "one case per width below kNarrow");
+    switch (n) {
+        case 2: f(std::integral_constant<int64_t, 2>{}); break;
+        case 3: f(std::integral_constant<int64_t, 3>{}); break;
+        case 4: f(std::integral_constant<int64_t, 4>{}); break;
+        case 5: f(std::integral_constant<int64_t, 5>{}); break;
+        case 6: f(std::integral_constant<int64_t, 6>{}); break;
+        case 7: f(std::integral_constant<int64_t, 7>{}); break;
+        default: f(n); break;
+    }
+}
+
+// out (m × n_out) = inp (m × n_in) · W (n_in × n_out) by rank-1 updates of each output row along
+// contiguous rows of W. Width: int64_t or an std::integral_constant (with_small_width).
+template <class T, class Width>
+DENSEFIT_ALWAYS_INLINE void rank1_product(T* __restrict out, const T* __restrict inp, const T* __restrict W, int64_t m,
+                                          int64_t n_in, Width n_out) {
+    for (int64_t r = 0; r < m; r++) {
+        const T* x = inp + r * n_in;
+        T* o = out + r * n_out;
+        for (int64_t j = 0; j < n_out; j++) o[j] = x[0] * W[j];
+        for (int64_t k = 1; k < n_in; k++) {
+            const T a = x[k];
+            const T* w = W + k * n_out;
+            for (int64_t j = 0; j < n_out; j++) o[j] += a * w[j];
+        }
+    }
+}
+
+// dW (n_in × n_out) = inpᵀ · dout by m rank-1 updates along contiguous rows of inp and dout: the
+// first row writes, the others add.
+template <class T, class Width>
+DENSEFIT_ALWAYS_INLINE void rank1_gradient(T* __restrict dW, const T* __restrict inp, const T* __restrict dout, int64_t m,
+                                           int64_t n_in, Width n_out) {
+    for (int64_t r = 0; r < m; r++) {
+        const T* x = inp + r * n_in;
+        const T* d = dout + r * n_out;
+        for (int64_t k = 0; k < n_in; k++) {
+            const T a = x[k];
+            T* g = dW + k * n_out;
+            if (r == 0)
+                for (int64_t j = 0; j < n_out; j++) g[j] = a * d[j];
+            else
+                for (int64_t j = 0; j < n_out; j++) g[j] += a * d[j];
+        }
+    }
+}
+
+// dinp (m × n_in) = dout · Wᵀ, one dot product along a row of W per element.
+template <class T, class Width>
+DENSEFIT_ALWAYS_INLINE void rowwise_dinp(T* __restrict dinp, const T* __restrict dout, const T* __restrict W, int64_t m,
+                                         int64_t n_in, Width n_out) {
+    for (int64_t r = 0; r < m; r++) {
+        const T* d = dout + r * n_out;
+        T* o = dinp + r * n_in;
+        for (int64_t k = 0; k < n_in; k++) o[k] = dot(d, 1, W + k * n_out, 1, n_out);
+    }
+}
+
 // out (m × n_out) = inp (m × n_in) · W (n_in × n_out).
 template <class T>
 DENSEFIT_ALWAYS_INLINE void dense_product(T* __restrict out, const T* __restrict inp, const T* __restrict W, int64_t m,
@@ -77,24 +142,16 @@ DENSEFIT_ALWAYS_INLINE void dense_product(T* __restrict out, const T* __restrict
         for (int64_t r = 0; r < m; r++) out[r] = dot(inp + r * n_in, 1, W, 1, n_in);
         return;
     }
-    // Rank-1 updates of each output row along contiguous rows of W.
-    for (int64_t r = 0; r < m; r++) {
-        const T* x = inp + r * n_in;
-        T* o = out + r * n_out;
-        for (int64_t j = 0; j < n_out; j++) o[j] = x[0] * W[j];
-        for (int64_t k = 1; k < n_in; k++) {
-            const T a = x[k];
-            const T* w = W + k * n_out;
-            for (int64_t j = 0; j < n_out; j++) o[j] += a * w[j];
-        }
-    }
+    with_small_width(n_out, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+        rank1_product(out, inp, W, m, n_in, width);
+    });
 }
 
 // The sweeps of bias_activation and its backward for one activation A (functions with restrict
 // parameters: pointers captured by a lambda lose them, and the loops were versioned for aliasing).
-template <int64_t A, class T>
+template <int64_t A, class T, class Width>
 DENSEFIT_ALWAYS_INLINE void bias_activation_rows(T* __restrict z, T* __restrict a, const T* __restrict b, int64_t m,
-                                                 int64_t n, T alpha) {
+                                                 Width n, T alpha) {
     for (int64_t r = 0; r < m; r++) {
         T* zr = z + r * n;
         T* ar = a + r * n;
@@ -106,9 +163,9 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_rows(T* __restrict z, T* __restrict 
     }
 }
 
-template <int64_t A, class T>
+template <int64_t A, class T, class Width>
 DENSEFIT_ALWAYS_INLINE void bias_activation_backward_rows(T* __restrict d, T* __restrict db, const T* __restrict z,
-                                                          const T* __restrict a, int64_t m, int64_t n, T alpha) {
+                                                          const T* __restrict a, int64_t m, Width n, T alpha) {
     for (int64_t r = 0; r < m; r++) {
         T* dr = d + r * n;
         const T* zr = z + r * n;
@@ -127,7 +184,11 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_backward_rows(T* __restrict d, T* __
 template <class T>
 DENSEFIT_ALWAYS_INLINE void bias_activation(T* z, T* a, const T* b, int64_t m, int64_t n, int64_t act, T alpha) {
     if (a == nullptr) return add_bias(z, b, m, n);
-    with_activation(act, [&](auto code) { bias_activation_rows<code()>(z, a, b, m, n, alpha); });
+    with_activation(act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
+        with_small_width(n, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+            bias_activation_rows<code()>(z, a, b, m, width, alpha);
+        });
+    });
 }
 
 // z (m × n_out) = inp (m × n_in) · W (n_in × n_out) + b (b may be null), and a = act(z) when a is
@@ -148,8 +209,10 @@ template <class T>
 DENSEFIT_ALWAYS_INLINE void bias_activation_backward(T* d, T* db, const T* z, const T* a, int64_t m, int64_t n,
                                                      int64_t act, T alpha) {
     const bool sums_in_sweep = db != nullptr && !sums_down_columns(m, n);
-    with_activation(act, [&](auto code) {
-        bias_activation_backward_rows<code()>(d, sums_in_sweep ? db : nullptr, z, a, m, n, alpha);
+    with_activation(act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
+        with_small_width(n, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+            bias_activation_backward_rows<code()>(d, sums_in_sweep ? db : nullptr, z, a, m, width, alpha);
+        });
     });
     if (db != nullptr && !sums_in_sweep) column_sums(db, d, m, n);
 }
@@ -173,19 +236,10 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
             else
                 for (int64_t k = 0; k < n_in; k++) dW[k] += a * x[k];
         }
-    } else {  // m rank-1 updates along contiguous rows of inp and dout: the first row writes, the others add
-        for (int64_t r = 0; r < m; r++) {
-            const T* x = inp + r * n_in;
-            const T* d = dout + r * n_out;
-            for (int64_t k = 0; k < n_in; k++) {
-                const T a = x[k];
-                T* g = dW + k * n_out;
-                if (r == 0)
-                    for (int64_t j = 0; j < n_out; j++) g[j] = a * d[j];
-                else
-                    for (int64_t j = 0; j < n_out; j++) g[j] += a * d[j];
-            }
-        }
+    } else {
+        with_small_width(n_out, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+            rank1_gradient(dW, inp, dout, m, n_in, width);
+        });
     }
     if (db != nullptr) column_sums(db, dout, m, n_out);
     if (dinp == nullptr) return;
@@ -195,11 +249,9 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
     } else if (!direct) {
         gemm(dinp, n_in, dout, n_out, false, W, n_out, true, m, n_in, n_out, T(1), T(0));
     } else {
-        for (int64_t r = 0; r < m; r++) {
-            const T* d = dout + r * n_out;
-            T* o = dinp + r * n_in;
-            for (int64_t k = 0; k < n_in; k++) o[k] = dot(d, 1, W + k * n_out, 1, n_out);
-        }
+        with_small_width(n_out, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+            rowwise_dinp(dinp, dout, W, m, n_in, width);
+        });
     }
 }
 
