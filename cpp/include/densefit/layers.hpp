@@ -31,7 +31,7 @@ void column_sums(T* __restrict sums, const T* __restrict a, int64_t rows, int64_
         for (int64_t j = 0; j < cols; j++) sums[j] = dot(a + j, cols, &one, 0, rows);
         return;
     }
-    std::copy(a, a + cols, sums);
+    for (int64_t j = 0; j < cols; j++) sums[j] = a[j];  // not std::copy: a memmove call for W1's one column
     for (int64_t r = 1; r < rows; r++) {
         const T* row = a + r * cols;
         for (int64_t j = 0; j < cols; j++) sums[j] += row[j];
@@ -60,9 +60,9 @@ DENSEFIT_ALWAYS_INLINE void add_bias(T* __restrict out, const T* __restrict b, i
     }
 }
 
-// Calls f(width) with the output width of a direct Dense as an std::integral_constant when it is
-// below kNarrow, else as the int64_t: the rank-1 loops over a tiny width (W1: 3 and 4 at batch
-// 1) then unroll completely instead of running a vector loop's checks and its scalar remainder.
+// Calls f(width) with a width of a direct Dense as an std::integral_constant when it is below
+// kNarrow, else as the int64_t: the loops over a tiny width (W1: 3 and 4 at batch 1) then unroll
+// completely instead of running a vector loop's checks and its scalar remainder.
 template <class F>
 DENSEFIT_ALWAYS_INLINE void with_small_width(int64_t n, F&& f) {
     static_assert(kNarrow == 8, "one case per width below kNarrow");
@@ -124,6 +124,35 @@ DENSEFIT_ALWAYS_INLINE void rowwise_dinp(T* __restrict dinp, const T* __restrict
     }
 }
 
+// The single-output Dense (n_out = 1, W a contiguous column of n_in) row by row: out (m) = one dot
+// product per row of inp, dW = Σ_r dout[r] · inp row r (axpys along the rows), dinp = dout W
+// (an outer product). Width: as for rank1_product, here the input width.
+template <class T, class Width>
+DENSEFIT_ALWAYS_INLINE void single_output_product(T* __restrict out, const T* __restrict inp, const T* __restrict W,
+                                                  int64_t m, Width n_in) {
+    for (int64_t r = 0; r < m; r++) out[r] = dot(inp + r * n_in, 1, W, 1, n_in);
+}
+
+template <class T, class Width>
+DENSEFIT_ALWAYS_INLINE void single_output_gradient(T* __restrict dW, const T* __restrict inp, const T* __restrict dout,
+                                                   int64_t m, Width n_in) {
+    for (int64_t r = 0; r < m; r++) {
+        const T a = dout[r];
+        const T* x = inp + r * n_in;
+        if (r == 0)
+            for (int64_t k = 0; k < n_in; k++) dW[k] = a * x[k];
+        else
+            for (int64_t k = 0; k < n_in; k++) dW[k] += a * x[k];
+    }
+}
+
+template <class T, class Width>
+DENSEFIT_ALWAYS_INLINE void single_output_dinp(T* __restrict dinp, const T* __restrict dout, const T* __restrict W,
+                                               int64_t m, Width n_in) {
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t k = 0; k < n_in; k++) dinp[r * n_in + k] = dout[r] * W[k];
+}
+
 // out (m × n_out) = inp (m × n_in) · W (n_in × n_out).
 template <class T>
 DENSEFIT_ALWAYS_INLINE void dense_product(T* __restrict out, const T* __restrict inp, const T* __restrict W, int64_t m,
@@ -138,8 +167,10 @@ DENSEFIT_ALWAYS_INLINE void dense_product(T* __restrict out, const T* __restrict
             for (int64_t r = 0; r < m; r++) out[r] += inp[r * n_in + k] * W[k];
         return;
     }
-    if (n_out == 1) {  // one dot product per row, W is a contiguous column
-        for (int64_t r = 0; r < m; r++) out[r] = dot(inp + r * n_in, 1, W, 1, n_in);
+    if (n_out == 1) {
+        with_small_width(n_in, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+            single_output_product(out, inp, W, m, width);
+        });
         return;
     }
     with_small_width(n_out, [&](auto width) DENSEFIT_INLINE_LAMBDA {
@@ -227,15 +258,10 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
         gemm(dW, n_out, inp, n_in, true, dout, n_out, false, n_in, n_out, m, T(1), T(0));
     } else if (n_out == 1 && n_in < kNarrow && m >= kNarrow) {  // dW[k] = Σ_r inp[r, k] · dout[r]: a dot down column k
         for (int64_t k = 0; k < n_in; k++) dW[k] = dot(inp + k, n_in, dout, 1, m);
-    } else if (n_out == 1) {  // dW = Σ_r dout[r] · inp row r: axpys along the rows
-        for (int64_t r = 0; r < m; r++) {
-            const T a = dout[r];
-            const T* x = inp + r * n_in;
-            if (r == 0)
-                for (int64_t k = 0; k < n_in; k++) dW[k] = a * x[k];
-            else
-                for (int64_t k = 0; k < n_in; k++) dW[k] += a * x[k];
-        }
+    } else if (n_out == 1) {
+        with_small_width(n_in, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+            single_output_gradient(dW, inp, dout, m, width);
+        });
     } else {
         with_small_width(n_out, [&](auto width) DENSEFIT_INLINE_LAMBDA {
             rank1_gradient(dW, inp, dout, m, n_in, width);
@@ -243,9 +269,10 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
     }
     if (db != nullptr) column_sums(db, dout, m, n_out);
     if (dinp == nullptr) return;
-    if (n_out == 1) {  // an outer product: dinp row r = dout[r] · W
-        for (int64_t r = 0; r < m; r++)
-            for (int64_t k = 0; k < n_in; k++) dinp[r * n_in + k] = dout[r] * W[k];
+    if (n_out == 1) {
+        with_small_width(n_in, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+            single_output_dinp(dinp, dout, W, m, width);
+        });
     } else if (!direct) {
         gemm(dinp, n_in, dout, n_out, false, W, n_out, true, m, n_in, n_out, T(1), T(0));
     } else {
