@@ -254,7 +254,8 @@ void forward(Workspace<T>& ws, const Net& net, const T* params, const T* stats, 
         const T* p = params + op.param_off;
         switch (op.kind) {
             case DENSE: {
-                // fused in training (inference has two buffers): the activation's output goes to the next op's
+                // Fused in training only (inference has two ping-pong buffers): the activation's output goes
+                // to the ACTIVATION op's buffer and that op is skipped (++i).
                 const bool fused = op.fused && ws.training;
                 T* a = fused ? ws.out[i + 1] : nullptr;
                 dense_forward(out, a, inp, p, op.use_bias ? p + op.n_in * op.n_out : nullptr, m, op.n_in, op.n_out,
@@ -265,7 +266,7 @@ void forward(Workspace<T>& ws, const Net& net, const T* params, const T* stats, 
                 }
                 break;
             }
-            case ACTIVATION: activation_forward(out, inp, m * op.n_out, op.act, T(op.alpha)); break;  // unfused
+            case ACTIVATION: activation_forward(out, inp, m * op.n_out, op.act, T(op.alpha)); break;  // unfused or inference
             case DROPOUT:
                 if (ws.training && op.rate > 0)
                     dropout_forward(out, ws.cache[i], inp, m, op.n_in, op.rate, stream_key(net.seed, step, op.layer));
