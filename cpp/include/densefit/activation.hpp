@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "inline.hpp"
 
@@ -47,37 +48,71 @@ inline T gelu_derivative(T x) {
     return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du;
 }
 
-// out = act(inp). SOFTMAX is not elementwise: see softmax_rows.
+// One activation as a compile-time code, so the loops below and the fused Dense passes
+// (layers.hpp) inline its formula; with_activation is the one switch from a run-time code.
+template <int64_t A>
+using ActivationCode = std::integral_constant<int64_t, A>;
+
+template <class F>
+DENSEFIT_ALWAYS_INLINE void with_activation(int64_t act, F&& f) {
+    switch (act) {
+        case IDENTITY: f(ActivationCode<IDENTITY>{}); break;
+        case SIGMOID: f(ActivationCode<SIGMOID>{}); break;
+        case TANH: f(ActivationCode<TANH>{}); break;
+        case RELU: f(ActivationCode<RELU>{}); break;
+        case LEAKY_RELU: f(ActivationCode<LEAKY_RELU>{}); break;
+        case ELU: f(ActivationCode<ELU>{}); break;
+        case SOFTPLUS: f(ActivationCode<SOFTPLUS>{}); break;
+        case GELU: f(ActivationCode<GELU>{}); break;
+    }
+}
+
+// act(x). SOFTMAX is not elementwise: see softmax_rows.
+template <int64_t A, class T>
+DENSEFIT_ALWAYS_INLINE T activate(T x, T alpha) {
+    if constexpr (A == IDENTITY) return x;
+    if constexpr (A == SIGMOID) return sigmoid(x);
+    if constexpr (A == TANH) return std::tanh(x);
+    if constexpr (A == RELU) return std::max(x, T(0));
+    if constexpr (A == LEAKY_RELU) return x > T(0) ? x : x * alpha;
+    if constexpr (A == ELU) return x > T(0) ? x : alpha * std::expm1(std::min(x, T(0)));
+    if constexpr (A == SOFTPLUS) return softplus(x);
+    if constexpr (A == GELU) return gelu(x);
+}
+
+// Whether activation_gradient reads the input x; the others need only the output y = act(x)
+// (relu: y > 0 exactly when x > 0, NaN included), so a fused forward need not keep x.
+template <int64_t A>
+constexpr bool kGradientReadsInput = A == LEAKY_RELU || A == ELU || A == SOFTPLUS || A == GELU;
+
+// d · act'(x) given the output y = act(x).
+template <int64_t A, class T>
+DENSEFIT_ALWAYS_INLINE T activation_gradient(T d, T x, T y, T alpha) {
+    if constexpr (A == IDENTITY) return d;
+    if constexpr (A == SIGMOID) return d * y * (T(1) - y);
+    if constexpr (A == TANH) return d * (T(1) - y * y);
+    if constexpr (A == RELU) return y > T(0) ? d : T(0);
+    if constexpr (A == LEAKY_RELU) return x > T(0) ? d : d * alpha;
+    if constexpr (A == ELU) return x > T(0) ? d : d * (y + alpha);
+    if constexpr (A == SOFTPLUS) return d * sigmoid(x);
+    if constexpr (A == GELU) return d * gelu_derivative(x);
+}
+
+// out = act(inp).
 template <class T>
 DENSEFIT_ALWAYS_INLINE void activation_forward(T* out, const T* inp, int64_t n, int64_t act, T alpha) {
-    switch (act) {
-        case IDENTITY: std::copy(inp, inp + n, out); break;
-        case SIGMOID: for (int64_t i = 0; i < n; i++) out[i] = sigmoid(inp[i]); break;
-        case TANH: for (int64_t i = 0; i < n; i++) out[i] = std::tanh(inp[i]); break;
-        case RELU: for (int64_t i = 0; i < n; i++) out[i] = std::max(inp[i], T(0)); break;
-        case LEAKY_RELU: for (int64_t i = 0; i < n; i++) out[i] = inp[i] > T(0) ? inp[i] : inp[i] * alpha; break;
-        case ELU:
-            for (int64_t i = 0; i < n; i++) out[i] = inp[i] > T(0) ? inp[i] : alpha * std::expm1(std::min(inp[i], T(0)));
-            break;
-        case SOFTPLUS: for (int64_t i = 0; i < n; i++) out[i] = softplus(inp[i]); break;
-        case GELU: for (int64_t i = 0; i < n; i++) out[i] = gelu(inp[i]); break;
-    }
+    with_activation(act, [&](auto code) {
+        for (int64_t i = 0; i < n; i++) out[i] = activate<code()>(inp[i], alpha);
+    });
 }
 
 // dinp = dout · act'(inp); out = act(inp) is passed because some derivatives are written in it.
 template <class T>
 DENSEFIT_ALWAYS_INLINE void activation_backward(T* dinp, const T* dout, const T* inp, const T* out, int64_t n, int64_t act,
                                                 T alpha) {
-    switch (act) {
-        case IDENTITY: std::copy(dout, dout + n, dinp); break;
-        case SIGMOID: for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * out[i] * (T(1) - out[i]); break;
-        case TANH: for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * (T(1) - out[i] * out[i]); break;
-        case RELU: for (int64_t i = 0; i < n; i++) dinp[i] = inp[i] > T(0) ? dout[i] : T(0); break;
-        case LEAKY_RELU: for (int64_t i = 0; i < n; i++) dinp[i] = inp[i] > T(0) ? dout[i] : dout[i] * alpha; break;
-        case ELU: for (int64_t i = 0; i < n; i++) dinp[i] = inp[i] > T(0) ? dout[i] : dout[i] * (out[i] + alpha); break;
-        case SOFTPLUS: for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * sigmoid(inp[i]); break;
-        case GELU: for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * gelu_derivative(inp[i]); break;
-    }
+    with_activation(act, [&](auto code) {
+        for (int64_t i = 0; i < n; i++) dinp[i] = activation_gradient<code()>(dout[i], inp[i], out[i], alpha);
+    });
 }
 
 // out (m × K) = softmax of each row of z, exp(z - max) / Σ exp(z - max).

@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "inline.hpp"
@@ -335,22 +337,57 @@ inline void blas_gemm(double* C, int64_t ldc, const double* A, int64_t lda, bool
                       static_cast<blasint>(lda), B, static_cast<blasint>(ldb), beta, C, static_cast<blasint>(ldc));
 }
 
-// out (cols × rows, contiguous) = the transpose of in (rows × cols, leading dimension ld), in
-// 16 × 16 blocks that stay in L1.
+// An 8 × 8 block of T as 8 vectors of 8 (32 bytes of float, 64 of double), and the integer
+// vector of the same shape that __builtin_shuffle takes as its index.
+template <class T>
+struct Block8 {
+    typedef T row __attribute__((vector_size(8 * sizeof(T))));
+    typedef std::conditional_t<sizeof(T) == 4, int32_t, int64_t> index_element;
+    typedef index_element index __attribute__((vector_size(8 * sizeof(T))));
+};
+
+// Shuffle indices interleaving two rows a, b: (a0 b0 a1 b1 a2 b2 a3 b3) and (a4 b4 … a7 b7).
+template <class T, size_t... k>
+constexpr typename Block8<T>::index interleave_index(size_t first, std::index_sequence<k...>) {
+    using Index = typename Block8<T>::index_element;
+    return typename Block8<T>::index{static_cast<Index>(k % 2 ? 8 + first + k / 2 : first + k / 2)...};
+}
+
+// out rows 0..7 (ldo apart) = the transpose of the 8 × 8 block at in (rows ldi apart), in
+// registers: three rounds of interleaving row i with row i + 4 (a perfect shuffle of the
+// element indices each round) take element (i, j) to (j, i).
+template <class T>
+DENSEFIT_ALWAYS_INLINE void transpose_block8(T* __restrict out, int64_t ldo, const T* __restrict in, int64_t ldi) {
+    using Row = typename Block8<T>::row;
+    constexpr auto low = interleave_index<T>(0, std::make_index_sequence<8>{});
+    constexpr auto high = interleave_index<T>(4, std::make_index_sequence<8>{});
+    Row r[8], s[8];
+    for (int i = 0; i < 8; i++) std::memcpy(&r[i], in + i * ldi, sizeof(Row));
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 4; i++) {
+            s[2 * i] = __builtin_shuffle(r[i], r[i + 4], low);
+            s[2 * i + 1] = __builtin_shuffle(r[i], r[i + 4], high);
+        }
+        std::copy(s, s + 8, r);
+    }
+    for (int i = 0; i < 8; i++) std::memcpy(out + i * ldo, &r[i], sizeof(Row));
+}
+
+// out (cols × rows, contiguous) = the transpose of in (rows × cols, leading dimension ld): 8 × 8
+// blocks in registers, the edges element by element. W3's 64 × 64 float (dinp's Wᵀ, every step),
+// alone in L1: 0.34-0.5 µs against 1.8 µs for the previous 16 × 16 blocks of scalar copies
+// (double: 0.98 against 1.4).
 template <class T>
 void transpose_into(T* __restrict out, const T* __restrict in, int64_t ld, int64_t rows, int64_t cols) {
-    constexpr int64_t b = 16;
-    for (int64_t ib = 0; ib < rows; ib += b) {
-        for (int64_t jb = 0; jb < cols; jb += b) {
-            if (ib + b <= rows && jb + b <= cols) {  // full block: constant trip counts
-                for (int64_t i = ib; i < ib + b; i++)
-                    for (int64_t j = jb; j < jb + b; j++) out[j * rows + i] = in[i * ld + j];
-            } else {
-                for (int64_t i = ib; i < std::min(rows, ib + b); i++)
-                    for (int64_t j = jb; j < std::min(cols, jb + b); j++) out[j * rows + i] = in[i * ld + j];
-            }
-        }
+    int64_t i = 0;
+    for (; i + 8 <= rows; i += 8) {
+        int64_t j = 0;
+        for (; j + 8 <= cols; j += 8) transpose_block8(out + j * rows + i, rows, in + i * ld + j, ld);
+        for (; j < cols; j++)
+            for (int64_t k = i; k < i + 8; k++) out[j * rows + k] = in[k * ld + j];
     }
+    for (int64_t j = 0; j < cols; j++)
+        for (int64_t k = i; k < rows; k++) out[j * rows + k] = in[k * ld + j];
 }
 
 // A · Bᵀ with a small B (Dense backward's dinp = dout · Wᵀ) is a transpose of B and a plain

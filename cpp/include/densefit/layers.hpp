@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
+#include "activation.hpp"
 #include "gemm.hpp"
 #include "inline.hpp"
 #include "rng.hpp"
@@ -18,15 +20,18 @@ namespace densefit {
 // load-add-stores per column; a dot product down each column keeps independent partial sums.
 constexpr int64_t kNarrow = 8;
 
+// Whether column_sums takes a dot product down each column (else it adds the rows in order).
+inline bool sums_down_columns(int64_t rows, int64_t cols) { return cols < kNarrow && rows >= kNarrow; }
+
 // sums (cols) = Σ_rows a (rows × cols), rows ≥ 1.
 template <class T>
 void column_sums(T* __restrict sums, const T* __restrict a, int64_t rows, int64_t cols) {
-    if (cols < kNarrow && rows >= kNarrow) {
+    if (sums_down_columns(rows, cols)) {
         const T one = 1;
         for (int64_t j = 0; j < cols; j++) sums[j] = dot(a + j, cols, &one, 0, rows);
         return;
     }
-    std::copy(a, a + cols, sums);
+    for (int64_t j = 0; j < cols; j++) sums[j] = a[j];  // not std::copy: a memmove call for W1's one column
     for (int64_t r = 1; r < rows; r++) {
         const T* row = a + r * cols;
         for (int64_t j = 0; j < cols; j++) sums[j] += row[j];
@@ -55,31 +60,28 @@ DENSEFIT_ALWAYS_INLINE void add_bias(T* __restrict out, const T* __restrict b, i
     }
 }
 
-// out (m × n_out) = inp (m × n_in) · W (n_in × n_out) + b; b may be null.
-template <class T>
-DENSEFIT_ALWAYS_INLINE void dense_forward(T* __restrict out, const T* __restrict inp, const T* __restrict W,
-                                          const T* __restrict b, int64_t m, int64_t n_in, int64_t n_out) {
-    if (!dense_is_direct(m, n_in, n_out)) {
-        // The bias is added after the GEMM (numpy's order, x @ W + b), not copied into C first for
-        // beta = 1: a copy per row is a memmove call per row, which with one output (W5: 256 rows
-        // of one float) cost more than the matrix-vector product itself (W5 17.1 → 15.4 M/s).
-        gemm(out, n_out, inp, n_in, false, W, n_out, false, m, n_out, n_in, T(1), T(0));
-        add_bias(out, b, m, n_out);
-        return;
+// Calls f(width) with a width of a direct Dense as an std::integral_constant when it is below
+// kNarrow, else as the int64_t: the loops over a tiny width (W1: 3 and 4 at batch 1) then unroll
+// completely instead of running a vector loop's checks and its scalar remainder.
+template <class F>
+DENSEFIT_ALWAYS_INLINE void with_small_width(int64_t n, F&& f) {
+    static_assert(kNarrow == 8, "one case per width below kNarrow");
+    switch (n) {
+        case 2: f(std::integral_constant<int64_t, 2>{}); break;
+        case 3: f(std::integral_constant<int64_t, 3>{}); break;
+        case 4: f(std::integral_constant<int64_t, 4>{}); break;
+        case 5: f(std::integral_constant<int64_t, 5>{}); break;
+        case 6: f(std::integral_constant<int64_t, 6>{}); break;
+        case 7: f(std::integral_constant<int64_t, 7>{}); break;
+        default: f(n); break;
     }
-    if (n_out == 1 && n_in < kNarrow && m >= kNarrow) {  // column by column down the rows: vectorizes across rows
-        for (int64_t r = 0; r < m; r++) out[r] = inp[r * n_in] * W[0];
-        for (int64_t k = 1; k < n_in; k++)
-            for (int64_t r = 0; r < m; r++) out[r] += inp[r * n_in + k] * W[k];
-        add_bias(out, b, m, n_out);
-        return;
-    }
-    if (n_out == 1) {  // one dot product per row, W is a contiguous column
-        const T bias = b != nullptr ? b[0] : T(0);
-        for (int64_t r = 0; r < m; r++) out[r] = dot(inp + r * n_in, 1, W, 1, n_in) + bias;
-        return;
-    }
-    // Rank-1 updates of each output row along contiguous rows of W.
+}
+
+// out (m × n_out) = inp (m × n_in) · W (n_in × n_out) by rank-1 updates of each output row along
+// contiguous rows of W. Width: int64_t or an std::integral_constant (with_small_width).
+template <class T, class Width>
+DENSEFIT_ALWAYS_INLINE void rank1_product(T* __restrict out, const T* __restrict inp, const T* __restrict W, int64_t m,
+                                          int64_t n_in, Width n_out) {
     for (int64_t r = 0; r < m; r++) {
         const T* x = inp + r * n_in;
         T* o = out + r * n_out;
@@ -89,9 +91,161 @@ DENSEFIT_ALWAYS_INLINE void dense_forward(T* __restrict out, const T* __restrict
             const T* w = W + k * n_out;
             for (int64_t j = 0; j < n_out; j++) o[j] += a * w[j];
         }
-        if (b != nullptr)
-            for (int64_t j = 0; j < n_out; j++) o[j] += b[j];
     }
+}
+
+// dW (n_in × n_out) = inpᵀ · dout by m rank-1 updates along contiguous rows of inp and dout: the
+// first row writes, the others add.
+template <class T, class Width>
+DENSEFIT_ALWAYS_INLINE void rank1_gradient(T* __restrict dW, const T* __restrict inp, const T* __restrict dout, int64_t m,
+                                           int64_t n_in, Width n_out) {
+    for (int64_t r = 0; r < m; r++) {
+        const T* x = inp + r * n_in;
+        const T* d = dout + r * n_out;
+        for (int64_t k = 0; k < n_in; k++) {
+            const T a = x[k];
+            T* g = dW + k * n_out;
+            if (r == 0)
+                for (int64_t j = 0; j < n_out; j++) g[j] = a * d[j];
+            else
+                for (int64_t j = 0; j < n_out; j++) g[j] += a * d[j];
+        }
+    }
+}
+
+// dinp (m × n_in) = dout · Wᵀ, one dot product along a row of W per element.
+template <class T, class Width>
+DENSEFIT_ALWAYS_INLINE void rowwise_dinp(T* __restrict dinp, const T* __restrict dout, const T* __restrict W, int64_t m,
+                                         int64_t n_in, Width n_out) {
+    for (int64_t r = 0; r < m; r++) {
+        const T* d = dout + r * n_out;
+        T* o = dinp + r * n_in;
+        for (int64_t k = 0; k < n_in; k++) o[k] = dot(d, 1, W + k * n_out, 1, n_out);
+    }
+}
+
+// The single-output Dense (n_out = 1, W a contiguous column of n_in) row by row: out (m) = one dot
+// product per row of inp, dW = Σ_r dout[r] · inp row r (axpys along the rows), dinp = dout W
+// (an outer product). Width: as for rank1_product, here the input width.
+template <class T, class Width>
+DENSEFIT_ALWAYS_INLINE void single_output_product(T* __restrict out, const T* __restrict inp, const T* __restrict W,
+                                                  int64_t m, Width n_in) {
+    for (int64_t r = 0; r < m; r++) out[r] = dot(inp + r * n_in, 1, W, 1, n_in);
+}
+
+template <class T, class Width>
+DENSEFIT_ALWAYS_INLINE void single_output_gradient(T* __restrict dW, const T* __restrict inp, const T* __restrict dout,
+                                                   int64_t m, Width n_in) {
+    for (int64_t r = 0; r < m; r++) {
+        const T a = dout[r];
+        const T* x = inp + r * n_in;
+        if (r == 0)
+            for (int64_t k = 0; k < n_in; k++) dW[k] = a * x[k];
+        else
+            for (int64_t k = 0; k < n_in; k++) dW[k] += a * x[k];
+    }
+}
+
+template <class T, class Width>
+DENSEFIT_ALWAYS_INLINE void single_output_dinp(T* __restrict dinp, const T* __restrict dout, const T* __restrict W,
+                                               int64_t m, Width n_in) {
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t k = 0; k < n_in; k++) dinp[r * n_in + k] = dout[r] * W[k];
+}
+
+// out (m × n_out) = inp (m × n_in) · W (n_in × n_out).
+template <class T>
+DENSEFIT_ALWAYS_INLINE void dense_product(T* __restrict out, const T* __restrict inp, const T* __restrict W, int64_t m,
+                                          int64_t n_in, int64_t n_out) {
+    if (!dense_is_direct(m, n_in, n_out)) {
+        gemm(out, n_out, inp, n_in, false, W, n_out, false, m, n_out, n_in, T(1), T(0));
+        return;
+    }
+    if (n_out == 1 && n_in < kNarrow && m >= kNarrow) {  // column by column down the rows: vectorizes across rows
+        for (int64_t r = 0; r < m; r++) out[r] = inp[r * n_in] * W[0];
+        for (int64_t k = 1; k < n_in; k++)
+            for (int64_t r = 0; r < m; r++) out[r] += inp[r * n_in + k] * W[k];
+        return;
+    }
+    if (n_out == 1) {
+        with_small_width(n_in, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+            single_output_product(out, inp, W, m, width);
+        });
+        return;
+    }
+    with_small_width(n_out, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+        rank1_product(out, inp, W, m, n_in, width);
+    });
+}
+
+// The sweeps of bias_activation and its backward for one activation A (functions with restrict
+// parameters: pointers captured by a lambda lose them, and the loops were versioned for aliasing).
+template <int64_t A, class T, class Width>
+DENSEFIT_ALWAYS_INLINE void bias_activation_rows(T* __restrict z, T* __restrict a, const T* __restrict b, int64_t m,
+                                                 Width n, T alpha) {
+    for (int64_t r = 0; r < m; r++) {
+        T* zr = z + r * n;
+        T* ar = a + r * n;
+        for (int64_t j = 0; j < n; j++) {
+            const T v = b != nullptr ? zr[j] + b[j] : zr[j];
+            if constexpr (kGradientReadsInput<A>) zr[j] = v;
+            ar[j] = activate<A>(v, alpha);
+        }
+    }
+}
+
+template <int64_t A, class T, class Width>
+DENSEFIT_ALWAYS_INLINE void bias_activation_backward_rows(T* __restrict d, T* __restrict db, const T* __restrict z,
+                                                          const T* __restrict a, int64_t m, Width n, T alpha) {
+    for (int64_t r = 0; r < m; r++) {
+        T* dr = d + r * n;
+        const T* zr = z + r * n;
+        const T* ar = a + r * n;
+        for (int64_t j = 0; j < n; j++) {
+            const T g = activation_gradient<A>(dr[j], zr[j], ar[j], alpha);
+            dr[j] = g;
+            if (db != nullptr) db[j] = r == 0 ? g : db[j] + g;  // column_sums' order: row 0, then + each row
+        }
+    }
+}
+
+// z (m × n) += b (b may be null), then, when a is not null, a = act(z) in the same sweep (a is
+// another buffer). Then z keeps the biased values only if act's derivative reads its input
+// (kGradientReadsInput; nothing else reads z), so relu's sweep reads z and writes only a.
+template <class T>
+DENSEFIT_ALWAYS_INLINE void bias_activation(T* z, T* a, const T* b, int64_t m, int64_t n, int64_t act, T alpha) {
+    if (a == nullptr) return add_bias(z, b, m, n);
+    with_activation(act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
+        with_small_width(n, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+            bias_activation_rows<code()>(z, a, b, m, width, alpha);
+        });
+    });
+}
+
+// z (m × n_out) = inp (m × n_in) · W (n_in × n_out) + b (b may be null), and a = act(z) when a is
+// not null (see bias_activation). The bias is added after the product (numpy's order, x @ W + b),
+// not copied into C first for beta = 1: a copy per row is a memmove call per row, which with one
+// output (W5: 256 rows of one float) cost more than the matrix-vector product itself.
+template <class T>
+DENSEFIT_ALWAYS_INLINE void dense_forward(T* z, T* a, const T* inp, const T* W, const T* b, int64_t m, int64_t n_in,
+                                          int64_t n_out, int64_t act, T alpha) {
+    dense_product(z, inp, W, m, n_in, n_out);
+    bias_activation(z, a, b, m, n_out, act, alpha);
+}
+
+// The backward of bias_activation: d (m × n) = d · act'(z) in place, given a = act(z), and
+// db (n, may be null) = Σ_rows of the result, in the same sweep unless column_sums would sum
+// down the columns (then after it, as for an unfused Dense).
+template <class T>
+DENSEFIT_ALWAYS_INLINE void bias_activation_backward(T* d, T* db, const T* z, const T* a, int64_t m, int64_t n,
+                                                     int64_t act, T alpha) {
+    const bool sums_in_sweep = db != nullptr && !sums_down_columns(m, n);
+    with_activation(act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
+        with_small_width(n, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+            bias_activation_backward_rows<code()>(d, sums_in_sweep ? db : nullptr, z, a, m, width, alpha);
+        });
+    });
+    if (db != nullptr && !sums_in_sweep) column_sums(db, d, m, n);
 }
 
 // dW = inpᵀ · dout, db = Σ_rows dout, dinp = dout · Wᵀ.
@@ -104,42 +258,27 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
         gemm(dW, n_out, inp, n_in, true, dout, n_out, false, n_in, n_out, m, T(1), T(0));
     } else if (n_out == 1 && n_in < kNarrow && m >= kNarrow) {  // dW[k] = Σ_r inp[r, k] · dout[r]: a dot down column k
         for (int64_t k = 0; k < n_in; k++) dW[k] = dot(inp + k, n_in, dout, 1, m);
-    } else if (n_out == 1) {  // dW = Σ_r dout[r] · inp row r: axpys along the rows
-        for (int64_t r = 0; r < m; r++) {
-            const T a = dout[r];
-            const T* x = inp + r * n_in;
-            if (r == 0)
-                for (int64_t k = 0; k < n_in; k++) dW[k] = a * x[k];
-            else
-                for (int64_t k = 0; k < n_in; k++) dW[k] += a * x[k];
-        }
-    } else {  // m rank-1 updates along contiguous rows of inp and dout: the first row writes, the others add
-        for (int64_t r = 0; r < m; r++) {
-            const T* x = inp + r * n_in;
-            const T* d = dout + r * n_out;
-            for (int64_t k = 0; k < n_in; k++) {
-                const T a = x[k];
-                T* g = dW + k * n_out;
-                if (r == 0)
-                    for (int64_t j = 0; j < n_out; j++) g[j] = a * d[j];
-                else
-                    for (int64_t j = 0; j < n_out; j++) g[j] += a * d[j];
-            }
-        }
+    } else if (n_out == 1) {
+        with_small_width(n_in, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+            single_output_gradient(dW, inp, dout, m, width);
+        });
+    } else {
+        with_small_width(n_out, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+            rank1_gradient(dW, inp, dout, m, n_in, width);
+        });
     }
     if (db != nullptr) column_sums(db, dout, m, n_out);
     if (dinp == nullptr) return;
-    if (n_out == 1) {  // an outer product: dinp row r = dout[r] · W
-        for (int64_t r = 0; r < m; r++)
-            for (int64_t k = 0; k < n_in; k++) dinp[r * n_in + k] = dout[r] * W[k];
+    if (n_out == 1) {
+        with_small_width(n_in, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+            single_output_dinp(dinp, dout, W, m, width);
+        });
     } else if (!direct) {
         gemm(dinp, n_in, dout, n_out, false, W, n_out, true, m, n_in, n_out, T(1), T(0));
     } else {
-        for (int64_t r = 0; r < m; r++) {
-            const T* d = dout + r * n_out;
-            T* o = dinp + r * n_in;
-            for (int64_t k = 0; k < n_in; k++) o[k] = dot(d, 1, W + k * n_out, 1, n_out);
-        }
+        with_small_width(n_out, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+            rowwise_dinp(dinp, dout, W, m, n_in, width);
+        });
     }
 }
 

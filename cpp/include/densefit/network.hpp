@@ -32,10 +32,11 @@ enum OpParamColumn : int64_t { ALPHA = 0, RATE = 0, BN_MOMENTUM = 0, BN_EPSILON 
 struct Op {
     int64_t kind, n_in, n_out;
     int64_t param_off, stat_off;  // DENSE: W then b; BATCHNORM: γ then β, and mean then var
-    int64_t act;                  // ACTIVATION
+    int64_t act;                  // ACTIVATION; a fused DENSE: that of the next op
     uint64_t layer;               // DROPOUT: the RNG's layer number
     bool use_bias;                // DENSE
-    double alpha;                 // ACTIVATION
+    bool fused;                   // a DENSE and the ACTIVATION right after it, run as one op by the DENSE
+    double alpha;                 // ACTIVATION; a fused DENSE: that of the next op
     double rate;                  // DROPOUT
     double bn_momentum, bn_epsilon;
     double l1, l2;                // DENSE kernel penalty
@@ -138,6 +139,15 @@ inline Net decode_net(const int64_t* ops, const double* op_params, int64_t n_ops
         net.ops.push_back(op);
     }
     net.n_outputs = width;
+    // A Dense followed by its activation: the Dense's passes apply it (bias_activation and its
+    // backward) instead of two sweeps more over the batch; the ACTIVATION op is then skipped.
+    for (size_t i = 0; i + 1 < net.ops.size(); i++) {
+        Op &dense = net.ops[i], &next = net.ops[i + 1];
+        if (dense.kind != DENSE || next.kind != ACTIVATION) continue;
+        dense.fused = next.fused = true;
+        dense.act = next.act;
+        dense.alpha = next.alpha;
+    }
     std::sort(kernels.begin(), kernels.end(), [](const ParamSegment& a, const ParamSegment& b) { return a.begin < b.begin; });
     int64_t cursor = 0;
     for (const ParamSegment& k : kernels) {
@@ -243,10 +253,20 @@ void forward(Workspace<T>& ws, const Net& net, const T* params, const T* stats, 
         const T* result = out;
         const T* p = params + op.param_off;
         switch (op.kind) {
-            case DENSE:
-                dense_forward(out, inp, p, op.use_bias ? p + op.n_in * op.n_out : nullptr, m, op.n_in, op.n_out);
+            case DENSE: {
+                // Fused in training only (inference has two ping-pong buffers): the activation's output goes
+                // to the ACTIVATION op's buffer and that op is skipped (++i).
+                const bool fused = op.fused && ws.training;
+                T* a = fused ? ws.out[i + 1] : nullptr;
+                dense_forward(out, a, inp, p, op.use_bias ? p + op.n_in * op.n_out : nullptr, m, op.n_in, op.n_out,
+                              op.act, T(op.alpha));
+                if (fused) {
+                    ws.ins[++i] = out;
+                    result = a;
+                }
                 break;
-            case ACTIVATION: activation_forward(out, inp, m * op.n_out, op.act, T(op.alpha)); break;
+            }
+            case ACTIVATION: activation_forward(out, inp, m * op.n_out, op.act, T(op.alpha)); break;  // unfused or inference
             case DROPOUT:
                 if (ws.training && op.rate > 0)
                     dropout_forward(out, ws.cache[i], inp, m, op.n_in, op.rate, stream_key(net.seed, step, op.layer));
@@ -281,13 +301,19 @@ void backward(T* grad, Workspace<T>& ws, const Net& net, const T* params, int64_
         switch (op.kind) {
             case DENSE: {
                 T* dW = grad + op.param_off;
-                dense_backward(need_dinp ? ws.d[1 - cur] : nullptr, dW, op.use_bias ? dW + op.n_in * op.n_out : nullptr,
-                               d, ws.ins[i], params + op.param_off, m, op.n_in, op.n_out);
+                T* db = op.use_bias ? dW + op.n_in * op.n_out : nullptr;
+                if (op.fused) {  // d is the gradient of the activation's output ws.ins[i + 2]
+                    bias_activation_backward(d, db, ws.ins[i + 1], ws.ins[i + 2], m, op.n_out, op.act, T(op.alpha));
+                    db = nullptr;
+                }
+                dense_backward(need_dinp ? ws.d[1 - cur] : nullptr, dW, db, d, ws.ins[i], params + op.param_off, m,
+                               op.n_in, op.n_out);
                 cur = 1 - cur;
                 break;
             }
-            case ACTIVATION:
-                if (need_dinp) activation_backward(d, d, ws.ins[i], ws.ins[i + 1], m * op.n_in, op.act, T(op.alpha));
+            case ACTIVATION:  // a fused one was done by the Dense before it
+                if (need_dinp && !op.fused)
+                    activation_backward(d, d, ws.ins[i], ws.ins[i + 1], m * op.n_in, op.act, T(op.alpha));
                 break;
             case DROPOUT:
                 if (need_dinp && op.rate > 0) dropout_backward(d, d, ws.cache[i], m * op.n_in);

@@ -1,0 +1,95 @@
+"""The C++ core runs a Dense followed by an Activation op as one fused op in training
+(bias_activation and bias_activation_backward in layers.hpp): every activation, with and without
+bias, on each Dense path (tiny direct loops, narrow column sums, GEMM), batch 1 and odd batches,
+both dtypes, must equal the numpy reference; so must Dense followed by Dropout or BatchNorm (not
+fused) and a fused pair that is the network's output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("densefit._core")
+
+from densefit import activations as A  # noqa: E402
+from densefit import optimizers as O  # noqa: E402
+from densefit.backends import cpp, numpy_  # noqa: E402
+from densefit.layers import Activation, BatchNorm, Dense, Dropout  # noqa: E402
+from densefit.plan import build_plan, init_state  # noqa: E402
+
+ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu"]
+TOL = {"float64": 1e-10, "float32": 1e-4}
+# (input features, hidden width, batch rows): the hidden Dense's backward runs the direct loops
+# with the sums in the sweep (m·n_in·n_out < 512, width ≥ 8), the direct loops with column_sums
+# down narrow columns (width < 8, ≥ 8 rows), or the GEMM.
+SHAPES = {"direct": (3, 9, 5), "narrow": (3, 5, 16), "gemm": (9, 70, 16)}
+
+
+def relative(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.size == 0:
+        return 0.0 if b.size == 0 else np.inf
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+def check_against_numpy(layers_fn, d, dtype, batch_sizes, loss="binary_crossentropy", n=37, seed=5):
+    plan = build_plan(layers_fn(), d, loss, O.SGD(0.1, momentum=0.9), dtype, seed)
+    state = init_state(plan, layers_fn(), seed)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(dtype)
+    K = plan.n_outputs
+    y = ((rng.random((n, K)) > 0.5) * 1.0 if loss == "binary_crossentropy" else rng.normal(size=(n, K))).astype(dtype)
+    tol = TOL[dtype]
+    loss_ref, grad_ref = numpy_.loss_and_grad(plan, state.copy(), X, y)
+    loss_cpp, grad_cpp = cpp.loss_and_grad(plan, state.copy(), X, y)
+    assert relative(loss_cpp, loss_ref) < tol and relative(grad_cpp, grad_ref) < tol
+    assert np.abs(grad_ref).max() > 0
+    orders = np.stack([np.arange(n), rng.permutation(n)])
+    lrs = np.array([0.05, 0.02])
+    for batch_size in batch_sizes:
+        ref, ours = state.copy(), state.copy()
+        stats_ref = numpy_.train_epochs(plan, ref, X, y, orders, lrs, batch_size)
+        stats = cpp.train_epochs(plan, ours, X, y, orders, lrs, batch_size)
+        assert relative(stats[:, 0], stats_ref[:, 0]) < tol, batch_size
+        for name in ("params", "slots", "stats"):
+            assert relative(getattr(ours, name), getattr(ref, name)) < tol, (batch_size, name)
+        assert not np.allclose(ours.params, state.params)
+        for logits in (False, True):  # inference runs the ops unfused
+            assert relative(cpp.predict(plan, ours, X, 10, logits), numpy_.predict(plan, ref, X, 10, logits)) < tol
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_dense_with_activation_matches_numpy(activation, use_bias, shape, dtype):
+    d, width, batch = SHAPES[shape]
+    assert set(ACTIVATIONS) == set(A.CODES) - {"softmax", "linear"}
+
+    def layers():
+        return [Dense(width, activation=activation, use_bias=use_bias, input_dim=d), Dense(1, activation="sigmoid")]
+
+    check_against_numpy(layers, d, dtype, [1, 7, batch])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("activation", ["relu", "elu", "tanh"])
+def test_activation_layer_after_dense_and_fused_output(activation, dtype):
+    """A separate Activation layer fuses like Dense(activation=…); a fused pair can be the output."""
+    def layers():
+        return [Dense(6, input_dim=4), Activation(activation), Dense(3, activation="gelu"), Dense(2),
+                Activation(activation)]
+
+    check_against_numpy(layers, 4, dtype, [1, 8], loss="mse")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("after", ["dropout", "batchnorm", "dropout-then-activation"])
+def test_dense_followed_by_dropout_or_batchnorm(after, dtype):
+    """Only an Activation right after a Dense fuses: Dropout and BatchNorm in between keep their ops."""
+    def layers():
+        middle = {"dropout": [Dropout(0.3)], "batchnorm": [BatchNorm(), Activation("softplus")],
+                  "dropout-then-activation": [Dropout(0.25), Activation("leaky_relu")]}[after]
+        return [Dense(10, input_dim=3)] + middle + [Dense(8, activation="relu"), Dense(1, activation="sigmoid")]
+
+    check_against_numpy(layers, 3, dtype, [1, 5, 16])
