@@ -476,3 +476,36 @@ def test_orders_none_is_rows_in_order(backend_module):
     implicit = backend_module.train_epochs(plan, states[1], X, y, None, np.full(3, 0.05), 8)
     np.testing.assert_array_equal(explicit, implicit)
     np.testing.assert_array_equal(states[0].params, states[1].params)
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: O.SGD(0.05), lambda: O.SGD(0.05, momentum=0.9, nesterov=True), lambda: O.Adam(1e-3, clipnorm=1.0),
+    lambda: O.AdamW(1e-3, weight_decay=0.1, clipvalue=0.01), lambda: O.RMSprop(1e-3), lambda: O.Adagrad(0.01)],
+    ids=["sgd", "nesterov", "adam-clipnorm", "adamw-clipvalue", "rmsprop", "adagrad"])
+def test_optimizer_update_split_over_threads_is_exact(optimizer):
+    """Updates of ≥ 2^15 parameters are split over the pool: every thread count gives the
+    one-thread parameters and slots bit for bit. Batches of 4 keep the GEMMs below the size that
+    is split, so only the update runs on several threads; 171·203 + 203 + 203·7 + 7 parameters
+    leave ranges that are not multiples of 16."""
+    import densefit as df
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(64, 171)).astype(np.float32)
+    y = rng.integers(0, 7, 64)
+
+    def train(threads):
+        _core.set_num_threads(threads)
+        model = df.Sequential([df.Dense(203, "tanh", input_dim=171), df.Dense(7, "softmax")], seed=2, backend="cpp")
+        model.compile("categorical_crossentropy", optimizer())
+        model.fit(X, y, epochs=2, batch_size=4, verbose=0)
+        return model.state.params.copy(), model.state.slots.copy()
+
+    old = _core.get_num_threads()
+    try:
+        params, slots = train(1)
+        assert params.size >= 2 ** 15
+        for threads in (2, 3):
+            got_params, got_slots = train(threads)
+            np.testing.assert_array_equal(got_params, params)
+            np.testing.assert_array_equal(got_slots, slots)
+    finally:
+        _core.set_num_threads(old)

@@ -21,6 +21,7 @@
 #include "loss.hpp"
 #include "matrix.hpp"
 #include "optimizer.hpp"
+#include "parallel.hpp"
 #include "rng.hpp"
 
 namespace densefit {
@@ -345,18 +346,27 @@ LossValue batch_loss_and_grad(T* grad, Workspace<T>& ws, const Net& net, const T
     return result;
 }
 
+// Parameters from which the optimizer update is split over the pool's threads.
+constexpr int64_t kParallelUpdateParams = int64_t{1} << 15;
+
 // Clip grad, then one optimizer step t (from 1) on params and slots.
 template <class T>
 void apply_gradient(T* params, T* slot0, T* slot1, T* grad, const Net& net, double lr, int64_t t) {
     const Optimizer& opt = net.optimizer;
     const T gscale = clip_gradient(grad, net.n_params, opt.clipvalue, opt.clipnorm);
+    // The update is elementwise, so large buffers are split over the pool with the same result
+    // (W4's Adam step over 269 k parameters was ~13% of a 2-thread step when run on one thread).
+    auto update = [&](int64_t begin, int64_t end, T decay) {
+        parallel_ranges(end - begin, kParallelUpdateParams, [&](int64_t b, int64_t e) {
+            optimizer_step(params + begin + b, slot0 + begin + b, slot1 + begin + b, grad + begin + b, e - b, opt, lr, t,
+                           gscale, decay);
+        });
+    };
     if (opt.kind == ADAMW && opt.weight_decay > 0) {
         const T decay = T(1 - lr * opt.weight_decay);
-        for (const ParamSegment& s : net.segments)
-            optimizer_step(params + s.begin, slot0 + s.begin, slot1 + s.begin, grad + s.begin, s.end - s.begin, opt, lr, t,
-                           gscale, s.kernel ? decay : T(1));
+        for (const ParamSegment& s : net.segments) update(s.begin, s.end, s.kernel ? decay : T(1));
     } else {
-        optimizer_step(params, slot0, slot1, grad, net.n_params, opt, lr, t, gscale, T(1));
+        update(0, net.n_params, T(1));
     }
 }
 

@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -140,5 +141,25 @@ private:
     std::atomic<int> done_{0};
     std::atomic<bool> stop_{false};
 };
+
+// fn(begin, end) on consecutive ranges that cover [0, n): one range when n < min_n or the pool
+// has one thread, else two per thread (claimed dynamically, as GEMM blocks are), their edges on
+// multiples of 16 elements so no two threads write one cache line. For elementwise passes whose
+// result does not depend on the split.
+template <class F>
+void parallel_ranges(int64_t n, int64_t min_n, F&& fn) {
+    ThreadPool& pool = ThreadPool::instance();
+    constexpr int64_t kAlign = 16;
+    const int parts = n >= min_n ? static_cast<int>(std::min<int64_t>(2 * pool.threads(), n / kAlign)) : 1;
+    if (parts <= 1) {
+        fn(int64_t{0}, n);
+        return;
+    }
+    const int64_t chunk = (n / parts + kAlign - 1) / kAlign * kAlign;
+    pool.run(parts, [&](int part) {
+        const int64_t begin = std::min(n, chunk * part), end = part + 1 == parts ? n : std::min(n, chunk * (part + 1));
+        if (begin < end) fn(begin, end);
+    });
+}
 
 }  // namespace densefit
