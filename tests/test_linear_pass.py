@@ -159,3 +159,19 @@ def test_non_finite_row_in_a_later_batch(dtype, bad, d):
     np.testing.assert_array_equal(model.state.params, before[0])
     np.testing.assert_array_equal(model.state.slots, before[1])
     assert (model.state.step, model.state.epoch) == before[2:]
+
+
+@pytest.mark.parametrize("d", [3, 100])
+def test_finite_row_whose_logit_overflows_is_not_rejected(d):
+    """The check reads z first: a finite row with an infinite z must still pass it."""
+    X, y = _data(300, d, "mse", seed=7)
+    X = X.astype(np.float32)
+    X[250] = np.float32(3e38)  # finite, but x · W (W all ones) overflows float32
+    model = df.Sequential([df.Dense(1, kernel_initializer="ones")], seed=0, dtype="float32", backend="cpp")
+    model.compile("mse", df.SGD(1e-30))
+    model.fit(X, y, epochs=1, batch_size=64, shuffle=False, verbose=0)  # no ValueError
+    X[260, d - 1] = np.nan  # a later row of the same batch is rejected, by its own number
+    model = df.Sequential([df.Dense(1, kernel_initializer="ones")], seed=0, dtype="float32", backend="cpp")
+    model.compile("mse", df.SGD(1e-30))
+    with pytest.raises(ValueError, match=r"\(row 260\)"):
+        model.fit(X, y, epochs=1, batch_size=64, shuffle=False, verbose=0)

@@ -3,24 +3,25 @@
 //
 // The general path reads a batch of X three times: the finite check (from memory), z = x W + b
 // and dW = xᵀ dz (from L2), each pass over the whole batch. Here the batch is visited in blocks of
-// rows that stay in L1 (kLinearBlockBytes), and in each block the check of a row and its dot
-// product with W are one loop, so the arithmetic of the forward pass runs while the row's cache
-// lines arrive; then the loss of the block (loss.hpp's loss_rows, the general path's formulas) and
-// the block's share of dW, read from L1.
+// rows that stay in L1 (kLinearBlockBytes): z of the block (the first read, from memory), its
+// finite check through z (see forward: only a row whose z is not finite is scanned), the loss of
+// the block (loss.hpp's loss_rows, the general path's formulas) and the block's share of dW, read
+// from L1.
 //
 // Measured on W5 (C++ harness calling train_epochs, thread CPU time, Zen 4; µs per batch of 256
-// rows): general path 10.1-10.8, this one 9.1-9.2; in the real run (Python, best of 9, thread CPU
-// time) 25.0 → 26.5 M samples/s. With X in cache the general path is faster (7.0 against 7.8 µs):
-// the gain is the memory read overlapping the arithmetic, not less arithmetic. Tried and dropped:
-// blocks of 16 KiB or the whole batch with the check as its own pass (11.2-11.6: slower than the
-// general path); software prefetch of rows 16 to 512 ahead, into L1 or L2 (13.6-15.4: the
+// rows): general path 10.1-10.8; these blocks with a check of each row before its dot product
+// 9.1-9.2; with the check through z 7.4-7.5 (5.95 with X in cache). Blocks of 2, 8, 16 and 128 KiB:
+// 8.1, 7.6-7.7, 8.5-8.8, 8.9-9.1. Tried and dropped: the check as its own pass over the block or
+// the batch (11.2-11.6); software prefetch of rows 16 to 512 ahead, into L1 or L2 (13.6-15.4: the
 // prefetches stall on the core's outstanding misses); the batch's two halves on the pool's two
-// threads, each with its own dW (W5 11-13 M/s: a pool run per 10 µs batch costs more than it
-// saves, on a machine whose second core is busy); dW through gemv_cols directly instead of gemm()
-// (no change); a branch-free sigmoid_of_exp in the loss (no change).
+// threads, each with its own dW (W5 11-14 M samples/s wall time against 26 with one: a pool run
+// per batch of a few µs costs more than it saves, on a machine whose second core is busy); dW
+// through gemv_cols directly instead of gemm() (no change); a branch-free sigmoid_of_exp in the
+// loss (no change).
 //
-// Several outputs (K > 1) stay on the general path: the work per row grows with K while the read
-// of X does not, and the general path's one GEMM over the batch beats per-block ones there.
+// Several outputs (K > 1) stay on the general path (not measured fused): the work per row grows
+// with K while the read of X does not, and the general path runs one BLAS GEMM over the batch
+// where blocks of a few rows would run many small ones.
 #pragma once
 
 #include <algorithm>
@@ -34,7 +35,7 @@
 
 namespace densefit {
 
-// Rows per block: about this many bytes of X (blocks of 2, 4, 16 and 100+ KiB measured: 4 best).
+// Rows per block: about this many bytes of X (2, 4, 8, 16 and 128 KiB measured: 4 best).
 constexpr int64_t kLinearBlockBytes = 4 * 1024;
 
 // The layer, in plain pointers: W (d), b (1) or null, and their gradients dW, db (db null when b
@@ -87,20 +88,23 @@ public:
     }
 
 private:
-    // z (rows) = xb (rows × d) · W + b, after checking xb when check_finite (false if not finite).
+    // z (rows) = xb (rows × d) · W + b; with check_finite, false if xb holds a NaN or an infinity.
+    //
+    // The check looks at z first: a NaN or an infinity in a row makes its z a NaN or an infinity
+    // (NaN · w and ±inf · 0 are NaN, ±inf · w ≠ 0 is ±inf, and a sum that holds one of them is
+    // not finite), so a finite z proves its row finite and only the rows with a non-finite z are
+    // scanned (a finite row may still overflow into an infinite z: the scan tells them apart).
     static bool forward(T* z, const LinearLayer<T>& layer, const T* xb, int64_t rows, bool check_finite) {
         const int64_t d = layer.d;
         if (d < kNarrow) {  // narrow rows: dense_forward's loops down the columns
-            if (check_finite && !all_finite(xb, rows * d, 1)) return false;
             dense_forward(z, xb, layer.W, layer.b, rows, d, int64_t{1});
-            return true;
+        } else {  // a dot product per row, as gemv_rows then add_bias
+            const T bias = layer.b != nullptr ? layer.b[0] : T(0);
+            for (int64_t k = 0; k < rows; k++) z[k] = dot(xb + k * d, 1, layer.W, 1, d) + bias;
         }
-        const T bias = layer.b != nullptr ? layer.b[0] : T(0);
-        for (int64_t k = 0; k < rows; k++) {  // each row checked, then its dot product while it is in L1
-            const T* row = xb + k * d;
-            if (check_finite && !all_finite(row, d, 1)) return false;
-            z[k] = dot(row, 1, layer.W, 1, d) + bias;  // as gemv_rows, then add_bias
-        }
+        if (!check_finite || all_finite(z, rows, 1)) return true;
+        for (int64_t k = 0; k < rows; k++)
+            if (!(z[k] - z[k] == T(0)) && !all_finite(xb + k * d, d, 1)) return false;
         return true;
     }
 
