@@ -1,6 +1,7 @@
 // Losses from the logits z (m × K), fused with their gradient: each function writes
 // dz = d(mean loss)/dz, never going through the output activation's derivative, and returns the
-// mean loss (accumulated in double) with the number of correct predictions. Codes are those of
+// loss summed over its rows (accumulated in double; batch_mean divides) with the number of correct
+// predictions. Codes are those of
 // python/densefit/losses.py; evaluation order follows the numpy reference.
 #pragma once
 
@@ -19,11 +20,18 @@ struct LossValue {
     int64_t correct;  // samples (categorical) or elements (binary) predicted right; 0 for mse
 };
 
-// mean((z - y)²), dz = 2 (z - y) / (m K).
+// The loss summed over some rows of a batch (not yet divided by the batch's count), and the count
+// of correct predictions among them. The functions below compute it for any run of rows with the
+// batch's gradient scale, so a pass that visits a batch in blocks of rows (linear_pass.hpp) shares
+// the per-element formulas with loss_and_dlogits, which visits the whole batch at once.
+struct LossSum {
+    double sum;
+    int64_t correct;
+};
+
+// Σ (z - y)², dz = (z - y) · scale over n = rows × K elements; scale = 2 / (batch K).
 template <class T>
-LossValue mse_loss(T* dz, const T* z, const T* y, int64_t m, int64_t K) {
-    const int64_t n = m * K;
-    const T scale = T(2.0 / static_cast<double>(n));
+LossSum mse_rows(T* dz, const T* z, const T* y, int64_t n, T scale) {
     for (int64_t i = 0; i < n; i++) dz[i] = (z[i] - y[i]) * scale;
     auto square = [&](int64_t i) {
         const double diff = static_cast<double>(z[i] - y[i]);
@@ -38,7 +46,7 @@ LossValue mse_loss(T* dz, const T* z, const T* y, int64_t m, int64_t K) {
         s3 += square(i + 3);
     }
     for (; i < n; i++) s0 += square(i);
-    return {((s0 + s1) + (s2 + s3)) / static_cast<double>(n), 0};
+    return {(s0 + s1) + (s2 + s3), 0};
 }
 
 // log1p(x) for x in [0, 1]. In float32 through logf and the correction of Goldberg ("What every
@@ -56,11 +64,10 @@ inline T log1p_unit(T x) {
     }
 }
 
-// mean(max(z, 0) - z y + log1p(exp(-|z|))), dz = (sigmoid(z) - y) / (m K).
+// Σ max(z, 0) - z y + log1p(exp(-|z|)), dz = (sigmoid(z) - y) · scale over n = rows × K elements;
+// scale = 1 / (batch K).
 template <class T>
-LossValue bce_loss(T* dz, const T* z, const T* y, int64_t m, int64_t K) {
-    const int64_t n = m * K;
-    const T scale = T(1.0 / static_cast<double>(n));
+LossSum bce_rows(T* dz, const T* z, const T* y, int64_t n, T scale) {
     double sum = 0;
     int64_t correct = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -69,15 +76,15 @@ LossValue bce_loss(T* dz, const T* z, const T* y, int64_t m, int64_t K) {
         correct += (z[i] > T(0)) == (y[i] > T(0.5));
         dz[i] = (sigmoid_of_exp(z[i], e) - y[i]) * scale;
     }
-    return {sum / static_cast<double>(n), correct};
+    return {sum, correct};
 }
 
 // Categorical cross-entropy of softmax(z). With index targets, labels (m) hold class numbers
 // (validated to lie in [0, K) by the caller); with dense targets y (m × K) the gradient is
-// (softmax(z) Σ_k y_k - y) / m, which is (softmax(z) - y) / m for one-hot rows.
+// (softmax(z) Σ_k y_k - y) / batch, which is (softmax(z) - y) / batch for one-hot rows; the loss is
+// summed over the m rows given; scale = 1 / batch.
 template <class T>
-LossValue cce_loss(T* dz, const T* z, const T* y, int64_t m, int64_t K, bool index_targets) {
-    const T scale = T(1.0 / static_cast<double>(m));
+LossSum cce_rows(T* dz, const T* z, const T* y, int64_t m, int64_t K, bool index_targets, T scale) {
     double sum = 0;
     int64_t correct = 0;
     for (int64_t r = 0; r < m; r++) {
@@ -106,17 +113,32 @@ LossValue cce_loss(T* dz, const T* z, const T* y, int64_t m, int64_t K, bool ind
             for (int64_t j = 0; j < K; j++) d[j] = ((d[j] / sum_e) * y_sum - yr[j]) * scale;
         }
     }
-    return {sum / static_cast<double>(m), correct};
+    return {sum, correct};
 }
 
-// y is (m × K), or (m × 1) class indices for categorical cross-entropy when y_cols == 1 < K.
+// Rows [0, m) of a batch of `batch` rows: dz = d(mean loss over the batch)/dz and the loss summed
+// over these rows. y is (m × K), or (m × 1) class indices for categorical cross-entropy when
+// y_cols == 1 < K.
+template <class T>
+LossSum loss_rows(T* dz, const T* z, const T* y, int64_t m, int64_t K, int64_t y_cols, int64_t loss, int64_t batch) {
+    switch (loss) {
+        case MSE: return mse_rows(dz, z, y, m * K, T(2.0 / static_cast<double>(batch * K)));
+        case BINARY_CROSSENTROPY: return bce_rows(dz, z, y, m * K, T(1.0 / static_cast<double>(batch * K)));
+        default: return cce_rows(dz, z, y, m, K, y_cols == 1 && K > 1, T(1.0 / static_cast<double>(batch)));
+    }
+}
+
+// The mean loss of a batch of m rows from its LossSum: over the elements for mse and binary
+// cross-entropy, over the rows for categorical cross-entropy.
+inline LossValue batch_mean(const LossSum& s, int64_t m, int64_t K, int64_t loss) {
+    const int64_t count = loss == CATEGORICAL_CROSSENTROPY ? m : m * K;
+    return {s.sum / static_cast<double>(count), s.correct};
+}
+
+// The whole batch (m rows) at once.
 template <class T>
 LossValue loss_and_dlogits(T* dz, const T* z, const T* y, int64_t m, int64_t K, int64_t y_cols, int64_t loss) {
-    switch (loss) {
-        case MSE: return mse_loss(dz, z, y, m, K);
-        case BINARY_CROSSENTROPY: return bce_loss(dz, z, y, m, K);
-        default: return cce_loss(dz, z, y, m, K, y_cols == 1 && K > 1);
-    }
+    return batch_mean(loss_rows(dz, z, y, m, K, y_cols, loss, m), m, K, loss);
 }
 
 }  // namespace densefit

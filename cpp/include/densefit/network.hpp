@@ -18,6 +18,7 @@
 
 #include "activation.hpp"
 #include "layers.hpp"
+#include "linear_pass.hpp"
 #include "loss.hpp"
 #include "matrix.hpp"
 #include "optimizer.hpp"
@@ -329,6 +330,17 @@ void backward(T* grad, Workspace<T>& ws, const Net& net, const T* params, int64_
     }
 }
 
+// grad += the l1/l2 penalties' gradient; returns the penalty.
+template <class T>
+double add_penalties(T* grad, const Net& net, const T* params) {
+    double penalty = 0;
+    for (const int64_t i : net.penalized) {
+        const Op& op = net.ops[i];
+        penalty += add_penalty_gradient(grad + op.param_off, params + op.param_off, op.n_in * op.n_out, op.l1, op.l2);
+    }
+    return penalty;
+}
+
 // Forward + loss + backward + penalty on one gathered batch in training mode: fills grad (P)
 // and returns the mean loss plus the penalty, and the count of correct predictions.
 template <class T>
@@ -337,17 +349,32 @@ LossValue batch_loss_and_grad(T* grad, Workspace<T>& ws, const Net& net, const T
     forward(ws, net, params, stats, running_stats, x, m, step);
     LossValue result = loss_and_dlogits(ws.d[0], ws.ins.back(), y, m, net.n_outputs, y_cols, net.loss);
     backward(grad, ws, net, params, m);
-    double penalty = 0;
-    for (const int64_t i : net.penalized) {
-        const Op& op = net.ops[i];
-        penalty += add_penalty_gradient(grad + op.param_off, params + op.param_off, op.n_in * op.n_out, op.l1, op.l2);
-    }
-    result.value += penalty;
+    result.value += add_penalties(grad, net, params);
     return result;
 }
 
 // Parameters from which the optimizer update is split over the pool's threads.
 constexpr int64_t kParallelUpdateParams = int64_t{1} << 15;
+
+// A network that is one Dense layer with one output trains through LinearPass (linear_pass.hpp).
+inline bool is_linear(const Net& net) {
+    return net.ops.size() == 1 && net.ops[0].kind == DENSE && net.ops[0].n_out == 1;
+}
+
+// batch_loss_and_grad for is_linear(net), with X's finite check of the batch in the same pass when
+// check_finite: false when x holds a NaN or an infinity.
+template <class T>
+bool linear_loss_and_grad(LossValue& result, LinearPass<T>& pass, T* grad, const Net& net, const T* params,
+                          const T* x, const T* y, int64_t m, bool check_finite) {
+    const Op& op = net.ops[0];
+    const T* W = params + op.param_off;
+    T* dW = grad + op.param_off;
+    const int64_t d = op.n_in;
+    const LinearLayer<T> layer{W, op.use_bias ? W + d : nullptr, dW, op.use_bias ? dW + d : nullptr, d, net.loss};
+    if (!pass.run(result, layer, x, y, m, check_finite)) return false;
+    result.value += add_penalties(grad, net, params);
+    return true;
+}
 
 // Clip grad, then one optimizer step t (from 1) on params and slots.
 template <class T>
@@ -355,7 +382,7 @@ void apply_gradient(T* params, T* slot0, T* slot1, T* grad, const Net& net, doub
     const Optimizer& opt = net.optimizer;
     const T gscale = clip_gradient(grad, net.n_params, opt.clipvalue, opt.clipnorm);
     // The update is elementwise, so large buffers are split over the pool with the same result
-    // (W4's Adam step over 269 k parameters was ~13% of a 2-thread step when run on one thread).
+    // (W4: Adam over 269 k parameters, three reads and three writes of each, once per batch of 128).
     auto update = [&](int64_t begin, int64_t end, T decay) {
         parallel_ranges(end - begin, kParallelUpdateParams, [&](int64_t b, int64_t e) {
             optimizer_step(params + begin + b, slot0 + begin + b, slot1 + begin + b, grad + begin + b, e - b, opt, lr, t,
@@ -449,6 +476,8 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
     };
     const T* X_direct = X.contiguous();
     const T* Y_direct = Y.contiguous();
+    std::unique_ptr<LinearPass<T>> linear;
+    if (is_linear(net)) linear = std::make_unique<LinearPass<T>>(ws.batch, net.n_features);
     for (int64_t e = 0; e < E; e++) {
         double* epoch = out + 4 * e;
         for (int64_t start = 0; start < n; start += batch_size) {
@@ -469,8 +498,14 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
             const T* y = consecutive && Y_direct != nullptr ? Y_direct + first * Y.cols : ws.y;
             if (x == ws.x) gather_rows(ws.x, X, ws.index.data(), m);
             if (y == ws.y) gather_rows(ws.y, Y, ws.index.data(), m);
-            if (check_finite && e == 0 && !all_finite(x, m * X.cols, 1)) reject(x, m);
-            const LossValue lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, x, y, Y.cols, m, step);
+            const bool check = check_finite && e == 0;
+            LossValue lv;
+            if (linear != nullptr) {
+                if (!linear_loss_and_grad(lv, *linear, ws.grad, net, params, x, y, m, check)) reject(x, m);
+            } else {
+                if (check && !all_finite(x, m * X.cols, 1)) reject(x, m);
+                lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, x, y, Y.cols, m, step);
+            }
             apply_gradient(params, slot0, slot1, ws.grad, net, lrs[e], static_cast<int64_t>(step) + 1);
             step++;
             epoch[0] += lv.value * static_cast<double>(m);

@@ -1,0 +1,115 @@
+// One training batch of a network that is a single Dense layer with one output (d → 1, the output
+// activation folded into the loss): W5's logistic regression, W6's linear regression.
+//
+// The general path reads a batch of X three times: the finite check (from memory), z = x W + b
+// and dW = xᵀ dz (from L2), each pass over the whole batch. Here the batch is visited in blocks of
+// rows that stay in L1 (kLinearBlockBytes): z of the block (the first read, from memory), its
+// finite check through z (see forward: only a row whose z is not finite is scanned), the loss of
+// the block (loss.hpp's loss_rows, the general path's formulas) and the block's share of dW, read
+// from L1.
+//
+// Measured on W5 (C++ harness calling train_epochs, thread CPU time, Zen 4; µs per batch of 256
+// rows): general path 10.1-10.8; these blocks with a check of each row before its dot product
+// 9.1-9.2; with the check through z 7.4-7.5 (5.95 with X in cache). Blocks of 2, 8, 16 and 128 KiB:
+// 8.1, 7.6-7.7, 8.5-8.8, 8.9-9.1. Tried and dropped: the check as its own pass over the block or
+// the batch (11.2-11.6); software prefetch of rows 16 to 512 ahead, into L1 or L2 (13.6-15.4: the
+// prefetches stall on the core's outstanding misses); the batch's two halves on the pool's two
+// threads, each with its own dW (W5 11-14 M samples/s wall time against 26 with one: a pool run
+// per batch of a few µs costs more than it saves, on a machine whose second core is busy); dW
+// through gemv_cols directly instead of gemm() (no change); a branch-free sigmoid_of_exp in the
+// loss (no change).
+//
+// Several outputs (K > 1) stay on the general path (not measured fused): the work per row grows
+// with K while the read of X does not, and the general path runs one BLAS GEMM over the batch
+// where blocks of a few rows would run many small ones.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "gemm.hpp"
+#include "layers.hpp"
+#include "loss.hpp"
+#include "matrix.hpp"
+
+namespace densefit {
+
+// Rows per block: about this many bytes of X (2, 4, 8, 16 and 128 KiB measured: 4 best).
+constexpr int64_t kLinearBlockBytes = 4 * 1024;
+
+// The layer, in plain pointers: W (d), b (1) or null, and their gradients dW, db (db null when b
+// is).
+template <class T>
+struct LinearLayer {
+    const T* W;
+    const T* b;
+    T* dW;
+    T* db;
+    int64_t d;
+    int64_t loss;
+};
+
+template <class T>
+class LinearPass {
+public:
+    // For batches of up to `batch` rows of d features.
+    LinearPass(int64_t batch, int64_t d)
+        : block_(std::max<int64_t>(1, std::min<int64_t>(batch, kLinearBlockBytes / (d * static_cast<int64_t>(sizeof(T)))))),
+          z_(static_cast<size_t>(block_)),
+          dz_(static_cast<size_t>(block_)) {}
+
+    // The batch x (m × d, contiguous), y (m × 1, contiguous): writes dW and db (the gradient of the
+    // mean loss) and returns the mean loss and the correct count in `value`. With check_finite,
+    // returns false (value and the gradients unspecified) as soon as a row of x holds a NaN or an
+    // infinity.
+    bool run(LossValue& value, const LinearLayer<T>& layer, const T* x, const T* y, int64_t m, bool check_finite) {
+        const int64_t d = layer.d;
+        T* z = z_.data();
+        T* dz = dz_.data();
+        LossSum total{0, 0};
+        for (int64_t r = 0; r < m; r += block_) {
+            const int64_t rows = std::min(block_, m - r);
+            const T* xb = x + r * d;
+            if (!forward(z, layer, xb, rows, check_finite)) return false;
+            const LossSum part = loss_rows(dz, z, y + r, rows, 1, 1, layer.loss, m);
+            total.sum += part.sum;
+            total.correct += part.correct;
+            if (r == 0) {  // the first block writes the gradient, the others add theirs
+                dense_backward(static_cast<T*>(nullptr), layer.dW, layer.db, dz, xb, layer.W, rows, d, 1);
+                continue;
+            }
+            gemm(layer.dW, 1, xb, d, true, dz, 1, false, d, 1, rows, T(1), T(1));
+            if (layer.db != nullptr)
+                for (int64_t k = 0; k < rows; k++) layer.db[0] += dz[k];
+        }
+        value = batch_mean(total, m, 1, layer.loss);
+        return true;
+    }
+
+private:
+    // z (rows) = xb (rows × d) · W + b; with check_finite, false if xb holds a NaN or an infinity.
+    //
+    // The check looks at z first: a NaN or an infinity in a row makes its z a NaN or an infinity
+    // (NaN · w and ±inf · 0 are NaN, ±inf · w ≠ 0 is ±inf, and a sum that holds one of them is
+    // not finite), so a finite z proves its row finite and only the rows with a non-finite z are
+    // scanned (a finite row may still overflow into an infinite z: the scan tells them apart).
+    static bool forward(T* z, const LinearLayer<T>& layer, const T* xb, int64_t rows, bool check_finite) {
+        const int64_t d = layer.d;
+        if (d < kNarrow) {  // narrow rows: dense_forward's loops down the columns
+            dense_forward(z, static_cast<T*>(nullptr), xb, layer.W, layer.b, rows, d, int64_t{1}, int64_t{IDENTITY}, T(0));
+        } else {  // a dot product per row, as gemv_rows then add_bias
+            const T bias = layer.b != nullptr ? layer.b[0] : T(0);
+            for (int64_t k = 0; k < rows; k++) z[k] = dot(xb + k * d, 1, layer.W, 1, d) + bias;
+        }
+        if (!check_finite || all_finite(z, rows, 1)) return true;
+        for (int64_t k = 0; k < rows; k++)
+            if (!(z[k] - z[k] == T(0)) && !all_finite(xb + k * d, d, 1)) return false;
+        return true;
+    }
+
+    int64_t block_;
+    std::vector<T> z_, dz_;  // one block's logits and their gradient
+};
+
+}  // namespace densefit
