@@ -117,6 +117,62 @@ def sigmoid(x):
     return one / (one + e) if x >= 0 else e / (one + e)
 
 
+# Sums over the rows of a batch: in four partial sums. A single running sum ``acc += x`` makes each
+# add wait for the previous one to finish (a few cycles of latency, ~64 waits for a batch of 64);
+# four sums that take every fourth term (rows 4k, 4k+1, 4k+2, 4k+3) are four independent chains
+# that the CPU runs overlapped, and the four are added at the end. Only the order of the additions
+# changes, which DESIGN.md's tolerances allow (numpy's own sums are pairwise, also not sequential).
+
+
+@inline
+def column_dot(a, a_col, a_cols, b, b_col, b_cols, m):
+    """``Σ_r a[r, a_col] · b[r, b_col]`` over ``m`` rows of the flat row-major ``a (m, a_cols)`` and
+    ``b (m, b_cols)``, in the dtype of ``a``, in four partial sums."""
+    s0 = s1 = s2 = s3 = a.dtype.type(0)
+    quads = m - m % 4
+    for r in range(0, quads, 4):
+        s0 += a[r * a_cols + a_col] * b[r * b_cols + b_col]
+        s1 += a[(r + 1) * a_cols + a_col] * b[(r + 1) * b_cols + b_col]
+        s2 += a[(r + 2) * a_cols + a_col] * b[(r + 2) * b_cols + b_col]
+        s3 += a[(r + 3) * a_cols + a_col] * b[(r + 3) * b_cols + b_col]
+    for r in range(quads, m):
+        s0 += a[r * a_cols + a_col] * b[r * b_cols + b_col]
+    return (s0 + s1) + (s2 + s3)
+
+
+@inline
+def column_sum(a, col, cols, m):
+    """``Σ_r a[r, col]`` over ``m`` rows of the flat row-major ``a (m, cols)``, in four partial sums."""
+    s0 = s1 = s2 = s3 = a.dtype.type(0)
+    quads = m - m % 4
+    for r in range(0, quads, 4):
+        s0 += a[r * cols + col]
+        s1 += a[(r + 1) * cols + col]
+        s2 += a[(r + 2) * cols + col]
+        s3 += a[(r + 3) * cols + col]
+    for r in range(quads, m):
+        s0 += a[r * cols + col]
+    return (s0 + s1) + (s2 + s3)
+
+
+@inline
+def sum_squares64(a, size):
+    """``Σ_i a[i]²`` over the first ``size`` elements of ``a``, each term and the sum in float64, in
+    four partial sums."""
+    s0 = s1 = s2 = s3 = 0.0
+    quads = size - size % 4
+    for i in range(0, quads, 4):
+        x0, x1, x2, x3 = np.float64(a[i]), np.float64(a[i + 1]), np.float64(a[i + 2]), np.float64(a[i + 3])
+        s0 += x0 * x0
+        s1 += x1 * x1
+        s2 += x2 * x2
+        s3 += x3 * x3
+    for i in range(quads, size):
+        x = np.float64(a[i])
+        s0 += x * x
+    return (s0 + s1) + (s2 + s3)
+
+
 # ---------------------------------------------------------------------------------------------
 # activations, elementwise
 
@@ -282,16 +338,10 @@ def dense_backward_loops(dbuf, dinp_at, grad, w_at, dout_at, acts, inp_at, param
     T = dout.dtype.type
     for p in range(n_in):
         for j in range(n_out):
-            acc = T(0)
-            for r in range(m):
-                acc += inp[r * n_in + p] * dout[r * n_out + j]
-            dW[p * n_out + j] = acc
+            dW[p * n_out + j] = column_dot(inp, p, n_in, dout, j, n_out, m)
     if use_bias:
         for j in range(n_out):
-            acc = T(0)
-            for r in range(m):
-                acc += dout[r * n_out + j]
-            db[j] = acc
+            db[j] = column_sum(dout, j, n_out, m)
     if need_dinp and m == 1:  # one sample: a dot product per input
         for p in range(n_in):
             acc = T(0)
@@ -444,13 +494,13 @@ def mse(dbuf, dz_at, acts, z_at, y, m, K):
     """Mean squared error over all ``m·K`` elements."""
     dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
     T = z.dtype.type
-    total, correct = 0.0, 0
     scale = T(2 / (m * K))
     for i in range(m * K):
-        diff = z[i] - y[i]
-        total += np.float64(diff) * np.float64(diff)
-        dz[i] = diff * scale
-    return total / (m * K), correct
+        dz[i] = z[i] - y[i]  # the difference, squared and summed, then scaled in place
+    total = sum_squares64(dz, m * K)
+    for i in range(m * K):
+        dz[i] = dz[i] * scale
+    return total / (m * K), 0
 
 
 @jit
@@ -664,7 +714,7 @@ def workspace(ops, d, rows, dtype):
     return np.empty(d_next_at + rows * width, dtype), at, scratch_at, d_at, d_next_at
 
 
-@jit
+@inline
 def forward(ops, op_params, params, stats, ws, at, scratch_at, m, training, seed, step):
     """Run the ops on the batch of ``m`` rows at ``ws[at[SEGMENT, 0]:]``: op ``i`` reads activation segment
     ``i`` and writes segment ``i + 1``, so the logits end at ``ws[at[SEGMENT, n_ops]:]``. In training mode dropout
@@ -697,7 +747,7 @@ def forward(ops, op_params, params, stats, ws, at, scratch_at, m, training, seed
                                         op_params[i, BN_EPSILON], m, n_in)
 
 
-@jit
+@inline
 def backward(grad, ops, op_params, params, ws, at, scratch_at, d_at, d_next_at, m):
     """Fill ``grad (P,)`` given the gradient at the logits at ``ws[d_at:]``; the running gradient moves to
     ``ws[d_next_at:]`` and back at each Dense op (the other ops work in place)."""
@@ -736,6 +786,10 @@ def copy_rows(dst, out_at, X, start, m):
     """``out (m, cols) = X[start:start + m]`` at ``dst[out_at:]``, for ``X`` of any strides."""
     cols = X.shape[1]
     out = dst[out_at:out_at + m * cols]
+    if cols == 1:  # one loop down the column (a target, or a single feature), not m loops of one element
+        for r in range(m):
+            out[r] = X[start + r, 0]
+        return
     for r in range(m):
         for c in range(cols):
             out[r * cols + c] = X[start + r, c]
