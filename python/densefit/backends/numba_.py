@@ -522,11 +522,13 @@ def binary_crossentropy(dbuf, dz_at, acts, z_at, y, m, K):
     T = z.dtype.type
     total, correct = 0.0, 0
     scale = T(1 / (m * K))
+    one = T(1)
     for i in range(m * K):
         x, t = z[i], y[i]
-        total += np.float64((T(0) if x < 0 else x) - x * t + np.log1p(np.exp(-abs(x))))
+        e = np.exp(-abs(x))  # shared by the loss and sigmoid(x) (as in sigmoid)
+        total += np.float64((T(0) if x < 0 else x) - x * t + np.log1p(e))
         correct += (x > 0) == (t > 0.5)
-        dz[i] = (sigmoid(x) - t) * scale
+        dz[i] = ((one / (one + e) if x >= 0 else e / (one + e)) - t) * scale
     return total / (m * K), correct
 
 
@@ -589,6 +591,15 @@ def add_penalty_gradient(grad, params, ops, op_params):
             grad[j] += l1_t * np.sign(w) + two_l2_t * w
         total += l1 * sum_abs + l2 * sum_sq
     return total
+
+
+@jit
+def has_penalty(ops, op_params):
+    """Whether a Dense kernel has an L1 or L2 penalty (else steps skip :func:`add_penalty_gradient`)."""
+    for i in range(ops.shape[0]):
+        if ops[i, KIND] == DENSE and (op_params[i, L1] != 0 or op_params[i, L2] != 0):
+            return True
+    return False
 
 
 @jit
@@ -726,13 +737,14 @@ def copy_rows(dst, out_at, X, start, m):
     """``out (m, cols) = X[start:start + m]`` at ``dst[out_at:]``, for ``X`` of any strides."""
     cols = X.shape[1]
     out = dst[out_at:out_at + m * cols]
+    rows = X[start:start + m]  # a view: indexed from 0, the loops skip numpy's negative-index checks
     if cols == 1:  # one loop down the column (a target, or a single feature), not m loops of one element
         for r in range(m):
-            out[r] = X[start + r, 0]
-        return
-    for r in range(m):
-        for c in range(cols):
-            out[r * cols + c] = X[start + r, c]
+            out[r] = rows[r, 0]
+    else:
+        for r in range(m):
+            for c in range(cols):
+                out[r * cols + c] = rows[r, c]
 
 
 @jit
@@ -807,6 +819,7 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
     check_codes(ops, loss, optimizer)
     check_class_indices(y, K, loss)
     training = mode != PREDICT
+    penalized = has_penalty(ops, op_params)
     n, y_cols = X.shape[0], y.shape[1]
     rows = min(batch_size, n)
     ws, at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], rows, X.dtype)
@@ -892,7 +905,8 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
                 elif kind == BATCHNORM:
                     batchnorm_backward(ws, d, grad, ws, at[CACHE, i], at[CACHE, i + 1] - n_in, params, off, ws,
                                        scratch_at, m, n_in)
-            value += add_penalty_gradient(grad, params, ops, op_params)
+            if penalized:
+                value += add_penalty_gradient(grad, params, ops, op_params)
             out[e, LOSS_SUM] += value * m
             out[e, CORRECT] += correct
             out[e, SEEN] += m
@@ -900,7 +914,8 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
             if mode == GRADIENT:
                 continue
 
-            clip(grad, opt_params[O.CLIPVALUE], opt_params[O.CLIPNORM])
+            if opt_params[O.CLIPVALUE] > 0 or opt_params[O.CLIPNORM] > 0:
+                clip(grad, opt_params[O.CLIPVALUE], opt_params[O.CLIPNORM])
             # the update, one function per rule, picked here rather than in a helper: a helper taking
             # these arrays would take a reference on each of them every step
             lr, t = lrs[e], step + 1
