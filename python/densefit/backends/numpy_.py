@@ -257,9 +257,9 @@ def backward(plan: Plan, params: np.ndarray, acts, caches, dz: np.ndarray, grad:
         if kind == DENSE:
             off, n_in, n_out = op.off, op.n_in, op.n_out
             W, _ = _dense_views(op, params)
-            grad[off:off + n_in * n_out].reshape(n_in, n_out)[...] = x.T @ d
+            np.matmul(x.T, d, out=grad[off:off + n_in * n_out].reshape(n_in, n_out))  # straight into grad
             if op.use_bias:
-                grad[off + n_in * n_out:off + n_in * n_out + n_out] = d.sum(axis=0)
+                np.add.reduce(d, axis=0, out=grad[off + n_in * n_out:off + n_in * n_out + n_out])
             if i > 0:
                 d = d @ W.T
         elif kind == ACTIVATION:
@@ -338,13 +338,22 @@ def update(plan: Plan, state: State, grad: np.ndarray, lr: float, t: int) -> Non
         if plan.optimizer == O.ADAMW and q[O.WEIGHT_DECAY] > 0:
             mask = decay_mask(plan)
             w[mask] *= T(1 - lr * q[O.WEIGHT_DECAY])
+        # s0 = b1 s0 + (1 - b1) g; s1 = b2 s1 + (1 - b2) g g; w -= step_size s0 / (√s1 / √(1 - b2^t) + ε),
+        # each product in that order, through two scratch arrays instead of a fresh temporary per operation
+        tmp = np.multiply(T(1 - b1), g)
         s0 *= T(b1)
-        s0 += T(1 - b1) * g
+        s0 += tmp
+        np.multiply(T(1 - b2), g, out=tmp)
+        tmp *= g
         s1 *= T(b2)
-        s1 += T(1 - b2) * g * g
+        s1 += tmp
         step_size = lr / (1 - b1**t)
-        denom = np.sqrt(s1) / T(np.sqrt(1 - b2**t)) + T(q[O.EPSILON])
-        w -= T(step_size) * s0 / denom
+        denom = np.sqrt(s1)
+        denom /= T(np.sqrt(1 - b2**t))
+        denom += T(q[O.EPSILON])
+        np.multiply(T(step_size), s0, out=tmp)
+        tmp /= denom
+        w -= tmp
     elif plan.optimizer == O.RMSPROP:
         rho = q[O.RHO]
         s0 *= T(rho)
