@@ -19,10 +19,12 @@ few dozen weights trained one sample at a time those cost more than the math. Vi
 inside a pass that calls nothing (a "leaf") cost nothing, numba prunes their counting, and keep its
 loops vectorizable. The pruning gives up on some control flow (a raise among the loops, branches
 that stop using an array at different points): hence one leaf per loss and per optimizer rule,
-and codes, class indices and row indices checked before the loops. The per-batch loop calls
-leaves and the two op loops ``forward``/``backward``, on few buffers (``ws`` holds the whole
-workspace); ``loss_and_dlogits`` and the helpers ``argmax`` and ``sigmoid`` are ``inline``: numba
-pastes them into the caller. 2-D views are made only around BLAS calls.
+and codes, class indices and row indices checked before the loops. The loop over batches (one
+:func:`kernel` for training, gradients and inference) holds the forward and backward loops over
+the ops and calls leaves on few buffers (``ws`` holds the whole workspace): a function taking
+arrays costs that counting on every call even when numba pastes it in (``inline``), so only
+helpers on scalars or on a leaf's own views (``argmax``, ``sigmoid``, the partial sums) are
+``inline``. 2-D views are made only around BLAS calls.
 
 Memory: a kernel call allocates one workspace ``ws`` (see :func:`workspace`) and the passes work
 inside it; nothing is allocated per batch: the gathered batch and every op's output (op ``i``
@@ -115,6 +117,32 @@ def sigmoid(x):
     one = type(x)(1)
     e = np.exp(-abs(x))
     return one / (one + e) if x >= 0 else e / (one + e)
+
+
+# Sums of a batch's terms (its rows' MSE terms, dW and db over its rows) are taken in four partial
+# sums. A single running sum ``acc += x`` makes each add wait for the previous one to finish (a few
+# cycles of latency, ~64 waits for a batch of 64); four sums that take every fourth term (4k, 4k+1,
+# 4k+2, 4k+3) are four independent chains that the CPU runs overlapped, and the four are added at
+# the end. Only the order of the additions changes, which DESIGN.md's tolerances allow (numpy's own
+# sums are pairwise, also not sequential).
+
+
+@inline
+def sum_squares64(a, size):
+    """``Σ_i a[i]²`` over the first ``size`` elements of ``a``, each term and the sum in float64, in
+    four partial sums."""
+    s0 = s1 = s2 = s3 = 0.0
+    quads = size - size % 4
+    for i in range(0, quads, 4):
+        x0, x1, x2, x3 = np.float64(a[i]), np.float64(a[i + 1]), np.float64(a[i + 2]), np.float64(a[i + 3])
+        s0 += x0 * x0
+        s1 += x1 * x1
+        s2 += x2 * x2
+        s3 += x3 * x3
+    for i in range(quads, size):
+        x = np.float64(a[i])
+        s0 += x * x
+    return (s0 + s1) + (s2 + s3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,25 +308,32 @@ def dense_backward_loops(dbuf, dinp_at, grad, w_at, dout_at, acts, inp_at, param
     b_at = w_at + n_in * n_out
     dW, db = grad[w_at:b_at], grad[b_at:b_at + n_out]
     T = dout.dtype.type
+    # the sums over rows in four partial sums (rows r ≡ 0, 1, 2, 3 mod 4; see the note above sum_squares64),
+    # written out here: a helper given these arrays would cost reference counting on every call
+    quads = m - m % 4
     for p in range(n_in):
         for j in range(n_out):
-            acc = T(0)
-            for r in range(m):
-                acc += inp[r * n_in + p] * dout[r * n_out + j]
-            dW[p * n_out + j] = acc
+            s0 = s1 = s2 = s3 = T(0)
+            for r in range(0, quads, 4):
+                s0 += inp[r * n_in + p] * dout[r * n_out + j]
+                s1 += inp[(r + 1) * n_in + p] * dout[(r + 1) * n_out + j]
+                s2 += inp[(r + 2) * n_in + p] * dout[(r + 2) * n_out + j]
+                s3 += inp[(r + 3) * n_in + p] * dout[(r + 3) * n_out + j]
+            for r in range(quads, m):
+                s0 += inp[r * n_in + p] * dout[r * n_out + j]
+            dW[p * n_out + j] = (s0 + s1) + (s2 + s3)
     if use_bias:
         for j in range(n_out):
-            acc = T(0)
-            for r in range(m):
-                acc += dout[r * n_out + j]
-            db[j] = acc
-    if need_dinp and m == 1:  # one sample: a dot product per input
-        for p in range(n_in):
-            acc = T(0)
-            for j in range(n_out):
-                acc += dout[j] * W[p * n_out + j]
-            dinp[p] = acc
-    elif need_dinp:  # a batch: rows innermost
+            s0 = s1 = s2 = s3 = T(0)
+            for r in range(0, quads, 4):
+                s0 += dout[r * n_out + j]
+                s1 += dout[(r + 1) * n_out + j]
+                s2 += dout[(r + 2) * n_out + j]
+                s3 += dout[(r + 3) * n_out + j]
+            for r in range(quads, m):
+                s0 += dout[r * n_out + j]
+            db[j] = (s0 + s1) + (s2 + s3)
+    if need_dinp:  # rows innermost
         for p in range(n_in):
             for r in range(m):
                 dinp[r * n_in + p] = T(0)
@@ -306,6 +341,32 @@ def dense_backward_loops(dbuf, dinp_at, grad, w_at, dout_at, acts, inp_at, param
                 w = W[p * n_out + j]
                 for r in range(m):
                     dinp[r * n_in + p] += dout[r * n_out + j] * w
+
+
+@jit
+def dense_backward_one(dbuf, dinp_at, grad, w_at, dout_at, acts, inp_at, params, n_in, n_out, use_bias, need_dinp):
+    """:func:`dense_backward_loops` for one sample (a batch of one row, no sums over rows): ``dW`` is the
+    outer product of ``inp`` and ``dout``, ``db`` is ``dout``, ``dinp`` a dot product per input. A function
+    of its own rather than a branch in the loops: a branch that uses the arrays differently would keep
+    numba from pruning their reference counting."""
+    dinp, dout = dbuf[dinp_at:dinp_at + n_in], dbuf[dout_at:dout_at + n_out]
+    inp, W = acts[inp_at:inp_at + n_in], params[w_at:w_at + n_in * n_out]
+    b_at = w_at + n_in * n_out
+    dW, db = grad[w_at:b_at], grad[b_at:b_at + n_out]
+    T = dout.dtype.type
+    for p in range(n_in):
+        x = inp[p]
+        for j in range(n_out):
+            dW[p * n_out + j] = x * dout[j]
+    if use_bias:
+        for j in range(n_out):
+            db[j] = dout[j]
+    if need_dinp:
+        for p in range(n_in):
+            acc = T(0)
+            for j in range(n_out):
+                acc += dout[j] * W[p * n_out + j]
+            dinp[p] = acc
 
 
 @jit
@@ -437,6 +498,7 @@ def batchnorm_backward(dbuf, d_at, grad, caches, xhat_at, invstd_at, params, gam
 
 # ---------------------------------------------------------------------------------------------
 # losses: value (float64 mean), count of correct predictions and the fused gradient at the logits
+# ``dz (m, K)`` at ``dbuf[dz_at:]``, given the logits ``z`` at ``acts[z_at:]`` and the flat targets ``y``
 
 
 @jit
@@ -444,13 +506,13 @@ def mse(dbuf, dz_at, acts, z_at, y, m, K):
     """Mean squared error over all ``m·K`` elements."""
     dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
     T = z.dtype.type
-    total, correct = 0.0, 0
     scale = T(2 / (m * K))
     for i in range(m * K):
-        diff = z[i] - y[i]
-        total += np.float64(diff) * np.float64(diff)
-        dz[i] = diff * scale
-    return total / (m * K), correct
+        dz[i] = z[i] - y[i]  # the difference, squared and summed, then scaled in place
+    total = sum_squares64(dz, m * K)
+    for i in range(m * K):
+        dz[i] = dz[i] * scale
+    return total / (m * K), 0
 
 
 @jit
@@ -460,11 +522,13 @@ def binary_crossentropy(dbuf, dz_at, acts, z_at, y, m, K):
     T = z.dtype.type
     total, correct = 0.0, 0
     scale = T(1 / (m * K))
+    one = T(1)
     for i in range(m * K):
         x, t = z[i], y[i]
-        total += np.float64((T(0) if x < 0 else x) - x * t + np.log1p(np.exp(-abs(x))))
+        e = np.exp(-abs(x))  # shared by the loss and sigmoid(x) (as in sigmoid)
+        total += np.float64((T(0) if x < 0 else x) - x * t + np.log1p(e))
         correct += (x > 0) == (t > 0.5)
-        dz[i] = (sigmoid(x) - t) * scale
+        dz[i] = ((one / (one + e) if x >= 0 else e / (one + e)) - t) * scale
     return total / (m * K), correct
 
 
@@ -504,20 +568,6 @@ def categorical_crossentropy(dbuf, dz_at, acts, z_at, y, m, K, y_cols):
     return total / m, correct
 
 
-@inline
-def loss_and_dlogits(ws, dz_at, z_at, y, m, K, y_cols, loss):
-    """Return ``(mean loss, correct)`` and fill ``dz (m, K)`` at ``ws[dz_at:]`` given the logits ``z`` at
-    ``ws[z_at:]``. ``y`` is flat ``(m, y_cols)`` (or longer): ``y_cols = K``, or 1 for class indices
-    with categorical cross-entropy and ``K > 1``."""
-    if loss == L.MSE:
-        value, correct = mse(ws, dz_at, ws, z_at, y, m, K)
-    elif loss == L.BINARY_CROSSENTROPY:
-        value, correct = binary_crossentropy(ws, dz_at, ws, z_at, y, m, K)
-    else:
-        value, correct = categorical_crossentropy(ws, dz_at, ws, z_at, y, m, K, y_cols)
-    return value, correct
-
-
 # ---------------------------------------------------------------------------------------------
 # the optimizer step over the flat buffers: penalty, clip, update
 
@@ -541,6 +591,15 @@ def add_penalty_gradient(grad, params, ops, op_params):
             grad[j] += l1_t * np.sign(w) + two_l2_t * w
         total += l1 * sum_abs + l2 * sum_sq
     return total
+
+
+@jit
+def has_penalty(ops, op_params):
+    """Whether a Dense kernel has an L1 or L2 penalty (else steps skip :func:`add_penalty_gradient`)."""
+    for i in range(ops.shape[0]):
+        if ops[i, KIND] == DENSE and (op_params[i, L1] != 0 or op_params[i, L2] != 0):
+            return True
+    return False
 
 
 @jit
@@ -665,64 +724,6 @@ def workspace(ops, d, rows, dtype):
 
 
 @jit
-def forward(ops, op_params, params, stats, ws, at, scratch_at, m, training, seed, step):
-    """Run the ops on the batch of ``m`` rows at ``ws[at[SEGMENT, 0]:]``: op ``i`` reads activation segment
-    ``i`` and writes segment ``i + 1``, so the logits end at ``ws[at[SEGMENT, n_ops]:]``. In training mode dropout
-    draws its mask and BatchNorm normalizes by batch statistics and updates ``stats``."""
-    for i in range(ops.shape[0]):
-        kind, n_in, n_out, off = ops[i, KIND], ops[i, N_IN], ops[i, N_OUT], ops[i, PARAM_OFF]
-        inp_at, out_at = at[SEGMENT, i], at[SEGMENT, i + 1]
-        if kind == DENSE:
-            use_bias = ops[i, USE_BIAS] != 0
-            if use_blas(m, n_in, n_out):
-                dense_forward_blas(ws, out_at, inp_at, params, off, m, n_in, n_out, use_bias)
-            else:
-                dense_forward_loops(ws, out_at, inp_at, params, off, m, n_in, n_out, use_bias)
-        elif kind == ACTIVATION:
-            activation_forward(ws, out_at, ws, inp_at, m * n_in, ops[i, ACT], op_params[i, ALPHA])
-        elif kind == DROPOUT:
-            if training and op_params[i, RATE] > 0:
-                dropout_forward(ws, out_at, inp_at, ws, at[CACHE, i], m * n_in, op_params[i, RATE], seed, step,
-                                ops[i, LAYER])
-            else:
-                copy(ws, out_at, ws, inp_at, m * n_in)
-        elif kind == BATCHNORM:
-            xhat_at, invstd_at = at[CACHE, i], at[CACHE, i + 1] - n_in
-            if training:
-                batchnorm_forward_train(ws, out_at, inp_at, ws, xhat_at, invstd_at, stats, ops[i, STAT_OFF], params,
-                                        off, ws, scratch_at, op_params[i, BN_MOMENTUM], op_params[i, BN_EPSILON], m,
-                                        n_in)
-            else:
-                batchnorm_forward_infer(ws, out_at, inp_at, params, off, stats, ops[i, STAT_OFF],
-                                        op_params[i, BN_EPSILON], m, n_in)
-
-
-@jit
-def backward(grad, ops, op_params, params, ws, at, scratch_at, d_at, d_next_at, m):
-    """Fill ``grad (P,)`` given the gradient at the logits at ``ws[d_at:]``; the running gradient moves to
-    ``ws[d_next_at:]`` and back at each Dense op (the other ops work in place)."""
-    for i in range(ops.shape[0] - 1, -1, -1):
-        kind, n_in, n_out, off = ops[i, KIND], ops[i, N_IN], ops[i, N_OUT], ops[i, PARAM_OFF]
-        inp_at, out_at = at[SEGMENT, i], at[SEGMENT, i + 1]
-        if kind == DENSE:
-            use_bias = ops[i, USE_BIAS] != 0
-            if use_blas(m, n_in, n_out):
-                dense_backward_blas(ws, d_next_at, grad, off, d_at, ws, inp_at, params, m, n_in, n_out, use_bias, i > 0)
-            else:
-                dense_backward_loops(ws, d_next_at, grad, off, d_at, ws, inp_at, params, m, n_in, n_out, use_bias,
-                                     i > 0)
-            d_at, d_next_at = d_next_at, d_at
-        elif kind == ACTIVATION:
-            activation_backward(ws, d_at, ws, inp_at, out_at, m * n_out, ops[i, ACT], op_params[i, ALPHA])
-        elif kind == DROPOUT:
-            if op_params[i, RATE] > 0:
-                dropout_backward(ws, d_at, ws, at[CACHE, i], m * n_in)
-        elif kind == BATCHNORM:
-            batchnorm_backward(ws, d_at, grad, ws, at[CACHE, i], at[CACHE, i + 1] - n_in, params, off, ws,
-                               scratch_at, m, n_in)
-
-
-@jit
 def is_identity(order):
     """``order`` is ``0..n-1`` (an unshuffled epoch): then rows are copied without the index lookups."""
     for i in range(order.size):
@@ -736,9 +737,14 @@ def copy_rows(dst, out_at, X, start, m):
     """``out (m, cols) = X[start:start + m]`` at ``dst[out_at:]``, for ``X`` of any strides."""
     cols = X.shape[1]
     out = dst[out_at:out_at + m * cols]
-    for r in range(m):
-        for c in range(cols):
-            out[r * cols + c] = X[start + r, c]
+    rows = X[start:start + m]  # a view: indexed from 0, the loops skip numpy's negative-index checks
+    if cols == 1:  # one loop down the column (a target, or a single feature), not m loops of one element
+        for r in range(m):
+            out[r] = rows[r, 0]
+    else:
+        for r in range(m):
+            for c in range(cols):
+                out[r * cols + c] = rows[r, c]
 
 
 @jit
@@ -788,21 +794,36 @@ def check_class_indices(y, K, loss):
 
 
 # ---------------------------------------------------------------------------------------------
-# the kernels: one compiled call per train_epochs / predict / loss_and_grad
+# the kernel: one compiled call per train_epochs / predict / loss_and_grad
+
+TRAIN, GRADIENT, PREDICT = range(3)
 
 
 @jit
-def train_kernel(ops, op_params, opt_params, loss, optimizer, seed, params, slots, stats, X, y, orders, lrs,
-                 batch_size, step):
-    """All epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one row;
-    rows ``0..n-1`` if that row is empty) in slices of ``batch_size`` with learning rate ``lrs[e]``, one
-    optimizer step per slice, the first one numbered ``step``; returns ``(E, 4)`` stats."""
+def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, params, slots, stats, grad, outputs, X,
+           y, orders, lrs, batch_size, step):
+    """The network run over batches, in one of three modes:
+
+    - ``TRAIN``: all epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one
+      row; rows ``0..n-1`` if that row is empty) in slices of ``batch_size`` with learning rate ``lrs[e]``, one
+      optimizer step per slice, the first one numbered ``step``; returns ``(E, 4)`` stats.
+    - ``GRADIENT``: one training-mode batch (``batch_size = n``, one epoch): fills ``grad (P,)`` and returns
+      the stats of that batch, without an optimizer step (``stats`` moves: pass a copy).
+    - ``PREDICT``: the inference-mode outputs through ``output_act`` into ``outputs (n·K,)``; ``y`` unused.
+
+    The forward and backward loops over the ops are written out here, in the loop over batches, rather
+    than in functions of their own: a function given arrays (even one numba pastes in) takes a reference on
+    each of them per call, about twenty atomic operations per step, more than the arithmetic of a
+    network of a few dozen weights trained one sample at a time."""
     n_ops, K = ops.shape[0], ops[ops.shape[0] - 1, N_OUT]
     check_codes(ops, loss, optimizer)
     check_class_indices(y, K, loss)
+    training = mode != PREDICT
+    penalized = has_penalty(ops, op_params)
     n, y_cols = X.shape[0], y.shape[1]
-    ws, at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], min(batch_size, n), X.dtype)
-    yb, grad = np.empty(min(batch_size, n) * y_cols, X.dtype), np.empty(params.size, X.dtype)
+    rows = min(batch_size, n)
+    ws, at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], rows, X.dtype)
+    yb = np.empty(rows * y_cols if training else 0, X.dtype)
     out = np.zeros((lrs.size, 4))
     for e in range(lrs.size):
         order = orders[min(e, orders.shape[0] - 1)]
@@ -811,15 +832,90 @@ def train_kernel(ops, op_params, opt_params, loss, optimizer, seed, params, slot
             m = min(batch_size, n - start)
             if in_order:
                 copy_rows(ws, at[SEGMENT, 0], X, start, m)
-                copy_rows(yb, 0, y, start, m)
+                if training:
+                    copy_rows(yb, 0, y, start, m)
             else:
                 gather_rows(ws, at[SEGMENT, 0], X, order, start, m)
                 gather_rows(yb, 0, y, order, start, m)
-            forward(ops, op_params, params, stats, ws, at, scratch_at, m, np.bool_(True), seed, step)
-            value, correct = loss_and_dlogits(ws, d_at, at[SEGMENT, n_ops], yb, m, K, y_cols, loss)
-            backward(grad, ops, op_params, params, ws, at, scratch_at, d_at, d_next_at, m)
-            value += add_penalty_gradient(grad, params, ops, op_params)
-            clip(grad, opt_params[O.CLIPVALUE], opt_params[O.CLIPNORM])
+
+            # forward: op i reads activation segment i and writes segment i + 1, so the logits end in segment
+            # n_ops. In training mode dropout draws its mask and BatchNorm normalizes by batch statistics and
+            # updates the running ones in ``stats``.
+            for i in range(n_ops):
+                kind, n_in, n_out, off = ops[i, KIND], ops[i, N_IN], ops[i, N_OUT], ops[i, PARAM_OFF]
+                inp_at, out_at = at[SEGMENT, i], at[SEGMENT, i + 1]
+                if kind == DENSE:
+                    use_bias = ops[i, USE_BIAS] != 0
+                    if use_blas(m, n_in, n_out):
+                        dense_forward_blas(ws, out_at, inp_at, params, off, m, n_in, n_out, use_bias)
+                    else:
+                        dense_forward_loops(ws, out_at, inp_at, params, off, m, n_in, n_out, use_bias)
+                elif kind == ACTIVATION:
+                    activation_forward(ws, out_at, ws, inp_at, m * n_in, ops[i, ACT], op_params[i, ALPHA])
+                elif kind == DROPOUT:
+                    if training and op_params[i, RATE] > 0:
+                        dropout_forward(ws, out_at, inp_at, ws, at[CACHE, i], m * n_in, op_params[i, RATE], seed,
+                                        step, ops[i, LAYER])
+                    else:
+                        copy(ws, out_at, ws, inp_at, m * n_in)
+                elif kind == BATCHNORM:
+                    xhat_at, invstd_at = at[CACHE, i], at[CACHE, i + 1] - n_in
+                    if training:
+                        batchnorm_forward_train(ws, out_at, inp_at, ws, xhat_at, invstd_at, stats, ops[i, STAT_OFF],
+                                                params, off, ws, scratch_at, op_params[i, BN_MOMENTUM],
+                                                op_params[i, BN_EPSILON], m, n_in)
+                    else:
+                        batchnorm_forward_infer(ws, out_at, inp_at, params, off, stats, ops[i, STAT_OFF],
+                                                op_params[i, BN_EPSILON], m, n_in)
+            if mode == PREDICT:
+                output_activation(outputs, start * K, ws, at[SEGMENT, n_ops], m, K, output_act)
+                continue
+
+            # the loss: its mean and correct count, and the gradient at the logits into ws[d_at:]
+            z_at = at[SEGMENT, n_ops]
+            if loss == L.MSE:
+                value, correct = mse(ws, d_at, ws, z_at, yb, m, K)
+            elif loss == L.BINARY_CROSSENTROPY:
+                value, correct = binary_crossentropy(ws, d_at, ws, z_at, yb, m, K)
+            else:  # yb holds y_cols = K values per row, or 1: class indices (K > 1)
+                value, correct = categorical_crossentropy(ws, d_at, ws, z_at, yb, m, K, y_cols)
+
+            # backward: fills grad given the gradient at the logits at ws[d_at:]; the running gradient moves to
+            # ws[d_next_at:] and back at each Dense op (the other ops work in place)
+            d, d_next = d_at, d_next_at
+            for i in range(n_ops - 1, -1, -1):
+                kind, n_in, n_out, off = ops[i, KIND], ops[i, N_IN], ops[i, N_OUT], ops[i, PARAM_OFF]
+                inp_at, out_at = at[SEGMENT, i], at[SEGMENT, i + 1]
+                if kind == DENSE:
+                    use_bias = ops[i, USE_BIAS] != 0
+                    if use_blas(m, n_in, n_out):
+                        dense_backward_blas(ws, d_next, grad, off, d, ws, inp_at, params, m, n_in, n_out, use_bias,
+                                            i > 0)
+                    elif m == 1:
+                        dense_backward_one(ws, d_next, grad, off, d, ws, inp_at, params, n_in, n_out, use_bias, i > 0)
+                    else:
+                        dense_backward_loops(ws, d_next, grad, off, d, ws, inp_at, params, m, n_in, n_out, use_bias,
+                                             i > 0)
+                    d, d_next = d_next, d
+                elif kind == ACTIVATION:
+                    activation_backward(ws, d, ws, inp_at, out_at, m * n_out, ops[i, ACT], op_params[i, ALPHA])
+                elif kind == DROPOUT:
+                    if op_params[i, RATE] > 0:
+                        dropout_backward(ws, d, ws, at[CACHE, i], m * n_in)
+                elif kind == BATCHNORM:
+                    batchnorm_backward(ws, d, grad, ws, at[CACHE, i], at[CACHE, i + 1] - n_in, params, off, ws,
+                                       scratch_at, m, n_in)
+            if penalized:
+                value += add_penalty_gradient(grad, params, ops, op_params)
+            out[e, LOSS_SUM] += value * m
+            out[e, CORRECT] += correct
+            out[e, SEEN] += m
+            out[e, STEPS] += 1
+            if mode == GRADIENT:
+                continue
+
+            if opt_params[O.CLIPVALUE] > 0 or opt_params[O.CLIPNORM] > 0:
+                clip(grad, opt_params[O.CLIPVALUE], opt_params[O.CLIPNORM])
             # the update, one function per rule, picked here rather than in a helper: a helper taking
             # these arrays would take a reference on each of them every step
             lr, t = lrs[e], step + 1
@@ -834,44 +930,7 @@ def train_kernel(ops, op_params, opt_params, loss, optimizer, seed, params, slot
             else:
                 adagrad_step(params, slots, grad, opt_params, lr)
             step += 1
-            out[e, LOSS_SUM] += value * m
-            out[e, CORRECT] += correct
-            out[e, SEEN] += m
-            out[e, STEPS] += 1
     return out
-
-
-@jit
-def predict_kernel(out, ops, op_params, output_act, params, stats, X, batch_size):
-    """``out (n, K)`` flat: the outputs in inference mode, through ``output_act``."""
-    n_ops, K = ops.shape[0], ops[ops.shape[0] - 1, N_OUT]
-    check_codes(ops, L.MSE, O.SGD_)
-    n = X.shape[0]
-    ws, at, scratch_at, _, _ = workspace(ops, X.shape[1], min(batch_size, n), X.dtype)
-    for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
-        copy_rows(ws, at[SEGMENT, 0], X, start, m)
-        forward(ops, op_params, params, stats, ws, at, scratch_at, m, np.bool_(False), np.uint64(0),
-                np.int64(0))
-        output_activation(out, start * K, ws, at[SEGMENT, n_ops], m, K, output_act)
-
-
-@jit
-def loss_and_grad_kernel(grad, ops, op_params, loss, seed, params, stats, X, y, step):
-    """The whole of ``X`` as one training batch: return the loss (penalty included), fill ``grad``
-    (``stats`` gets updated)."""
-    n_ops, K = ops.shape[0], ops[ops.shape[0] - 1, N_OUT]
-    check_codes(ops, loss, O.SGD_)
-    check_class_indices(y, K, loss)
-    n, y_cols = X.shape[0], y.shape[1]
-    ws, at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], n, X.dtype)
-    t = np.empty(n * y_cols, X.dtype)
-    copy_rows(ws, at[SEGMENT, 0], X, 0, n)
-    copy_rows(t, 0, y, 0, n)
-    forward(ops, op_params, params, stats, ws, at, scratch_at, n, np.bool_(True), seed, step)
-    value, _ = loss_and_dlogits(ws, d_at, at[SEGMENT, n_ops], t, n, K, y_cols, loss)
-    backward(grad, ops, op_params, params, ws, at, scratch_at, d_at, d_next_at, n)
-    return value + add_penalty_gradient(grad, params, ops, op_params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -921,6 +980,16 @@ def _seed(plan: Plan) -> np.uint64:
     return np.uint64(plan.seed)
 
 
+_IN_ORDER = np.zeros((1, 0), dtype=np.int64)  # an empty order: rows 0..n-1 every epoch
+_ONE_PASS = np.zeros(1)                        # one epoch (its learning rate unused)
+
+
+def _run(mode, plan: Plan, state: State, X, y, orders, lrs, batch_size, grad, outputs, stats=None, output_act=0):
+    return kernel(mode, plan.ops, plan.op_params, plan.opt_params, plan.loss, plan.optimizer, output_act,
+                  _seed(plan), state.params, state.slots, state.stats if stats is None else stats, grad, outputs, X,
+                  y, orders, lrs, int(batch_size), int(state.step))
+
+
 def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int) -> np.ndarray:
     X, y = _data(plan, X, "X"), _data(plan, y, "y")
     _check_features(plan, X)
@@ -929,7 +998,7 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.nda
     _check_batch_size(batch_size)
     lrs = np.ascontiguousarray(lrs, dtype=np.float64).reshape(-1)
     if orders is None:
-        orders = np.zeros((1, 0), dtype=np.int64)  # an empty order: rows 0..n-1 every epoch
+        orders = _IN_ORDER
     else:
         orders = np.asarray(orders)
         if orders.shape != (lrs.size, X.shape[0]):
@@ -937,8 +1006,8 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.nda
         if orders.shape[0] > 1 and orders.strides[0] == 0:
             orders = orders[:1]  # the same order every epoch (an unshuffled fit): one row, not a copy per epoch
         orders = np.ascontiguousarray(orders, dtype=np.int64)
-    return train_kernel(plan.ops, plan.op_params, plan.opt_params, plan.loss, plan.optimizer, _seed(plan),
-                        state.params, state.slots, state.stats, X, y, orders, lrs, int(batch_size), int(state.step))
+    grad = np.empty(plan.n_params, dtype=plan.dtype)
+    return _run(TRAIN, plan, state, X, y, orders, lrs, batch_size, grad, grad[:0])
 
 
 def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) -> np.ndarray:
@@ -947,8 +1016,9 @@ def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) 
     _check_state(plan, state)
     _check_batch_size(batch_size)
     out = np.empty(X.shape[0] * plan.n_outputs, dtype=plan.dtype)
+    no_targets = X[:0, :1]  # typed as y always is: 2-D, read-only, the plan's dtype
     output_act = A.IDENTITY if logits else plan.output_activation
-    predict_kernel(out, plan.ops, plan.op_params, output_act, state.params, state.stats, X, int(batch_size))
+    _run(PREDICT, plan, state, X, no_targets, _IN_ORDER, _ONE_PASS, batch_size, out[:0], out, output_act=output_act)
     return out.reshape(X.shape[0], plan.n_outputs)
 
 
@@ -959,6 +1029,6 @@ def loss_and_grad(plan: Plan, state: State, X, y):
     _check_state(plan, state)
     grad = np.empty(plan.n_params, dtype=plan.dtype)
     scratch_stats = state.stats.copy()  # the training-mode forward moves running statistics: not the state's
-    value = loss_and_grad_kernel(grad, plan.ops, plan.op_params, plan.loss, _seed(plan), state.params,
-                                 scratch_stats, X, y, int(state.step))
-    return value, grad
+    stats = _run(GRADIENT, plan, state, X, y, _IN_ORDER, _ONE_PASS, max(X.shape[0], 1), grad, grad[:0],
+                 stats=scratch_stats)
+    return stats[0, LOSS_SUM] / X.shape[0], grad

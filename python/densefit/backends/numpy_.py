@@ -24,12 +24,9 @@ from ..plan import (ACT, ACTIVATION, ALPHA, BATCHNORM, BN_EPSILON, DENSE, DROPOU
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """``1 / (1 + exp(-x))`` without overflow: ``exp(x) / (1 + exp(x))`` for negative ``x``."""
-    return sigmoid_of_exp(x, np.exp(-np.abs(x)))
-
-
-def sigmoid_of_exp(x: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """:func:`sigmoid` given ``e = exp(-|x|)`` (binary cross-entropy computes it anyway)."""
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    e = np.exp(-np.abs(x))
+    one_plus_e = 1 + e
+    return np.where(x >= 0, 1 / one_plus_e, e / one_plus_e)
 
 
 _GELU_C = np.sqrt(2 / np.pi)
@@ -93,55 +90,64 @@ def output_activation(plan: Plan, z: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# losses: value, count of correct predictions and gradient w.r.t. the logits, fused
-
-
-def _mean64(a: np.ndarray) -> float:
-    """``np.mean(a, dtype=float64)`` (the same pairwise sum) without its Python-level overhead."""
-    return float(np.add.reduce(a, axis=None, dtype=np.float64)) / a.size
+# losses: value and count of correct predictions (for many batches at once), and the gradient at the logits
 
 
 def loss_and_dlogits(loss: int, z: np.ndarray, y: np.ndarray, need_grad: bool = True):
     """Return ``(mean loss (float64), correct, dz)`` for logits ``z (m, K)`` and targets ``y``.
 
     ``y`` is ``(m, K)``, or ``(m, 1)`` integer class indices for categorical cross-entropy.
-    ``correct`` counts samples (categorical) or elements (binary); 0 for mse.
+    ``correct`` counts samples (categorical) or elements (binary); 0 for mse. ``dz`` is
+    :func:`dlogits` (``None`` unless ``need_grad``).
     """
+    total, correct = loss_sum_and_correct(loss, z, y)
+    return total / z.shape[0], correct, (dlogits(loss, z, y) if need_grad else None)
+
+
+def _is_class_indices(z: np.ndarray, y: np.ndarray) -> bool:
+    return y.shape[1] == 1 and z.shape[1] > 1
+
+
+def loss_sum_and_correct(loss: int, z: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+    """``(Σ over the m rows of the per-sample loss (float64), correct)`` for logits ``z (m, K)``
+    and targets ``y`` (as :func:`loss_and_dlogits`). Row by row, so the rows of many batches can be
+    given at once: the per-element terms do not depend on which rows are given together."""
+    K = z.shape[1]
+    if loss == L.MSE:
+        return float(np.add.reduce(np.square(z - y, dtype=np.float64), axis=None)) / K, 0
+    if loss == L.BINARY_CROSSENTROPY:
+        terms = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        correct = int(np.count_nonzero((z > 0) == (y > 0.5)))
+        return float(np.add.reduce(terms, axis=None, dtype=np.float64)) / K, correct
+    if loss == L.CATEGORICAL_CROSSENTROPY:
+        shifted = z - z.max(axis=1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        predicted = z.argmax(axis=1)
+        if _is_class_indices(z, y):
+            labels = y[:, 0].astype(np.int64)
+            total = -float(np.add.reduce(logp[np.arange(z.shape[0]), labels], dtype=np.float64))
+            return total, int(np.count_nonzero(predicted == labels))
+        return -float(np.sum(y * logp, dtype=np.float64)), int(np.count_nonzero(predicted == y.argmax(axis=1)))
+    raise ValueError(f"unknown loss code {loss}")
+
+
+def dlogits(loss: int, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``dz (m, K)``: the gradient of the batch's mean loss with respect to the logits ``z``."""
     m, K = z.shape
     T = z.dtype.type
     if loss == L.MSE:
-        diff = z - y
-        value = _mean64(np.square(diff, dtype=np.float64))
-        return value, 0, (diff * T(2 / (m * K)) if need_grad else None)
+        return (z - y) * T(2 / (m * K))
     if loss == L.BINARY_CROSSENTROPY:
-        e = np.exp(-np.abs(z))  # shared by the loss and sigmoid(z)
-        terms = np.maximum(z, 0) - z * y + np.log1p(e)
-        value = _mean64(terms)
-        correct = int(np.count_nonzero((z > 0) == (y > 0.5)))
-        if not need_grad:
-            return value, correct, None
-        return value, correct, (sigmoid_of_exp(z, e) - y) * T(1 / (m * K))
+        return (sigmoid(z) - y) * T(1 / (m * K))
     if loss == L.CATEGORICAL_CROSSENTROPY:
-        shifted = z - z.max(axis=1, keepdims=True)
-        e = np.exp(shifted)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
         sum_e = e.sum(axis=1, keepdims=True)
-        logp = shifted - np.log(sum_e)
-        predicted = z.argmax(axis=1)
-        if y.shape[1] == 1 and K > 1:
-            labels = y[:, 0].astype(np.int64)
-            value = -np.mean(logp[np.arange(m), labels], dtype=np.float64)
-            correct = int(np.count_nonzero(predicted == labels))
-            if not need_grad:
-                return value, correct, None
+        if _is_class_indices(z, y):
             dz = e / sum_e
-            dz[np.arange(m), labels] -= 1
-            return value, correct, dz * T(1 / m)
-        value = -np.sum(y * logp, dtype=np.float64) / m
-        correct = int(np.count_nonzero(predicted == y.argmax(axis=1)))
-        if not need_grad:
-            return value, correct, None
+            dz[np.arange(m), y[:, 0].astype(np.int64)] -= 1
+            return dz * T(1 / m)
         dz = (e / sum_e) * y.sum(axis=1, keepdims=True) - y
-        return value, correct, dz * T(1 / m)
+        return dz * T(1 / m)
     raise ValueError(f"unknown loss code {loss}")
 
 
@@ -251,9 +257,9 @@ def backward(plan: Plan, params: np.ndarray, acts, caches, dz: np.ndarray, grad:
         if kind == DENSE:
             off, n_in, n_out = op.off, op.n_in, op.n_out
             W, _ = _dense_views(op, params)
-            grad[off:off + n_in * n_out].reshape(n_in, n_out)[...] = x.T @ d
+            np.matmul(x.T, d, out=grad[off:off + n_in * n_out].reshape(n_in, n_out))  # straight into grad
             if op.use_bias:
-                grad[off + n_in * n_out:off + n_in * n_out + n_out] = d.sum(axis=0)
+                np.add.reduce(d, axis=0, out=grad[off + n_in * n_out:off + n_in * n_out + n_out])
             if i > 0:
                 d = d @ W.T
         elif kind == ACTIVATION:
@@ -332,13 +338,22 @@ def update(plan: Plan, state: State, grad: np.ndarray, lr: float, t: int) -> Non
         if plan.optimizer == O.ADAMW and q[O.WEIGHT_DECAY] > 0:
             mask = decay_mask(plan)
             w[mask] *= T(1 - lr * q[O.WEIGHT_DECAY])
+        # s0 = b1 s0 + (1 - b1) g; s1 = b2 s1 + (1 - b2) g g; w -= step_size s0 / (√s1 / √(1 - b2^t) + ε),
+        # each product in that order, through two scratch arrays instead of a fresh temporary per operation
+        tmp = np.multiply(T(1 - b1), g)
         s0 *= T(b1)
-        s0 += T(1 - b1) * g
+        s0 += tmp
+        np.multiply(T(1 - b2), g, out=tmp)
+        tmp *= g
         s1 *= T(b2)
-        s1 += T(1 - b2) * g * g
+        s1 += tmp
         step_size = lr / (1 - b1**t)
-        denom = np.sqrt(s1) / T(np.sqrt(1 - b2**t)) + T(q[O.EPSILON])
-        w -= T(step_size) * s0 / denom
+        denom = np.sqrt(s1)
+        denom /= T(np.sqrt(1 - b2**t))
+        denom += T(q[O.EPSILON])
+        np.multiply(T(step_size), s0, out=tmp)
+        tmp /= denom
+        w -= tmp
     elif plan.optimizer == O.RMSPROP:
         rho = q[O.RHO]
         s0 *= T(rho)
@@ -364,29 +379,57 @@ def batch_loss_and_grad(plan: Plan, state: State, X: np.ndarray, y: np.ndarray, 
     return value + add_penalty_gradient(plan, state.params, grad), correct, grad
 
 
+# Rows of logits kept for the loss (see train_epochs): 16384 rows of K outputs, 64 KB per output in
+# float32 (or one batch, if larger).
+LOSS_ROWS = 1 << 14
+
+
 def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int) -> np.ndarray:
+    """The loss and the correct count of the epoch's statistics are computed from the logits, which
+    each step keeps (in ``logits``, a buffer of :data:`LOSS_ROWS` rows) for when that buffer is full
+    or the epoch ends: a step then only computes the gradient at the logits, and the loss of the rows
+    of many batches is computed with one call per operation instead of one per batch (on small
+    batches each numpy call costs more than its arithmetic). The rows kept are consecutive in the
+    epoch's order, and the logits are those of the parameters at the step, as if computed then."""
     n = X.shape[0]
     out = np.zeros((len(lrs), 4))
     step = state.step
     identity = np.arange(n)
+    logits = np.empty((max(LOSS_ROWS, min(batch_size, n)), plan.n_outputs), dtype=plan.dtype)
+    grad = np.empty(plan.n_params, dtype=plan.dtype)
     for e, lr in enumerate(lrs):
         order = identity if orders is None else orders[e]
         in_order = orders is None or np.array_equal(order, identity)  # then batches are slices: no gathers
         loss_sum, right, steps = 0.0, 0, 0
+        kept_from, kept = 0, 0  # logits[:kept] are those of the rows at kept_from.. in the epoch's order
+
+        def flush():
+            rows = slice(kept_from, kept_from + kept)
+            total, correct = loss_sum_and_correct(plan.loss, logits[:kept], y[rows] if in_order else y[order[rows]])
+            return total, correct
+
         for start in range(0, n, batch_size):
             if in_order:
                 xb, yb = X[start:start + batch_size], y[start:start + batch_size]
             else:
                 idx = order[start:start + batch_size]
                 xb, yb = X[idx], y[idx]
-            value, correct, grad = batch_loss_and_grad(plan, state, xb, yb, step, update_stats=True)
+            m = xb.shape[0]
+            acts, caches = forward(plan, state, xb, training=True, step=step)
+            z = acts[-1]
+            backward(plan, state.params, acts, caches, dlogits(plan.loss, z, yb), grad)  # fills all of grad
+            loss_sum += add_penalty_gradient(plan, state.params, grad) * m
+            if kept + m > logits.shape[0]:
+                total, correct = flush()
+                loss_sum, right, kept_from, kept = loss_sum + total, right + correct, start, 0
+            logits[kept:kept + m] = z
+            kept += m
             clip(plan, grad)
             update(plan, state, grad, float(lr), step + 1)
             step += 1
-            loss_sum += value * xb.shape[0]
-            right += correct
             steps += 1
-        out[e] = (loss_sum, right, n, steps)
+        total, correct = flush()
+        out[e] = (loss_sum + total, right + correct, n, steps)
     return out
 
 
