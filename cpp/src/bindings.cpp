@@ -311,6 +311,22 @@ PYBIND11_MODULE(_core, m) {
         "updated in place and returned, or allocated when None (then beta must be 0). For tests and benchmarks.");
 
     m.def(
+        "elementary",
+        [](const std::string& name, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+            if (name != "exp_nonpositive" && name != "log1p_unit")
+                throw py::value_error("name must be 'exp_nonpositive' or 'log1p_unit', got '" + name + "'");
+            py::array_t<float> out(x.size());
+            const float* in = x.data();
+            float* o = out.mutable_data();
+            for (py::ssize_t i = 0; i < x.size(); i++)
+                o[i] = name == "exp_nonpositive" ? df::exp_nonpositive(in[i]) : df::log1p_unit(in[i]);
+            return out;
+        },
+        py::arg("name"), py::arg("x"),
+        "The float32 exp (x <= 0) or log1p (x in [0, 1]) of the binary cross-entropy loss on each element of x, "
+        "flattened. For tests.");
+
+    m.def(
         "all_finite",
         [](const py::array& a) {
             if (a.ndim() > 2) throw py::value_error("a must have at most 2 dimensions, got shape " + shape_string(a));
