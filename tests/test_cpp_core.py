@@ -509,3 +509,21 @@ def test_optimizer_update_split_over_threads_is_exact(optimizer):
             np.testing.assert_array_equal(got_slots, slots)
     finally:
         _core.set_num_threads(old)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "column-slice", "fortran"])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_non_finite_row_is_named_for_every_layout_and_order(layout, shuffle):
+    """The error names X's own row number whether the batch was used in place (rows in order,
+    contiguous X), gathered in order from a strided X, or gathered in a shuffled order."""
+    import densefit as df
+    rng = np.random.default_rng(4)
+    wide = rng.normal(size=(300, 8)).astype(np.float32)
+    X = {"contiguous": np.ascontiguousarray(wide[:, :4]), "column-slice": wide[:, 1:5],
+         "fortran": np.asfortranarray(wide[:, :4])}[layout]
+    X[217, 2] = np.nan
+    y = rng.integers(0, 2, 300)
+    model = df.Sequential([df.Dense(3, "relu", input_dim=4), df.Dense(1, "sigmoid")], seed=0, backend="cpp")
+    model.compile("binary_crossentropy", "sgd")
+    with pytest.raises(ValueError, match=r"X contains NaN or infinity \(row 217\)"):
+        model.fit(X, y, epochs=2, batch_size=16, shuffle=shuffle, verbose=0)

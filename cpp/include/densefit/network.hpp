@@ -465,14 +465,16 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
         for (const T* a : {params, slot0, slot1}) backup.insert(backup.end(), a, a + P);
         backup.insert(backup.end(), stats, stats + S);
     }
-    auto reject = [&](const T* x, int64_t m) {
+    // x holds the batch's rows first, first + 1, ... when consecutive, else the rows ws.index.
+    auto reject = [&](const T* x, int64_t m, int64_t first, bool consecutive) {
         int64_t k = 0;
         while (k + 1 < m && all_finite(x + k * X.cols, X.cols, 1)) k++;
         std::copy(backup.begin(), backup.begin() + P, params);
         std::copy(backup.begin() + P, backup.begin() + 2 * P, slot0);
         std::copy(backup.begin() + 2 * P, backup.begin() + 3 * P, slot1);
         std::copy(backup.begin() + 3 * P, backup.end(), stats);
-        throw NonFiniteInput("X contains NaN or infinity (row " + std::to_string(ws.index[k]) + ")");
+        const int64_t r = consecutive ? first + k : ws.index[k];
+        throw NonFiniteInput("X contains NaN or infinity (row " + std::to_string(r) + ")");
     };
     const T* X_direct = X.contiguous();
     const T* Y_direct = Y.contiguous();
@@ -483,27 +485,31 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
         for (int64_t start = 0; start < n; start += batch_size) {
             const int64_t m = std::min(batch_size, n - start);
             int64_t* index = ws.index.data();
-            const int64_t* row = orders != nullptr ? orders->row(e) : nullptr;
-            if (orders == nullptr)
-                for (int64_t k = 0; k < m; k++) index[k] = start + k;
-            else if (row != nullptr)
-                std::copy(row + start, row + start + m, index);
-            else
-                for (int64_t k = 0; k < m; k++) index[k] = orders->at(e, start + k);
-            const int64_t first = index[0];
-            int64_t mismatch = 0;  // rows first..first+m-1 of a contiguous X are used where they are
-            for (int64_t k = 0; k < m; k++) mismatch |= index[k] ^ (first + k);
-            const bool consecutive = mismatch == 0;
+            int64_t first = start;  // rows first..first+m-1 of a contiguous X are used where they are
+            bool consecutive = true;
+            if (orders != nullptr) {
+                const int64_t* row = orders->row(e);
+                if (row != nullptr)
+                    std::copy(row + start, row + start + m, index);
+                else
+                    for (int64_t k = 0; k < m; k++) index[k] = orders->at(e, start + k);
+                first = index[0];
+                int64_t mismatch = 0;
+                for (int64_t k = 0; k < m; k++) mismatch |= index[k] ^ (first + k);
+                consecutive = mismatch == 0;
+            }
             const T* x = consecutive && X_direct != nullptr ? X_direct + first * X.cols : ws.x;
             const T* y = consecutive && Y_direct != nullptr ? Y_direct + first * Y.cols : ws.y;
-            if (x == ws.x) gather_rows(ws.x, X, ws.index.data(), m);
-            if (y == ws.y) gather_rows(ws.y, Y, ws.index.data(), m);
+            if ((x == ws.x || y == ws.y) && orders == nullptr)  // rows in order, from a strided X or Y
+                for (int64_t k = 0; k < m; k++) index[k] = start + k;
+            if (x == ws.x) gather_rows(ws.x, X, index, m);
+            if (y == ws.y) gather_rows(ws.y, Y, index, m);
             const bool check = check_finite && e == 0;
             LossValue lv;
             if (linear != nullptr) {
-                if (!linear_loss_and_grad(lv, *linear, ws.grad, net, params, x, y, m, check)) reject(x, m);
+                if (!linear_loss_and_grad(lv, *linear, ws.grad, net, params, x, y, m, check)) reject(x, m, first, consecutive);
             } else {
-                if (check && !all_finite(x, m * X.cols, 1)) reject(x, m);
+                if (check && !all_finite(x, m * X.cols, 1)) reject(x, m, first, consecutive);
                 lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, x, y, Y.cols, m, step);
             }
             apply_gradient(params, slot0, slot1, ws.grad, net, lrs[e], static_cast<int64_t>(step) + 1);
