@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "inline.hpp"
+
 namespace densefit {
 
 class ThreadPool {
@@ -147,10 +149,14 @@ private:
 // multiples of 16 elements so no two threads write one cache line. For elementwise passes whose
 // result does not depend on the split.
 template <class F>
-void parallel_ranges(int64_t n, int64_t min_n, F&& fn) {
+DENSEFIT_ALWAYS_INLINE void parallel_ranges(int64_t n, int64_t min_n, F&& fn) {
+    if (n < min_n) {  // before the pool is looked at: W1's update of 35 parameters runs once per sample
+        fn(int64_t{0}, n);
+        return;
+    }
     ThreadPool& pool = ThreadPool::instance();
     constexpr int64_t kAlign = 16;
-    const int parts = n >= min_n ? static_cast<int>(std::min<int64_t>(2 * pool.threads(), n / kAlign)) : 1;
+    const int parts = static_cast<int>(std::min<int64_t>(2 * pool.threads(), n / kAlign));
     if (parts <= 1) {
         fn(int64_t{0}, n);
         return;
