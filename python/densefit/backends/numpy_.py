@@ -384,7 +384,8 @@ def batch_loss_and_grad(plan: Plan, state: State, X: np.ndarray, y: np.ndarray, 
 LOSS_ROWS = 1 << 14
 
 
-def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int) -> np.ndarray:
+def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | None, lrs: np.ndarray,
+                 batch_size: int) -> np.ndarray:
     """The loss and the correct count of the epoch's statistics are computed from the logits, which
     each step keeps (in ``logits``, a buffer of :data:`LOSS_ROWS` rows) for when that buffer is full
     or the epoch ends: a step then only computes the gradient at the logits, and the loss of the rows
@@ -394,19 +395,18 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.nda
     n = X.shape[0]
     out = np.zeros((len(lrs), 4))
     step = state.step
-    identity = np.arange(n)
+    identity = np.arange(n) if orders is not None else None  # only to recognise an order that is 0..n-1
     logits = np.empty((max(LOSS_ROWS, min(batch_size, n)), plan.n_outputs), dtype=plan.dtype)
     grad = np.empty(plan.n_params, dtype=plan.dtype)
     for e, lr in enumerate(lrs):
-        order = identity if orders is None else orders[e]
-        in_order = orders is None or np.array_equal(order, identity)  # then batches are slices: no gathers
+        order = None if orders is None else orders[e]
+        in_order = order is None or np.array_equal(order, identity)  # then batches are slices: no gathers
         loss_sum, right, steps = 0.0, 0, 0
         kept_from, kept = 0, 0  # logits[:kept] are those of the rows at kept_from.. in the epoch's order
 
         def flush():
             rows = slice(kept_from, kept_from + kept)
-            total, correct = loss_sum_and_correct(plan.loss, logits[:kept], y[rows] if in_order else y[order[rows]])
-            return total, correct
+            return loss_sum_and_correct(plan.loss, logits[:kept], y[rows] if in_order else y[order[rows]])
 
         for start in range(0, n, batch_size):
             if in_order:
