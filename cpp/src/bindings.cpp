@@ -259,7 +259,21 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("n_features", [](const BoundNet& b) { return b.net.n_features; })
         .def_property_readonly("n_outputs", [](const BoundNet& b) { return b.net.n_outputs; })
         .def_property_readonly("n_params", [](const BoundNet& b) { return b.net.n_params; })
-        .def_property_readonly("n_stats", [](const BoundNet& b) { return b.net.n_stats; });
+        .def_property_readonly("n_stats", [](const BoundNet& b) { return b.net.n_stats; })
+        .def(
+            "training_pass",
+            [](const BoundNet& b, int64_t batch_size) {
+                if (batch_size < 1) throw py::value_error("batch_size must be >= 1");
+                switch (df::training_pass(b.net, batch_size)) {
+                    case df::TrainingPass::LINEAR: return "linear";
+                    case df::TrainingPass::TINY: return "tiny";
+                    default: return "general";
+                }
+            },
+            py::arg("batch_size"),
+            "Which pass train_epochs runs batches of batch_size rows through: 'linear' (one Dense "
+            "layer with one output), 'tiny' (Dense layers under 8 wide, batches under 8 rows) or "
+            "'general'.");
 
     m.def(
         "train_epochs",

@@ -1,6 +1,6 @@
-// The network: a Plan decoded into plain structs (Net), the workspace every pass writes into
-// (one allocation per call), and the three entry points the bindings expose: train_epochs,
-// predict and loss_and_grad. Nothing here knows Python.
+// The network's passes over a decoded Plan (net.hpp): the workspace every pass writes into (one
+// allocation per call), and the three entry points the bindings expose: train_epochs, predict and
+// loss_and_grad. Nothing here knows Python.
 //
 // Size legend: n samples, m batch rows (≤ batch), E epochs, P parameters, S BatchNorm statistics,
 // K outputs, d input features. The Plan layout (op table columns, codes) is that of
@@ -21,146 +21,13 @@
 #include "linear_pass.hpp"
 #include "loss.hpp"
 #include "matrix.hpp"
+#include "net.hpp"
 #include "optimizer.hpp"
 #include "parallel.hpp"
 #include "rng.hpp"
+#include "tiny_pass.hpp"
 
 namespace densefit {
-
-enum OpKind : int64_t { DENSE, ACTIVATION, DROPOUT, BATCHNORM };
-enum OpColumn : int64_t { KIND, N_IN, N_OUT, PARAM_OFF, STAT_OFF, ACT, LAYER, USE_BIAS, N_OP_COLUMNS };
-enum OpParamColumn : int64_t { ALPHA = 0, RATE = 0, BN_MOMENTUM = 0, BN_EPSILON = 1, L1 = 2, L2 = 3, N_OP_PARAMS = 4 };
-
-struct Op {
-    int64_t kind, n_in, n_out;
-    int64_t param_off, stat_off;  // DENSE: W then b; BATCHNORM: γ then β, and mean then var
-    int64_t act;                  // ACTIVATION; a fused DENSE: that of the next op
-    uint64_t layer;               // DROPOUT: the RNG's layer number
-    bool use_bias;                // DENSE
-    bool fused;                   // a DENSE and the ACTIVATION right after it, run as one op by the DENSE
-    double alpha;                 // ACTIVATION; a fused DENSE: that of the next op
-    double rate;                  // DROPOUT
-    double bn_momentum, bn_epsilon;
-    double l1, l2;                // DENSE kernel penalty
-};
-
-// A run of the flat parameter buffer that is all Dense kernel or all something else.
-struct ParamSegment {
-    int64_t begin, end;
-    bool kernel;
-};
-
-struct Net {
-    std::vector<Op> ops;
-    int64_t loss, output_activation;
-    Optimizer optimizer;
-    uint64_t seed;
-    int64_t n_features, n_outputs, n_params, n_stats, max_width;
-    std::vector<ParamSegment> segments;  // cover [0, P) in order; AdamW decays the kernel ones
-    std::vector<int64_t> penalized;      // the Dense ops with an l1 or l2 penalty: the only ones a step visits for it
-};
-
-// Widths and offsets must fit BLAS's 32-bit integers and keep every product far from overflow.
-constexpr int64_t kMaxDim = (int64_t{1} << 31) - 1;
-
-inline void require(bool ok, const std::string& message) {
-    if (!ok) throw std::invalid_argument(message);
-}
-
-// Decode (and validate, so no later access can leave the buffers) the Plan's arrays:
-// ops (n_ops × N_OP_COLUMNS) int64, op_params (n_ops × N_OP_PARAMS) and opt_params
-// (N_OPT_PARAMS) float64, all row-major.
-inline Net decode_net(const int64_t* ops, const double* op_params, int64_t n_ops, int64_t loss,
-                      int64_t output_activation, int64_t optimizer, const double* opt_params, uint64_t seed,
-                      int64_t n_params, int64_t n_stats) {
-    require(n_ops >= 1, "the plan has no ops");
-    require(n_params >= 1, "plan n_params must be >= 1");
-    require(n_stats >= 0 && n_stats <= n_params, "plan n_stats out of range");
-    require(loss >= MSE && loss <= CATEGORICAL_CROSSENTROPY, "unknown loss code " + std::to_string(loss));
-    require(output_activation == IDENTITY || output_activation == SIGMOID || output_activation == SOFTMAX,
-            "unknown output activation code " + std::to_string(output_activation));
-    require(optimizer >= SGD && optimizer <= ADAGRAD, "unknown optimizer code " + std::to_string(optimizer));
-    Net net;
-    net.loss = loss;
-    net.output_activation = output_activation;
-    net.seed = seed;
-    net.n_params = n_params;
-    net.n_stats = n_stats;
-    const double* q = opt_params;
-    net.optimizer = {optimizer, q[MOMENTUM], q[DAMPENING], q[NESTEROV] != 0, q[BETA_1], q[BETA_2], q[EPSILON], q[RHO],
-                     q[WEIGHT_DECAY], q[CLIPNORM], q[CLIPVALUE]};
-    std::vector<ParamSegment> kernels;
-    int64_t width = ops[N_IN];
-    net.n_features = width;
-    net.max_width = width;
-    for (int64_t i = 0; i < n_ops; i++) {
-        const int64_t* row = ops + i * N_OP_COLUMNS;
-        const double* p = op_params + i * N_OP_PARAMS;
-        const std::string where = "plan op " + std::to_string(i) + ": ";
-        Op op{};
-        op.kind = row[KIND];
-        op.n_in = row[N_IN];
-        op.n_out = row[N_OUT];
-        require(op.kind >= DENSE && op.kind <= BATCHNORM, where + "unknown kind " + std::to_string(op.kind));
-        require(op.n_in >= 1 && op.n_in <= kMaxDim && op.n_out >= 1 && op.n_out <= kMaxDim, where + "bad width");
-        require(op.n_in == width, where + "input width does not match the previous op's output");
-        require(op.kind == DENSE || op.n_in == op.n_out, where + "only Dense changes the width");
-        op.param_off = row[PARAM_OFF];
-        op.stat_off = row[STAT_OFF];
-        op.act = row[ACT];
-        require(row[LAYER] >= 0, where + "negative layer");
-        op.layer = static_cast<uint64_t>(row[LAYER]);
-        op.use_bias = row[USE_BIAS] != 0;
-        switch (op.kind) {
-            case DENSE: {
-                const int64_t size = op.n_in * op.n_out + (op.use_bias ? op.n_out : 0);
-                require(op.param_off >= 0 && op.param_off <= n_params - size, where + "parameters out of range");
-                op.l1 = p[L1];
-                op.l2 = p[L2];
-                if (op.l1 != 0 || op.l2 != 0) net.penalized.push_back(i);
-                kernels.push_back({op.param_off, op.param_off + op.n_in * op.n_out, true});
-                break;
-            }
-            case ACTIVATION:
-                require(op.act >= IDENTITY && op.act <= GELU, where + "unknown or output-only activation");
-                op.alpha = p[ALPHA];
-                break;
-            case DROPOUT:
-                op.rate = p[RATE];
-                require(op.rate >= 0 && op.rate < 1, where + "dropout rate must be in [0, 1)");
-                break;
-            case BATCHNORM:
-                require(op.param_off >= 0 && op.param_off <= n_params - 2 * op.n_in, where + "parameters out of range");
-                require(op.stat_off >= 0 && op.stat_off <= n_stats - 2 * op.n_in, where + "statistics out of range");
-                op.bn_momentum = p[BN_MOMENTUM];
-                op.bn_epsilon = p[BN_EPSILON];
-                break;
-        }
-        width = op.n_out;
-        net.max_width = std::max(net.max_width, width);
-        net.ops.push_back(op);
-    }
-    net.n_outputs = width;
-    // A Dense followed by its activation: the Dense's passes apply it (bias_activation and its
-    // backward) instead of two sweeps more over the batch; the ACTIVATION op is then skipped.
-    for (size_t i = 0; i + 1 < net.ops.size(); i++) {
-        Op &dense = net.ops[i], &next = net.ops[i + 1];
-        if (dense.kind != DENSE || next.kind != ACTIVATION) continue;
-        dense.fused = next.fused = true;
-        dense.act = next.act;
-        dense.alpha = next.alpha;
-    }
-    std::sort(kernels.begin(), kernels.end(), [](const ParamSegment& a, const ParamSegment& b) { return a.begin < b.begin; });
-    int64_t cursor = 0;
-    for (const ParamSegment& k : kernels) {
-        if (k.begin > cursor) net.segments.push_back({cursor, k.begin, false});
-        const int64_t begin = std::max(k.begin, cursor);
-        if (k.end > begin) net.segments.push_back({begin, k.end, true});
-        cursor = std::max(cursor, k.end);
-    }
-    if (cursor < n_params) net.segments.push_back({cursor, n_params, false});
-    return net;
-}
 
 // ---------------------------------------------------------------------------------------------
 // workspace
@@ -361,6 +228,17 @@ inline bool is_linear(const Net& net) {
     return net.ops.size() == 1 && net.ops[0].kind == DENSE && net.ops[0].n_out == 1;
 }
 
+// The pass train_epochs runs batches of up to `batch` rows through: LinearPass, TinyPass or the
+// general op-by-op passes (forward, loss, backward). The choice never changes a result beyond
+// rounding in the order DESIGN.md allows (TinyPass: not at all).
+enum class TrainingPass { GENERAL, LINEAR, TINY };
+
+inline TrainingPass training_pass(const Net& net, int64_t batch) {
+    if (is_linear(net)) return TrainingPass::LINEAR;
+    if (tiny_pass_applies(net, batch)) return TrainingPass::TINY;
+    return TrainingPass::GENERAL;
+}
+
 // batch_loss_and_grad for is_linear(net), with X's finite check of the batch in the same pass when
 // check_finite: false when x holds a NaN or an infinity.
 template <class T>
@@ -478,8 +356,21 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
     };
     const T* X_direct = X.contiguous();
     const T* Y_direct = Y.contiguous();
+    const TrainingPass pass = training_pass(net, ws.batch);
     std::unique_ptr<LinearPass<T>> linear;
-    if (is_linear(net)) linear = std::make_unique<LinearPass<T>>(ws.batch, net.n_features);
+    if (pass == TrainingPass::LINEAR) linear = std::make_unique<LinearPass<T>>(ws.batch, net.n_features);
+    // A tiny network trains on a padded copy of params and slots (tiny_pass.hpp), written back at the
+    // end; the update runs on the copy with the padded network's layout.
+    std::unique_ptr<TinyPass<T>> tiny;
+    if (pass == TrainingPass::TINY) {
+        tiny = std::make_unique<TinyPass<T>>(net, ws.batch);
+        tiny->load(params, slot0, slot1);
+    }
+    const Net& update_net = tiny != nullptr ? tiny->padded_net() : net;
+    T* update_params = tiny != nullptr ? tiny->params() : params;
+    T* update_slot0 = tiny != nullptr ? tiny->slot0() : slot0;
+    T* update_slot1 = tiny != nullptr ? tiny->slot1() : slot1;
+    T* update_grad = tiny != nullptr ? tiny->grad() : ws.grad;
     for (int64_t e = 0; e < E; e++) {
         double* epoch = out + 4 * e;
         for (int64_t start = 0; start < n; start += batch_size) {
@@ -508,11 +399,16 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
             LossValue lv;
             if (linear != nullptr) {
                 if (!linear_loss_and_grad(lv, *linear, ws.grad, net, params, x, y, m, check)) reject(x, m, first, consecutive);
+            } else if (tiny != nullptr) {
+                if (check && !all_finite(x, m * X.cols, 1)) reject(x, m, first, consecutive);
+                lv = tiny->loss_and_grad(x, y, Y.cols, m);
+                lv.value += add_penalties(update_grad, update_net, update_params);
             } else {
                 if (check && !all_finite(x, m * X.cols, 1)) reject(x, m, first, consecutive);
                 lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, x, y, Y.cols, m, step);
             }
-            apply_gradient(params, slot0, slot1, ws.grad, net, lrs[e], static_cast<int64_t>(step) + 1);
+            apply_gradient(update_params, update_slot0, update_slot1, update_grad, update_net, lrs[e],
+                           static_cast<int64_t>(step) + 1);
             step++;
             epoch[0] += lv.value * static_cast<double>(m);
             epoch[1] += static_cast<double>(lv.correct);
@@ -520,6 +416,7 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
             epoch[3] += 1;
         }
     }
+    if (tiny != nullptr) tiny->store(params, slot0, slot1);
 }
 
 // out (n × K) = the network's output on X in inference mode, batch_size rows at a time; the
