@@ -70,6 +70,31 @@ def test_matches_numpy_reference_float64():
     assert ours.step == before.step
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ["relu", "linear", "sigmoid", "tanh", "leaky_relu", "elu", "softplus", "gelu"])
+def test_one_sample_activations_match_numpy_reference(activation, dtype):
+    """At one sample per step the kernel runs each Activation op's loop itself (no call): every
+    activation, as a fused Dense activation and as an Activation layer of its own, forward and
+    backward, against the numpy reference (last batches of 1 row after batches of 2, too)."""
+    layers = [Dense(4, activation=activation, alpha=0.2 if activation in ("leaky_relu", "elu") else None),
+              Activation(activation), Dense(3, activation="tanh"), Dense(1, activation="sigmoid")]
+    plan = build_plan(layers, 3, "binary_crossentropy", O.Adam(0.01), dtype, SEED)
+    state = init_state(plan, layers, SEED)
+    rng = np.random.default_rng(SEED)
+    X = rng.normal(size=(25, 3))
+    y = (rng.random((25, 1)) < 0.5).astype(float)
+    lrs = np.array([0.01, 0.01])
+    tol = 1e-10 if dtype == "float64" else 1e-4
+    for batch_size in (1, 2):
+        ours, ref = state.copy(), state.copy()
+        got = numba_.train_epochs(plan, ours, X, y, None, lrs, batch_size)
+        want = numpy_.train_epochs(plan, ref, X, y, None, lrs, batch_size)
+        np.testing.assert_array_equal(got[:, 1:], want[:, 1:])
+        assert relative_error(got[:, 0], want[:, 0]) <= tol
+        assert relative_error(ours.params, ref.params) <= tol
+        assert relative_error(ours.slots, ref.slots) <= tol
+
+
 @pytest.mark.parametrize("loss", ["mse", "binary_crossentropy", "categorical_crossentropy"])
 @pytest.mark.parametrize("batch_size", [1, 3, 4, 7, 13])
 def test_small_batches_match_numpy_reference(loss, batch_size):
