@@ -168,6 +168,24 @@ def test_any_layout_gives_the_same_result_and_is_never_written(tmp_path):
         np.testing.assert_array_equal(data, pristine, err_msg=layout)
 
 
+def test_one_sample_steps_read_any_layout(tmp_path):
+    """Rows in order one at a time are copied by the kernel itself: every layout, training and
+    inference (a last batch of one row too) give the C-contiguous results."""
+    plan, state, X, y, orders, lrs = make_problem()
+    want = state.copy()
+    want_stats = numba_.train_epochs(plan, want, X, y, None, lrs, 1)
+    want_predict = {b: numba_.predict(plan, want, X, b) for b in (1, X.shape[0] - 1)}
+    for layout, data in _layouts(X, tmp_path).items():
+        got = state.copy()
+        np.testing.assert_array_equal(numba_.train_epochs(plan, got, data, y, None, lrs, 1), want_stats, err_msg=layout)
+        np.testing.assert_array_equal(got.params, want.params, err_msg=layout)
+        for batch_size, expected in want_predict.items():
+            np.testing.assert_array_equal(numba_.predict(plan, got, data, batch_size), expected, err_msg=layout)
+    ref = state.copy()
+    numpy_.train_epochs(plan, ref, X, y, None, lrs, 1)
+    assert relative_error(want.params, ref.params) <= 1e-10
+
+
 def test_read_only_input_shares_the_compiled_kernels():
     """Inputs are passed as read-only views, so writable and read-only data use one compiled
     kernel; and training, gradients and inference share it (one signature per dtype and layout)."""
