@@ -26,3 +26,16 @@ def relative_error(a, b) -> float:
 
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+
+
+def assert_runs_close(a, b, dtype, what=""):
+    """Two training runs, each (model, history), agree within DESIGN's tolerance for dtype:
+    parameters, optimizer slots (when b has any) and every history series."""
+    (ma, ha), (mb, hb) = a, b
+    tol = TOLERANCE[dtype]
+    assert relative_error(ma.state.params, mb.state.params) < tol, what
+    if np.any(mb.state.slots):
+        assert relative_error(ma.state.slots, mb.state.slots) < tol, what
+    assert ha.keys() == hb.keys(), what
+    for key in ha:
+        assert relative_error(ha[key], hb[key]) < tol, (what, key)

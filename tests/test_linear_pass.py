@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import densefit as df
-from conftest import TOLERANCE, relative_error
+from conftest import TOLERANCE, assert_runs_close, relative_error
 
 pytestmark = pytest.mark.skipif("cpp" not in df.available_backends(), reason="the cpp backend is not available")
 
@@ -57,17 +57,6 @@ def _train(backend, X, y, loss, dtype, optimizer, batch_size, epochs=2, general=
     return model, history
 
 
-def _assert_same(a, b, dtype, what=""):
-    (ma, ha), (mb, hb) = a, b
-    tol = TOLERANCE[dtype]
-    assert relative_error(ma.state.params, mb.state.params) < tol, what
-    if np.any(mb.state.slots):
-        assert relative_error(ma.state.slots, mb.state.slots) < tol, what
-    assert ha.keys() == hb.keys()
-    for key in ha:
-        assert relative_error(ha[key], hb[key]) < tol, (what, key)
-
-
 CASES = [  # (n, d, batch_size): one row block, several, narrow rows, a smaller last batch, whole batch
     (300, 100, 256),
     (301, 100, 64),
@@ -84,8 +73,8 @@ CASES = [  # (n, d, batch_size): one row block, several, narrow rows, a smaller 
 def test_fused_pass_matches_numpy_and_the_general_path(dtype, loss, n, d, batch_size):
     X, y = _data(n, d, loss)
     fused = _train("cpp", X, y, loss, dtype, "momentum", batch_size)
-    _assert_same(fused, _train("numpy", X, y, loss, dtype, "momentum", batch_size), dtype, "vs numpy")
-    _assert_same(fused, _train("cpp", X, y, loss, dtype, "momentum", batch_size, general=True), dtype, "vs general")
+    assert_runs_close(fused, _train("numpy", X, y, loss, dtype, "momentum", batch_size), dtype, "vs numpy")
+    assert_runs_close(fused, _train("cpp", X, y, loss, dtype, "momentum", batch_size, general=True), dtype, "vs general")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -97,8 +86,8 @@ def test_optimizers_penalties_and_clipping(dtype, optimizer, regularizer):
            "l1_l2": df.regularizers.l1_l2(1e-3, 1e-2)}[regularizer]
     args = ("binary_crossentropy", dtype, optimizer, 32)
     fused = _train("cpp", X, y, *args, regularizer=reg)
-    _assert_same(fused, _train("numpy", X, y, *args, regularizer=reg), dtype, "vs numpy")
-    _assert_same(fused, _train("cpp", X, y, *args, regularizer=reg, general=True), dtype, "vs general")
+    assert_runs_close(fused, _train("numpy", X, y, *args, regularizer=reg), dtype, "vs numpy")
+    assert_runs_close(fused, _train("cpp", X, y, *args, regularizer=reg, general=True), dtype, "vs general")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -107,8 +96,8 @@ def test_no_bias(dtype):
     for loss in ("binary_crossentropy", "mse"):
         args = (loss, dtype, "adam", 16)
         fused = _train("cpp", X, y, *args, use_bias=False)
-        _assert_same(fused, _train("numpy", X, y, *args, use_bias=False), dtype, loss)
-        _assert_same(fused, _train("cpp", X, y, *args, use_bias=False, general=True), dtype, loss)
+        assert_runs_close(fused, _train("numpy", X, y, *args, use_bias=False), dtype, loss)
+        assert_runs_close(fused, _train("cpp", X, y, *args, use_bias=False, general=True), dtype, loss)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -124,7 +113,7 @@ def test_several_outputs_stay_on_the_general_path(dtype, loss):
         model = df.Sequential([df.Dense(3, OUTPUT[loss])], seed=3, dtype=dtype, backend=backend)
         model.compile(loss, df.Adam(1e-2))
         models.append((model, model.fit(X, y, epochs=2, batch_size=50, shuffle=False, verbose=0).history))
-    _assert_same(models[0], models[1], dtype)
+    assert_runs_close(models[0], models[1], dtype)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -139,8 +128,8 @@ def test_shuffled_strided_and_threads(threads, layout):
         X = np.asfortranarray(X)
     args = ("binary_crossentropy", "float32", "adam", 128)
     fused = _train("cpp", X, y, *args, shuffle=shuffle, threads=threads)
-    _assert_same(fused, _train("numpy", X, y, *args, shuffle=shuffle), "float32", "vs numpy")
-    _assert_same(fused, _train("cpp", X, y, *args, shuffle=shuffle, general=True), "float32", "vs general")
+    assert_runs_close(fused, _train("numpy", X, y, *args, shuffle=shuffle), "float32", "vs numpy")
+    assert_runs_close(fused, _train("cpp", X, y, *args, shuffle=shuffle, general=True), "float32", "vs general")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import densefit as df
-from conftest import TOLERANCE, relative_error
+from conftest import TOLERANCE, assert_runs_close, relative_error
 from densefit.backends import cpp
 
 pytestmark = pytest.mark.skipif("cpp" not in df.available_backends(), reason="the cpp backend is not available")
@@ -76,16 +76,6 @@ def _assert_identical(tiny, general):
         np.testing.assert_array_equal(ht[key], hg[key], err_msg=key)
 
 
-def _assert_close(a, b, dtype, what=""):
-    (ma, ha), (mb, hb) = a, b
-    tol = TOLERANCE[dtype]
-    assert relative_error(ma.state.params, mb.state.params) < tol, what
-    if np.any(mb.state.slots):
-        assert relative_error(ma.state.slots, mb.state.slots) < tol, what
-    for key in ha:
-        assert relative_error(ha[key], hb[key]) < tol, (what, key)
-
-
 def _pass(model, batch_size, n):
     return cpp._net(model.plan).training_pass(min(batch_size, n))
 
@@ -106,7 +96,7 @@ def _three_ways(widths, d, loss, dtype, optimizer, batch_size, K=1, n=61, seed=0
     assert _pass(runs["tiny"][0], batch_size, n) == expect
     assert _pass(runs["general"][0], batch_size, n) == "general"
     _assert_identical(runs["tiny"], runs["general"])
-    _assert_close(runs["tiny"], runs["numpy"], dtype, "vs numpy")
+    assert_runs_close(runs["tiny"], runs["numpy"], dtype, "vs numpy")
     return runs
 
 
