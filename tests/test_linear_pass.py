@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import densefit as df
-from conftest import TOLERANCE, assert_runs_close, relative_error
+from conftest import assert_runs_close
 
 pytestmark = pytest.mark.skipif("cpp" not in df.available_backends(), reason="the cpp backend is not available")
 
