@@ -128,3 +128,38 @@ def test_single_output_dinp_folded_into_activation_backward(activation, use_bias
         assert np.array_equal(stats[0], stats[1]), batch_size
         assert np.array_equal(trained[0].params, trained[1].params), batch_size
         assert np.array_equal(trained[0].slots, trained[1].slots), batch_size
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_fused_pair_equals_unfused_ops(activation, use_bias, shape, dtype):
+    """The fused Dense + Activation (whose forward overwrites z with act(z) when the derivative
+    reads only the output: identity, sigmoid, tanh, relu) against the same layers run as separate
+    ops (a Dropout(0) in between stops the fusion): the same bits, for a hidden pair and for one
+    before a single-output Dense, in loss_and_grad and train_epochs."""
+    d, width, batch = SHAPES[shape]
+
+    def layers(fused=True):
+        def pair(n, **kw):
+            return ([Dense(n, activation=activation, use_bias=use_bias, **kw)] if fused else
+                    [Dense(n, use_bias=use_bias, **kw), Dropout(0.0), Activation(activation)])
+        return pair(width, input_dim=d) + pair(width) + [Dense(1, activation="sigmoid")]
+
+    plans = [build_plan(layers(fused), d, "binary_crossentropy", O.SGD(0.1, momentum=0.9), dtype, 4)
+             for fused in (True, False)]
+    state = init_state(plans[0], layers(), 4)
+    rng = np.random.default_rng(4)
+    n = 29
+    X = rng.normal(size=(n, d)).astype(dtype)
+    y = (rng.random((n, 1)) > 0.5).astype(dtype)
+    (loss, grad), (loss_unfused, grad_unfused) = (cpp.loss_and_grad(p, state.copy(), X, y) for p in plans)
+    assert loss == loss_unfused and np.array_equal(grad, grad_unfused) and np.abs(grad).max() > 0
+    orders = np.stack([np.arange(n), rng.permutation(n)])
+    for batch_size in (1, 7, batch):
+        trained = [state.copy() for _ in plans]
+        stats = [cpp.train_epochs(p, s, X, y, orders, np.array([0.01, 0.005]), batch_size) for p, s in zip(plans, trained)]
+        assert np.isfinite(stats[0]).all() and np.array_equal(stats[0], stats[1]), batch_size
+        assert np.array_equal(trained[0].params, trained[1].params), batch_size
+        assert np.array_equal(trained[0].slots, trained[1].slots), batch_size

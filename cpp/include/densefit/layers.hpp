@@ -180,15 +180,16 @@ DENSEFIT_ALWAYS_INLINE void dense_product(T* __restrict out, const T* __restrict
 
 // The sweeps of bias_activation and its backward for one activation A (functions with restrict
 // parameters: pointers captured by a lambda lose them, and the loops were versioned for aliasing).
-template <int64_t A, class T, class Width>
+// InPlace: a is z (passed as null), overwritten by act(z).
+template <int64_t A, bool InPlace, class T, class Width>
 DENSEFIT_ALWAYS_INLINE void bias_activation_rows(T* __restrict z, T* __restrict a, const T* __restrict b, int64_t m,
                                                  Width n, T alpha) {
     for (int64_t r = 0; r < m; r++) {
         T* zr = z + r * n;
-        T* ar = a + r * n;
+        T* ar = InPlace ? zr : a + r * n;
         for (int64_t j = 0; j < n; j++) {
             const T v = b != nullptr ? zr[j] + b[j] : zr[j];
-            if constexpr (kGradientReadsInput<A>) zr[j] = v;
+            if constexpr (kGradientReadsInput<A> && !InPlace) zr[j] = v;
             ar[j] = activate<A>(v, alpha);
         }
     }
@@ -217,12 +218,17 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_backward_rows(T* __restrict d, T* __
 // z (m × n) += b (b may be null), then, when a is not null, a = act(z) in the same sweep (a is
 // another buffer). Then z keeps the biased values only if act's derivative reads its input
 // (kGradientReadsInput; nothing else reads z), so relu's sweep reads z and writes only a.
+// a may be z when act's derivative does not read its input: then z is overwritten by act(z), and
+// the next passes read one buffer less (W3's relu layers: 2 × 16 KB, see forward()).
 template <class T>
 DENSEFIT_ALWAYS_INLINE void bias_activation(T* z, T* a, const T* b, int64_t m, int64_t n, int64_t act, T alpha) {
     if (a == nullptr) return add_bias(z, b, m, n);
     with_activation(act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
         with_small_width(n, [&](auto width) DENSEFIT_INLINE_LAMBDA {
-            bias_activation_rows<code()>(z, a, b, m, width, alpha);
+            if (!kGradientReadsInput<code()> && a == z)
+                bias_activation_rows<code(), true>(z, static_cast<T*>(nullptr), b, m, width, alpha);
+            else
+                bias_activation_rows<code(), false>(z, a, b, m, width, alpha);
         });
     });
 }
