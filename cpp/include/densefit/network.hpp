@@ -395,7 +395,9 @@ bool linear_loss_and_grad(LossValue& result, LinearPass<T>& pass, T* grad, const
     return true;
 }
 
-// Clip grad, then one optimizer step t (from 1) on params and slots.
+// Clip grad, then one optimizer step t (from 1) on params and slots. (Updating each Dense right
+// after its backward, while its gradient is in L1, measured W3 0.8 % slower: the update's writes
+// evict what the next GEMMs read.)
 template <class T>
 void apply_gradient(T* params, T* slot0, T* slot1, T* grad, const Net& net, double lr, int64_t t) {
     const Optimizer& opt = net.optimizer;
