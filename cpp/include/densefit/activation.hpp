@@ -85,6 +85,13 @@ DENSEFIT_ALWAYS_INLINE T activate(T x, T alpha) {
 template <int64_t A>
 constexpr bool kGradientReadsInput = A == LEAKY_RELU || A == ELU || A == SOFTPLUS || A == GELU;
 
+// kGradientReadsInput of a run-time code.
+inline bool gradient_reads_input(int64_t act) {
+    bool reads = false;
+    with_activation(act, [&](auto code) { reads = kGradientReadsInput<code()>; });
+    return reads;
+}
+
 // d · act'(x) given the output y = act(x).
 template <int64_t A, class T>
 DENSEFIT_ALWAYS_INLINE T activation_gradient(T d, T x, T y, T alpha) {

@@ -180,44 +180,68 @@ DENSEFIT_ALWAYS_INLINE void dense_product(T* __restrict out, const T* __restrict
 
 // The sweeps of bias_activation and its backward for one activation A (functions with restrict
 // parameters: pointers captured by a lambda lose them, and the loops were versioned for aliasing).
-template <int64_t A, class T, class Width>
+// InPlace: a is z (passed as null), overwritten by act(z).
+template <int64_t A, bool InPlace, class T, class Width>
 DENSEFIT_ALWAYS_INLINE void bias_activation_rows(T* __restrict z, T* __restrict a, const T* __restrict b, int64_t m,
                                                  Width n, T alpha) {
     for (int64_t r = 0; r < m; r++) {
         T* zr = z + r * n;
-        T* ar = a + r * n;
+        T* ar = InPlace ? zr : a + r * n;
         for (int64_t j = 0; j < n; j++) {
             const T v = b != nullptr ? zr[j] + b[j] : zr[j];
-            if constexpr (kGradientReadsInput<A>) zr[j] = v;
+            if constexpr (kGradientReadsInput<A> && !InPlace) zr[j] = v;
             ar[j] = activate<A>(v, alpha);
         }
     }
 }
 
-template <int64_t A, class T, class Width>
+// (W3, same bits: four rows per pass, so db waits on memory once per four rows, 1.3 % slower;
+// columns in cache-line blocks down all rows with the sums in a register did not vectorize.)
+// Outer: the incoming gradient is not read from d but is the outer product dz (m) ⊗ w (n), the
+// dinp that a single-output Dense after the activation would have written (single_output_dinp,
+// the same products); d is then only written.
+template <int64_t A, bool Outer, class T, class Width>
 DENSEFIT_ALWAYS_INLINE void bias_activation_backward_rows(T* __restrict d, T* __restrict db, const T* __restrict z,
-                                                          const T* __restrict a, int64_t m, Width n, T alpha) {
+                                                          const T* __restrict a, const T* __restrict dz,
+                                                          const T* __restrict w, int64_t m, Width n, T alpha) {
     for (int64_t r = 0; r < m; r++) {
         T* dr = d + r * n;
         const T* zr = z + r * n;
         const T* ar = a + r * n;
         for (int64_t j = 0; j < n; j++) {
-            const T g = activation_gradient<A>(dr[j], zr[j], ar[j], alpha);
+            const T in = Outer ? dz[r] * w[j] : dr[j];
+            const T g = activation_gradient<A>(in, zr[j], ar[j], alpha);
             dr[j] = g;
             if (db != nullptr) db[j] = r == 0 ? g : db[j] + g;  // column_sums' order: row 0, then + each row
         }
     }
 }
 
+// bias_activation_backward_rows with the outer product dz ⊗ w (n ≥ kNarrow, see dinp_is_outer in
+// network.hpp) and sums when db is not null. Out of line: inlined, its sweeps (one per activation)
+// made the backward pass of the tiny W1 network, which never runs them, 3% slower.
+template <class T>
+DENSEFIT_NOINLINE void outer_activation_backward(T* d, T* db, const T* z, const T* a, const T* dz, const T* w, int64_t m,
+                                                 int64_t n, int64_t act, T alpha) {
+    with_activation(act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
+        bias_activation_backward_rows<code(), true>(d, db, z, a, dz, w, m, n, alpha);
+    });
+}
+
 // z (m × n) += b (b may be null), then, when a is not null, a = act(z) in the same sweep (a is
 // another buffer). Then z keeps the biased values only if act's derivative reads its input
 // (kGradientReadsInput; nothing else reads z), so relu's sweep reads z and writes only a.
+// a may be z when act's derivative does not read its input: then z is overwritten by act(z), and
+// the next passes read one buffer less (W3's relu layers: 2 × 16 KB, see forward()).
 template <class T>
 DENSEFIT_ALWAYS_INLINE void bias_activation(T* z, T* a, const T* b, int64_t m, int64_t n, int64_t act, T alpha) {
     if (a == nullptr) return add_bias(z, b, m, n);
     with_activation(act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
         with_small_width(n, [&](auto width) DENSEFIT_INLINE_LAMBDA {
-            bias_activation_rows<code()>(z, a, b, m, width, alpha);
+            if (!kGradientReadsInput<code()> && a == z)
+                bias_activation_rows<code(), true>(z, static_cast<T*>(nullptr), b, m, width, alpha);
+            else
+                bias_activation_rows<code(), false>(z, a, b, m, width, alpha);
         });
     });
 }
@@ -235,14 +259,20 @@ DENSEFIT_ALWAYS_INLINE void dense_forward(T* z, T* a, const T* inp, const T* W, 
 
 // The backward of bias_activation: d (m × n) = d · act'(z) in place, given a = act(z), and
 // db (n, may be null) = Σ_rows of the result, in the same sweep unless column_sums would sum
-// down the columns (then after it, as for an unfused Dense).
+// down the columns (then after it, as for an unfused Dense). When dz is not null the incoming
+// gradient is dz (m) ⊗ w (n) instead of d's contents: the dinp of a single-output Dense after
+// the activation, folded into this sweep (W3: its 64 × 64 floats are not written and read back;
+// 2.82 -> 2.86 M samples/s, A/B of the .so files).
 template <class T>
 DENSEFIT_ALWAYS_INLINE void bias_activation_backward(T* d, T* db, const T* z, const T* a, int64_t m, int64_t n,
-                                                     int64_t act, T alpha) {
+                                                     int64_t act, T alpha, const T* dz = nullptr,
+                                                     const T* w = nullptr) {
     const bool sums_in_sweep = db != nullptr && !sums_down_columns(m, n);
+    T* sums = sums_in_sweep ? db : nullptr;
+    if (dz != nullptr) return outer_activation_backward(d, sums, z, a, dz, w, m, n, act, alpha);
     with_activation(act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
         with_small_width(n, [&](auto width) DENSEFIT_INLINE_LAMBDA {
-            bias_activation_backward_rows<code()>(d, sums_in_sweep ? db : nullptr, z, a, m, width, alpha);
+            bias_activation_backward_rows<code(), false>(d, sums, z, a, dz, w, m, width, alpha);
         });
     });
     if (db != nullptr && !sums_in_sweep) column_sums(db, d, m, n);
