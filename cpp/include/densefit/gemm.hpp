@@ -355,41 +355,12 @@ constexpr typename Block8<T>::index interleave_index(size_t first, std::index_se
     return typename Block8<T>::index{static_cast<Index>(k % 2 ? 8 + first + k / 2 : first + k / 2)...};
 }
 
-// The in-lane shuffles of a 4 × 4 transpose within each 128-bit half of two 8-float rows a, b:
-// (a0 b0 a1 b1 | a4 b4 a5 b5), (a2 b2 a3 b3 | a6 b6 a7 b7) (unpcklps / unpckhps), and the same on
-// pairs (a0 a1 b0 b1 | a4 a5 b4 b5), (a2 a3 b2 b3 | a6 a7 b6 b7) (unpcklpd / unpckhpd).
-constexpr Block8<float>::index kUnpackLow{0, 8, 1, 9, 4, 12, 5, 13}, kUnpackHigh{2, 10, 3, 11, 6, 14, 7, 15};
-constexpr Block8<float>::index kUnpackLowPairs{0, 1, 8, 9, 4, 5, 12, 13}, kUnpackHighPairs{2, 3, 10, 11, 6, 7, 14, 15};
-
 // out rows 0..7 (ldo apart) = the transpose of the 8 × 8 block at in (rows ldi apart), in
 // registers: three rounds of interleaving row i with row i + 4 (a perfect shuffle of the
-// element indices each round) take element (i, j) to (j, i). Those interleavings cross the
-// 128-bit halves of a vector (24 vpermt2ps per float block); float instead loads the columns 0-3
-// (or 4-7) of rows i and i + 4 into one vector, which leaves a 4 × 4 transpose inside each half:
-// 16 in-lane shuffles and 8 lane inserts. W3's 64 × 64 floats, best of 200 × 100 calls: 0.30 →
-// 0.18 µs in L1, 0.38 → 0.34 µs with the source in L2 (as in a W3 step: a gain of ~0.3 %, not
-// resolved by the A/B of the whole fit).
+// element indices each round) take element (i, j) to (j, i).
 template <class T>
 DENSEFIT_ALWAYS_INLINE void transpose_block8(T* __restrict out, int64_t ldo, const T* __restrict in, int64_t ldi) {
     using Row = typename Block8<T>::row;
-    if constexpr (std::is_same_v<T, float>) {
-        for (int half = 0; half < 2; half++) {  // columns 4·half .. 4·half + 3 → out rows 4·half ..
-            typedef float Quarter __attribute__((vector_size(4 * sizeof(float))));
-            Row r[4];
-            for (int i = 0; i < 4; i++) {
-                Quarter a, b;
-                std::memcpy(&a, in + i * ldi + 4 * half, sizeof a);
-                std::memcpy(&b, in + (i + 4) * ldi + 4 * half, sizeof b);
-                r[i] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7);
-            }
-            const Row t0 = __builtin_shuffle(r[0], r[1], kUnpackLow), t1 = __builtin_shuffle(r[0], r[1], kUnpackHigh);
-            const Row t2 = __builtin_shuffle(r[2], r[3], kUnpackLow), t3 = __builtin_shuffle(r[2], r[3], kUnpackHigh);
-            const Row o[4] = {__builtin_shuffle(t0, t2, kUnpackLowPairs), __builtin_shuffle(t0, t2, kUnpackHighPairs),
-                              __builtin_shuffle(t1, t3, kUnpackLowPairs), __builtin_shuffle(t1, t3, kUnpackHighPairs)};
-            for (int j = 0; j < 4; j++) std::memcpy(out + (4 * half + j) * ldo, &o[j], sizeof(Row));
-        }
-        return;
-    }
     constexpr auto low = interleave_index<T>(0, std::make_index_sequence<8>{});
     constexpr auto high = interleave_index<T>(4, std::make_index_sequence<8>{});
     Row r[8], s[8];
@@ -407,7 +378,7 @@ DENSEFIT_ALWAYS_INLINE void transpose_block8(T* __restrict out, int64_t ldo, con
 // out (cols × rows, contiguous) = the transpose of in (rows × cols, leading dimension ld): 8 × 8
 // blocks in registers, the edges element by element. W3's 64 × 64 float (dinp's Wᵀ, every step),
 // alone in L1: 0.34-0.5 µs against 1.8 µs for the previous 16 × 16 blocks of scalar copies
-// (double: 0.98 against 1.4); 0.18 µs since float's in-lane blocks (transpose_block8).
+// (double: 0.98 against 1.4).
 template <class T>
 void transpose_into(T* __restrict out, const T* __restrict in, int64_t ld, int64_t rows, int64_t cols) {
     int64_t i = 0;
