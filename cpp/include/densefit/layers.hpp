@@ -217,17 +217,6 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_backward_rows(T* __restrict d, T* __
     }
 }
 
-// bias_activation_backward_rows with the outer product dz ⊗ w (n ≥ kNarrow, see dinp_is_outer in
-// network.hpp) and sums when db is not null. Out of line: inlined, its sweeps (one per activation)
-// made the backward pass of the tiny W1 network, which never runs them, 3% slower.
-template <class T>
-DENSEFIT_NOINLINE void outer_activation_backward(T* d, T* db, const T* z, const T* a, const T* dz, const T* w, int64_t m,
-                                                 int64_t n, int64_t act, T alpha) {
-    with_activation(act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
-        bias_activation_backward_rows<code(), true>(d, db, z, a, dz, w, m, n, alpha);
-    });
-}
-
 // z (m × n) += b (b may be null), then, when a is not null, a = act(z) in the same sweep (a is
 // another buffer). Then z keeps the biased values only if act's derivative reads its input
 // (kGradientReadsInput; nothing else reads z), so relu's sweep reads z and writes only a.
@@ -269,8 +258,8 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_backward(T* d, T* db, const T* z, co
                                                      const T* w = nullptr) {
     const bool sums_in_sweep = db != nullptr && !sums_down_columns(m, n);
     T* sums = sums_in_sweep ? db : nullptr;
-    if (dz != nullptr) return outer_activation_backward(d, sums, z, a, dz, w, m, n, act, alpha);
     with_activation(act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
+        if (dz != nullptr) return bias_activation_backward_rows<code(), true>(d, sums, z, a, dz, w, m, n, alpha);
         with_small_width(n, [&](auto width) DENSEFIT_INLINE_LAMBDA {
             bias_activation_backward_rows<code(), false>(d, sums, z, a, dz, w, m, width, alpha);
         });
