@@ -101,8 +101,7 @@ def test_dense_followed_by_dropout_or_batchnorm(after, dtype):
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_single_output_dinp_folded_into_activation_backward(activation, use_bias, shape, dtype):
     """A single-output Dense after a fused pair hands its dinp (dout ⊗ W) to the pair's backward
-    sweep instead of a buffer (dinp_is_outer in network.hpp; widths ≥ 8, so not for the "narrow"
-    shape, which checks the unfolded path the same way). A Dropout(0) in between is an
+    sweep instead of a buffer (dinp_is_outer in network.hpp). A Dropout(0) in between is an
     identity op that stops the folding: gradients and trained states must be the same bits, and
     both must match the numpy reference."""
     d, width, batch = SHAPES[shape]

@@ -259,9 +259,11 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_backward(T* d, T* db, const T* z, co
     const bool sums_in_sweep = db != nullptr && !sums_down_columns(m, n);
     T* sums = sums_in_sweep ? db : nullptr;
     with_activation(act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
-        if (dz != nullptr) return bias_activation_backward_rows<code(), true>(d, sums, z, a, dz, w, m, n, alpha);
         with_small_width(n, [&](auto width) DENSEFIT_INLINE_LAMBDA {
-            bias_activation_backward_rows<code(), false>(d, sums, z, a, dz, w, m, width, alpha);
+            if (dz != nullptr)
+                bias_activation_backward_rows<code(), true>(d, sums, z, a, dz, w, m, width, alpha);
+            else
+                bias_activation_backward_rows<code(), false>(d, sums, z, a, dz, w, m, width, alpha);
         });
     });
     if (db != nullptr && !sums_in_sweep) column_sums(db, d, m, n);
