@@ -99,41 +99,6 @@ def test_dense_followed_by_dropout_or_batchnorm(after, dtype):
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("use_bias", [True, False])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_single_output_dinp_folded_into_activation_backward(activation, use_bias, shape, dtype):
-    """A single-output Dense after a fused pair hands its dinp (dout ⊗ W) to the pair's backward
-    sweep instead of a buffer (dinp_is_outer in network.hpp). A Dropout(0) in between is an
-    identity op that stops the folding: gradients and trained states must be the same bits, and
-    both must match the numpy reference."""
-    d, width, batch = SHAPES[shape]
-
-    def layers(folded=True):
-        middle = [] if folded else [Dropout(0.0)]
-        return ([Dense(5, activation="tanh", input_dim=d), Dense(width, activation=activation, use_bias=use_bias)]
-                + middle + [Dense(1, activation="sigmoid", use_bias=use_bias)])
-
-    check_against_numpy(layers, d, dtype, [1, batch])
-    plans = [build_plan(layers(folded), d, "binary_crossentropy", O.SGD(0.1, momentum=0.9), dtype, 3)
-             for folded in (True, False)]
-    state = init_state(plans[0], layers(), 3)
-    rng = np.random.default_rng(3)
-    n = 29
-    X = rng.normal(size=(n, d)).astype(dtype)
-    y = (rng.random((n, 1)) > 0.5).astype(dtype)
-    (loss, grad), (loss_unfolded, grad_unfolded) = (cpp.loss_and_grad(p, state.copy(), X, y) for p in plans)
-    assert loss == loss_unfolded and np.array_equal(grad, grad_unfolded) and np.abs(grad).max() > 0
-    orders = np.stack([np.arange(n), rng.permutation(n)])
-    for batch_size in (1, 7, batch):
-        trained = [state.copy() for _ in plans]
-        stats = [cpp.train_epochs(p, s, X, y, orders, np.array([0.05, 0.02]), batch_size) for p, s in zip(plans, trained)]
-        assert np.array_equal(stats[0], stats[1]), batch_size
-        assert np.array_equal(trained[0].params, trained[1].params), batch_size
-        assert np.array_equal(trained[0].slots, trained[1].slots), batch_size
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("shape", sorted(SHAPES))
-@pytest.mark.parametrize("use_bias", [True, False])
-@pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_fused_pair_equals_unfused_ops(activation, use_bias, shape, dtype):
     """The fused Dense + Activation (whose forward overwrites z with act(z) when the derivative
     reads only the output: identity, sigmoid, tanh, relu) against the same layers run as separate

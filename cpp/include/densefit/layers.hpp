@@ -197,20 +197,15 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_rows(T* __restrict z, T* __restrict 
 
 // (W3, same bits: four rows per pass, so db waits on memory once per four rows, 1.3 % slower;
 // columns in cache-line blocks down all rows with the sums in a register did not vectorize.)
-// Outer: the incoming gradient is not read from d but is the outer product dz (m) ⊗ w (n), the
-// dinp that a single-output Dense after the activation would have written (single_output_dinp,
-// the same products); d is then only written.
-template <int64_t A, bool Outer, class T, class Width>
+template <int64_t A, class T, class Width>
 DENSEFIT_ALWAYS_INLINE void bias_activation_backward_rows(T* __restrict d, T* __restrict db, const T* __restrict z,
-                                                          const T* __restrict a, const T* __restrict dz,
-                                                          const T* __restrict w, int64_t m, Width n, T alpha) {
+                                                          const T* __restrict a, int64_t m, Width n, T alpha) {
     for (int64_t r = 0; r < m; r++) {
         T* dr = d + r * n;
         const T* zr = z + r * n;
         const T* ar = a + r * n;
         for (int64_t j = 0; j < n; j++) {
-            const T in = Outer ? dz[r] * w[j] : dr[j];
-            const T g = activation_gradient<A>(in, zr[j], ar[j], alpha);
+            const T g = activation_gradient<A>(dr[j], zr[j], ar[j], alpha);
             dr[j] = g;
             if (db != nullptr) db[j] = r == 0 ? g : db[j] + g;  // column_sums' order: row 0, then + each row
         }
@@ -248,22 +243,16 @@ DENSEFIT_ALWAYS_INLINE void dense_forward(T* z, T* a, const T* inp, const T* W, 
 
 // The backward of bias_activation: d (m × n) = d · act'(z) in place, given a = act(z), and
 // db (n, may be null) = Σ_rows of the result, in the same sweep unless column_sums would sum
-// down the columns (then after it, as for an unfused Dense). When dz is not null the incoming
-// gradient is dz (m) ⊗ w (n) instead of d's contents: the dinp of a single-output Dense after
-// the activation, folded into this sweep (W3: its 64 × 64 floats are not written and read back;
-// 2.82 -> 2.86 M samples/s, A/B of the .so files).
+// down the columns (then after it, as for an unfused Dense). (Folding a single-output Dense's
+// dinp, dz ⊗ w, into this sweep gained 1.6 % on W3 with AVX-512 but made W3 30 % slower in
+// AVX2 and SSE2 builds: reverted.)
 template <class T>
 DENSEFIT_ALWAYS_INLINE void bias_activation_backward(T* d, T* db, const T* z, const T* a, int64_t m, int64_t n,
-                                                     int64_t act, T alpha, const T* dz = nullptr,
-                                                     const T* w = nullptr) {
+                                                     int64_t act, T alpha) {
     const bool sums_in_sweep = db != nullptr && !sums_down_columns(m, n);
-    T* sums = sums_in_sweep ? db : nullptr;
     with_activation(act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
         with_small_width(n, [&](auto width) DENSEFIT_INLINE_LAMBDA {
-            if (dz != nullptr)
-                bias_activation_backward_rows<code(), true>(d, sums, z, a, dz, w, m, width, alpha);
-            else
-                bias_activation_backward_rows<code(), false>(d, sums, z, a, dz, w, m, width, alpha);
+            bias_activation_backward_rows<code()>(d, sums_in_sweep ? db : nullptr, z, a, m, width, alpha);
         });
     });
     if (db != nullptr && !sums_in_sweep) column_sums(db, d, m, n);

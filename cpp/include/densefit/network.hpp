@@ -160,20 +160,10 @@ void forward(Workspace<T>& ws, const Net& net, const T* params, const T* stats, 
     }
 }
 
-// Whether op i is a single-output Dense right after a fused Dense + Activation: its dinp, the
-// outer product dout ⊗ W, is then computed by that pair's backward sweep (bias_activation_backward
-// with dz, w) instead of being written to a buffer first.
-inline bool dinp_is_outer(const Net& net, int64_t i) {
-    return i >= 2 && net.ops[i].kind == DENSE && net.ops[i].n_out == 1 && net.ops[i - 1].kind == ACTIVATION &&
-           net.ops[i - 1].fused;
-}
-
 // grad (P) = d(loss)/d(params) given dz (m × K) in ws.d[0], after a training forward pass.
 template <class T>
 void backward(T* grad, Workspace<T>& ws, const Net& net, const T* params, int64_t m) {
     int cur = 0;
-    const T* outer_dz = nullptr;  // dinp_is_outer: the single-output Dense's dout and W
-    const T* outer_w = nullptr;
     for (int64_t i = static_cast<int64_t>(net.ops.size()) - 1; i >= 0; i--) {
         const Op& op = net.ops[i];
         const bool need_dinp = i > 0;
@@ -183,18 +173,11 @@ void backward(T* grad, Workspace<T>& ws, const Net& net, const T* params, int64_
                 T* dW = grad + op.param_off;
                 T* db = op.use_bias ? dW + op.n_in * op.n_out : nullptr;
                 if (op.fused) {  // d is the gradient of the activation's output ws.ins[i + 2]
-                    bias_activation_backward(d, db, ws.ins[i + 1], ws.ins[i + 2], m, op.n_out, op.act, T(op.alpha),
-                                             outer_dz, outer_w);
+                    bias_activation_backward(d, db, ws.ins[i + 1], ws.ins[i + 2], m, op.n_out, op.act, T(op.alpha));
                     db = nullptr;
-                    outer_dz = outer_w = nullptr;
                 }
-                const bool outer = dinp_is_outer(net, i);
-                dense_backward(need_dinp && !outer ? ws.d[1 - cur] : nullptr, dW, db, d, ws.ins[i],
-                               params + op.param_off, m, op.n_in, op.n_out);
-                if (outer) {
-                    outer_dz = d;
-                    outer_w = params + op.param_off;
-                }
+                dense_backward(need_dinp ? ws.d[1 - cur] : nullptr, dW, db, d, ws.ins[i], params + op.param_off, m,
+                               op.n_in, op.n_out);
                 cur = 1 - cur;
                 break;
             }
