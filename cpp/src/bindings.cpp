@@ -379,7 +379,10 @@ PYBIND11_MODULE(_core, m) {
 #endif
             info["openblas"] = std::string(scipy_openblas_get_config());
             info["small_gemm_macs"] = df::kSmallGemmMacs;
+            info["vector_bytes"] = df::kVectorBytes;
+            info["tiny_pass"] = df::kTinyPassBuilt;
             return info;
         },
-        "How this core was built: -march=native or portable, the OpenBLAS build, the small-GEMM threshold.");
+        "How this core was built: -march=native or portable, the OpenBLAS build, the small-GEMM "
+        "threshold, the widest vector it was compiled for, whether TinyPass is in it.");
 }

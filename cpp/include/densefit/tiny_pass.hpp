@@ -39,11 +39,18 @@ namespace densefit {
 
 constexpr int64_t kTinyWidth = 8;
 
+// Only in builds for AVX-512 (kVectorBytes 64: float rows in one ymm with AVX-512VL's two-source
+// permutes for the transpose, double rows in one zmm). Elsewhere GCC emulates the 8-lane shuffles
+// and selects, and the general path is faster: W1 in an AVX2 build (-march=haswell) 7.1 M
+// samples/s with the pass against 8.3 without, in an SSE2 build 3.1 against 8.4; with AVX-512
+// 10.1 against 8.0. Without it train_epochs takes the general path, with the same results.
+constexpr bool kTinyPassBuilt = kVectorBytes == 64;
+
 // Whether train_epochs runs batches of up to `batch` rows of this network through TinyPass: only
 // Dense ops, each followed by at most its (fused) activation, every width below kNarrow (from 8 on
 // the general path sums products in another order: dot()'s partial sums).
 inline bool tiny_pass_applies(const Net& net, int64_t batch) {
-    if (batch >= kNarrow) return false;
+    if (!kTinyPassBuilt || batch >= kNarrow) return false;
     for (const Op& op : net.ops) {
         const bool fused_activation = op.kind == ACTIVATION && op.fused;
         if (op.kind != DENSE && !fused_activation) return false;
