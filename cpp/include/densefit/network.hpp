@@ -402,13 +402,14 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
             LossValue lv;
             if (linear != nullptr) {
                 if (!linear_loss_and_grad(lv, *linear, ws.grad, net, params, x, y, m, check)) reject(x, m, first, consecutive);
-            } else if (tiny != nullptr) {
-                if (check && !all_finite(x, m * X.cols, 1)) reject(x, m, first, consecutive);
-                lv = tiny->loss_and_grad(x, y, Y.cols, m);
-                lv.value += add_penalties(update_grad, update_net, update_params);
             } else {
                 if (check && !all_finite(x, m * X.cols, 1)) reject(x, m, first, consecutive);
-                lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, x, y, Y.cols, m, step);
+                if (tiny != nullptr) {
+                    lv = tiny->loss_and_grad(x, y, Y.cols, m);
+                    lv.value += add_penalties(update_grad, update_net, update_params);
+                } else {
+                    lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, x, y, Y.cols, m, step);
+                }
             }
             apply_gradient(update_params, update_slot0, update_slot1, update_grad, update_net, lrs[e],
                            static_cast<int64_t>(step) + 1);
