@@ -152,3 +152,50 @@ def test_skinny_kernel_rejects_other_shapes():
     a = np.ones((3, 4), np.float32)
     with pytest.raises(ValueError, match="skinny"):
         _core.gemm(a, np.ones((4, 2), np.float32), kernel="skinny")
+
+
+BLOCK_BUILT = _core.build_info()["block_gemm"]
+needs_block = pytest.mark.skipif(not BLOCK_BUILT, reason="block_gemm is compiled for AVX-512 builds only")
+
+
+@needs_block
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("pad", [0, 3])
+def test_block_kernel_edges(trans_a, pad):
+    """block_gemm (float32, AVX-512): blocks of 6 rows then the last 1-5, panels of 64 columns then
+    one of 1-4 vectors whose last is masked. Every M up to 13 and around 64, N around the vector
+    widths, K from 1; padded leading dimensions, and no write past N (out holds NaN there)."""
+    rng = np.random.default_rng(3)
+    for M, N, K in itertools.product(list(range(1, 14)) + [63, 64, 65], [16, 17, 31, 47, 48, 63, 64, 65, 80, 129, 200],
+                                     [1, 2, 7, 64]):
+        a, b, A, B = _operands(rng, M, N, K, np.float32, trans_a, False, pad=pad)
+        wide = np.full((M, N + 2), np.nan, np.float32)
+        C = _core.gemm(a, b, trans_a, False, "block", out=wide[:, :N])
+        _check(C, A @ B, K, np.float32)
+        assert np.isnan(wide[:, N:]).all(), (M, N, K)
+
+
+@needs_block
+@settings(max_examples=100, deadline=None)
+@given(M=st.integers(1, 40), N=st.integers(16, 200), K=st.integers(1, 80), trans_a=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_block_kernel_random_shapes(M, N, K, trans_a, seed):
+    rng = np.random.default_rng(seed)
+    a, b, A, B = _operands(rng, M, N, K, np.float32, trans_a, False)
+    _check(_core.gemm(a, b, trans_a, False, "block"), A @ B, K, np.float32)
+
+
+def test_block_kernel_rejects_what_it_does_not_do():
+    a = np.ones((8, 8), np.float32)
+    b = np.ones((8, 32), np.float32)
+    if not BLOCK_BUILT:
+        with pytest.raises(ValueError, match="AVX-512"):
+            _core.gemm(a, b, kernel="block")
+        return
+    for kwargs in ({"trans_b": True, "b": b.T.copy()}, {"alpha": 2.0}, {"b": np.ones((8, 15), np.float32)},
+                   {"b": np.ones((8, 3000), np.float32)}):
+        args = {"a": a, "b": b, "kernel": "block", **kwargs}
+        with pytest.raises(ValueError, match="'block' kernel needs"):
+            _core.gemm(**args)
+    with pytest.raises(ValueError, match="kernel must be"):  # float64 has no block kernel
+        _core.gemm(a.astype(np.float64), b.astype(np.float64), kernel="block")

@@ -193,6 +193,13 @@ int64_t leading_dimension(const py::array& x, const char* name) {
     return ld;
 }
 
+// block_gemm (float, AVX-512 builds) behind gemm()'s signature, for tests: the caller has checked
+// block_gemm_applies, alpha = 1, beta = 0 and that B is not transposed.
+void block_kernel(float* C, int64_t ldc, const float* A, int64_t lda, bool trans_a, const float* B, int64_t ldb, bool,
+                  int64_t M, int64_t N, int64_t K, float, float) {
+    df::block_gemm(C, ldc, A, lda, trans_a, B, ldb, M, N, K);
+}
+
 template <class T>
 py::array_t<T> gemm_t(const py::array& a, const py::array& b, bool trans_a, bool trans_b, const std::string& kernel,
                       double alpha, double beta, const py::object& out) {
@@ -207,8 +214,18 @@ py::array_t<T> gemm_t(const py::array& a, const py::array& b, bool trans_a, bool
     Kernel run = kernel == "auto" ? Kernel(&df::gemm<T>) : kernel == "naive" ? Kernel(&df::gemm_naive<T>)
                : kernel == "tiled" ? Kernel(&df::gemm_tiled<T>)
                : kernel == "skinny" ? Kernel(&df::gemm_skinny<T>) : kernel == "blas" ? Kernel(&df::blas_gemm) : nullptr;
+    if constexpr (std::is_same_v<T, float>) {
+        if (kernel == "block") {
+            if (!df::kBlockGemmBuilt) throw py::value_error("the 'block' kernel is built for AVX-512 only (build_info()['block_gemm'])");
+            if (trans_b || alpha != 1 || beta != 0 || !df::block_gemm_applies(M, N, K))
+                throw py::value_error("the 'block' kernel needs b not transposed, alpha = 1, beta = 0, N >= 16 and K·N <= " +
+                                      std::to_string(df::kBlockGemmBElements));
+            run = &block_kernel;
+        }
+    }
     if (run == nullptr)
-        throw py::value_error("kernel must be 'auto', 'naive', 'tiled', 'skinny' or 'blas', got '" + kernel + "'");
+        throw py::value_error("kernel must be 'auto', 'naive', 'tiled', 'skinny', 'blas' or 'block' (float32), got '" +
+                              kernel + "'");
     if (kernel == "skinny" && !((M == 1 || N == 1) && M >= 1 && N >= 1 && K >= 1))
         throw py::value_error("the 'skinny' kernel needs M == 1 or N == 1 (and no empty dimension)");
     py::array_t<T> c;
@@ -321,7 +338,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("kernel") = "auto",
         py::arg("alpha") = 1.0, py::arg("beta") = 0.0, py::arg("out") = py::none(),
         "out = alpha · op(a) @ op(b) + beta · out with one of the core's GEMM kernels ('auto', 'naive', "
-        "'tiled', 'skinny' (M or N = 1), 'blas'); a, b and out need contiguous rows (column slices test leading dimensions); out is "
+        "'tiled', 'skinny' (M or N = 1), 'blas', 'block' (float32, AVX-512 builds)); a, b and out need contiguous rows (column slices test leading dimensions); out is "
         "updated in place and returned, or allocated when None (then beta must be 0). For tests and benchmarks.");
 
     m.def(
@@ -381,8 +398,9 @@ PYBIND11_MODULE(_core, m) {
             info["small_gemm_macs"] = df::kSmallGemmMacs;
             info["vector_bytes"] = df::kVectorBytes;
             info["tiny_pass"] = df::kTinyPassBuilt;
+            info["block_gemm"] = df::kBlockGemmBuilt;
             return info;
         },
         "How this core was built: -march=native or portable, the OpenBLAS build, the small-GEMM "
-        "threshold, the widest vector it was compiled for, whether TinyPass is in it.");
+        "threshold, the widest vector it was compiled for, whether TinyPass and block_gemm are in it.");
 }

@@ -17,8 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "block_gemm.hpp"
 #include "inline.hpp"
-
 #include "parallel.hpp"
 
 namespace densefit {
@@ -392,6 +392,16 @@ void transpose_into(T* __restrict out, const T* __restrict in, int64_t ld, int64
         for (int64_t k = i; k < rows; k++) out[j * rows + k] = in[k * ld + j];
 }
 
+// The transpose (cols × rows) of in (rows × cols, leading dimension ld), in a buffer of the calling
+// thread that the next call reuses.
+template <class T>
+const T* transposed(const T* in, int64_t ld, int64_t rows, int64_t cols) {
+    thread_local std::vector<T> out;
+    out.resize(static_cast<size_t>(rows * cols));
+    transpose_into(out.data(), in, ld, rows, cols);
+    return out.data();
+}
+
 // A · Bᵀ with a small B (Dense backward's dinp = dout · Wᵀ) is a transpose of B and a plain
 // product: OpenBLAS's NT path is the slow one (64³: 6.1 µs, 85 GFLOP/s, against 4.6 µs for NN;
 // a blocked 64 × 64 transpose costs ~0.3-0.6 µs). W3 (A/B in one session): 2.57 → 2.64 M
@@ -430,6 +440,20 @@ void parallel_blas_gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool trans_a
     });
 }
 
+// Whether gemm() runs gemm_tiled for C = op(A) · op(B) (M, N > 1).
+inline bool gemm_takes_tiles(int64_t M, int64_t N, int64_t K) {
+    const bool small = M < kSmallGemmMacs && N < kSmallGemmMacs && K < kSmallGemmMacs;  // keeps M·N·K from overflowing
+    return small && M * N * K < kSmallGemmMacs;
+}
+
+// Whether gemm() runs block_gemm (float in AVX-512 builds, where the matrix-vector products and
+// the tiles do not). Dense fuses its epilogues into block_gemm exactly where this holds, so a
+// fused op and the same ops run apart give the same bits.
+template <class T>
+bool gemm_takes_block_gemm(int64_t M, int64_t N, int64_t K) {
+    return std::is_same_v<T, float> && M > 1 && N > 1 && !gemm_takes_tiles(M, N, K) && block_gemm_applies(M, N, K);
+}
+
 // Out of line: Dense's always-inlined passes call it for every shape that is not tiny, and its
 // branches (matrix-vector, tiles, transpose, threads) need not be inlined into the per-op
 // dispatch of the tiny direct-loop workloads. W6 against main (same-length package paths, see
@@ -442,17 +466,19 @@ DENSEFIT_NOINLINE void gemm(T* C, int64_t ldc, const T* A, int64_t lda, bool tra
         gemm_skinny(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
         return;
     }
-    const bool small = M < kSmallGemmMacs && N < kSmallGemmMacs && K < kSmallGemmMacs;  // keeps M·N·K from overflowing
-    if (small && M * N * K < kSmallGemmMacs) {
+    if (gemm_takes_tiles(M, N, K)) {
         gemm_tiled(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
         return;
     }
-    if (trans_b && !trans_a && N * K <= kTransposeBElements) {
-        thread_local std::vector<T> bt;
-        bt.resize(static_cast<size_t>(K * N));
-        transpose_into(bt.data(), B, ldb, N, K);
-        parallel_blas_gemm(C, ldc, A, lda, false, bt.data(), N, false, M, N, K, alpha, beta);
-        return;
+    const bool own_kernel = alpha == T(1) && beta == T(0) && gemm_takes_block_gemm<T>(M, N, K);
+    if (trans_b && (own_kernel || (!trans_a && N * K <= kTransposeBElements))) {
+        B = transposed(B, ldb, N, K), ldb = N, trans_b = false;
+    }
+    if constexpr (std::is_same_v<T, float>) {
+        if (own_kernel) {
+            block_gemm(C, ldc, A, lda, trans_a, B, ldb, M, N, K);
+            return;
+        }
     }
     parallel_blas_gemm(C, ldc, A, lda, trans_a, B, ldb, trans_b, M, N, K, alpha, beta);
 }

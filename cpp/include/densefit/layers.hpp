@@ -234,9 +234,18 @@ DENSEFIT_ALWAYS_INLINE void bias_activation(T* z, T* a, const T* b, int64_t m, i
 // not null (see bias_activation). The bias is added after the product (numpy's order, x @ W + b),
 // not copied into C first for beta = 1: a copy per row is a memmove call per row, which with one
 // output (W5: 256 rows of one float) cost more than the matrix-vector product itself.
+// With block_gemm (float, AVX-512), a bias and a relu or no activation are added to each tile of
+// the product in registers (BiasRelu).
 template <class T>
 DENSEFIT_ALWAYS_INLINE void dense_forward(T* z, T* a, const T* inp, const T* W, const T* b, int64_t m, int64_t n_in,
                                           int64_t n_out, int64_t act, T alpha) {
+    if constexpr (std::is_same_v<T, float>) {
+        const bool in_registers = a == nullptr || (a == z && (act == RELU || act == IDENTITY));
+        if (in_registers && !dense_is_direct(m, n_in, n_out) && gemm_takes_block_gemm<T>(m, n_out, n_in)) {
+            block_gemm(z, n_out, inp, n_in, false, W, n_out, m, n_out, n_in, BiasRelu{b, a != nullptr && act == RELU});
+            return;
+        }
+    }
     dense_product(z, inp, W, m, n_in, n_out);
     bias_activation(z, a, b, m, n_out, act, alpha);
 }
@@ -258,11 +267,19 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_backward(T* d, T* db, const T* z, co
     if (db != nullptr && !sums_in_sweep) column_sums(db, d, m, n);
 }
 
-// dW = inpᵀ · dout, db = Σ_rows dout, dinp = dout · Wᵀ.
+// Whether dense_backward can take a relu gate for its dinp (block_gemm's ReluGate epilogue).
+template <class T>
+bool gated_dinp_applies(int64_t m, int64_t n_in, int64_t n_out) {
+    return n_out > 1 && !dense_is_direct(m, n_in, n_out) && gemm_takes_block_gemm<T>(m, n_in, n_out);
+}
+
+// dW = inpᵀ · dout, db = Σ_rows dout, dinp = dout · Wᵀ. With a gate (where gated_dinp_applies),
+// dinp is the gradient through the relu below that produced inp: dinp · [inp > 0], and gate->db
+// that relu's Dense's bias gradient, Σ_rows of it, in the product's epilogue.
 template <class T>
 DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW, T* __restrict db,
                                            const T* __restrict dout, const T* __restrict inp, const T* __restrict W,
-                                           int64_t m, int64_t n_in, int64_t n_out) {
+                                           int64_t m, int64_t n_in, int64_t n_out, const ReluGate* gate = nullptr) {
     const bool direct = dense_is_direct(m, n_in, n_out);
     if (!direct) {
         gemm(dW, n_out, inp, n_in, true, dout, n_out, false, n_in, n_out, m, T(1), T(0));
@@ -279,6 +296,12 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
     }
     if (db != nullptr) column_sums(db, dout, m, n_out);
     if (dinp == nullptr) return;
+    if constexpr (std::is_same_v<T, float>) {
+        if (gate != nullptr) {
+            block_gemm(dinp, n_in, dout, n_out, false, transposed(W, n_out, n_in, n_out), n_in, m, n_in, n_out, *gate);
+            return;
+        }
+    }
     if (n_out == 1) {
         with_small_width(n_in, [&](auto width) DENSEFIT_INLINE_LAMBDA {
             single_output_dinp(dinp, dout, W, m, width);

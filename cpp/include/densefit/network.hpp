@@ -164,6 +164,7 @@ void forward(Workspace<T>& ws, const Net& net, const T* params, const T* stats, 
 template <class T>
 void backward(T* grad, Workspace<T>& ws, const Net& net, const T* params, int64_t m) {
     int cur = 0;
+    bool gated = false;  // d already went through the fused relu of the Dense at i (and has its bias gradient)
     for (int64_t i = static_cast<int64_t>(net.ops.size()) - 1; i >= 0; i--) {
         const Op& op = net.ops[i];
         const bool need_dinp = i > 0;
@@ -173,11 +174,23 @@ void backward(T* grad, Workspace<T>& ws, const Net& net, const T* params, int64_
                 T* dW = grad + op.param_off;
                 T* db = op.use_bias ? dW + op.n_in * op.n_out : nullptr;
                 if (op.fused) {  // d is the gradient of the activation's output ws.ins[i + 2]
-                    bias_activation_backward(d, db, ws.ins[i + 1], ws.ins[i + 2], m, op.n_out, op.act, T(op.alpha));
+                    if (!gated)
+                        bias_activation_backward(d, db, ws.ins[i + 1], ws.ins[i + 2], m, op.n_out, op.act, T(op.alpha));
                     db = nullptr;
                 }
+                // A Dense with a fused relu below (at i - 2, its relu's output is this op's input) gets
+                // that relu's backward and bias gradient in the epilogue of this op's dinp product.
+                const Op* below = i >= 2 ? &net.ops[i - 2] : nullptr;
+                gated = below != nullptr && below->kind == DENSE && below->fused && below->act == RELU &&
+                        gated_dinp_applies<T>(m, op.n_in, op.n_out);
+                ReluGate gate{};
+                if constexpr (std::is_same_v<T, float>) {
+                    if (gated)
+                        gate = ReluGate{ws.ins[i], op.n_in,
+                                        below->use_bias ? grad + below->param_off + below->n_in * below->n_out : nullptr};
+                }
                 dense_backward(need_dinp ? ws.d[1 - cur] : nullptr, dW, db, d, ws.ins[i], params + op.param_off, m,
-                               op.n_in, op.n_out);
+                               op.n_in, op.n_out, gated ? &gate : nullptr);
                 cur = 1 - cur;
                 break;
             }
