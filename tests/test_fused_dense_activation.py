@@ -21,8 +21,12 @@ ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "soft
 TOL = {"float64": 1e-10, "float32": 1e-4}
 # (input features, hidden width, batch rows): the hidden Dense's backward runs the direct loops
 # with the sums in the sweep (m·n_in·n_out < 512, width ≥ 8), the direct loops with column_sums
-# down narrow columns (width < 8, ≥ 8 rows), or the GEMM.
-SHAPES = {"direct": (3, 9, 5), "narrow": (3, 5, 16), "gemm": (9, 70, 16)}
+# down narrow columns (width < 8, ≥ 8 rows), or the GEMM; in AVX-512 builds the GEMMs are
+# block_gemm's, with the bias and relu (forward) and the relu's backward (dinp) in their
+# epilogues, and the single-output Dense's dinp through the relu is gated_outer_dinp: widths of
+# exactly one vector, and of two 64-column panels and a 2-lane tail.
+SHAPES = {"direct": (3, 9, 5), "narrow": (3, 5, 16), "gemm": (9, 70, 16), "vector": (4, 16, 12),
+          "panels": (5, 130, 29)}
 
 
 def relative(a, b) -> float:

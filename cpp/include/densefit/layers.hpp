@@ -267,15 +267,54 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_backward(T* d, T* db, const T* z, co
     if (db != nullptr && !sums_in_sweep) column_sums(db, d, m, n);
 }
 
-// Whether dense_backward can take a relu gate for its dinp (block_gemm's ReluGate epilogue).
+// Whether dense_backward can take a relu gate for its dinp: block_gemm's ReluGate epilogue, or
+// for a single output gated_outer_dinp (float, AVX-512 builds).
 template <class T>
 bool gated_dinp_applies(int64_t m, int64_t n_in, int64_t n_out) {
-    return n_out > 1 && !dense_is_direct(m, n_in, n_out) && gemm_takes_block_gemm<T>(m, n_in, n_out);
+    if (n_out == 1) return std::is_same_v<T, float> && kBlockGemmBuilt && n_in >= 16;
+    return !dense_is_direct(m, n_in, n_out) && gemm_takes_block_gemm<T>(m, n_in, n_out);
 }
+
+#if defined(__AVX512F__)
+// A single-output Dense's dinp (m × n) = dout (m) ⊗ W (n), single_output_dinp's products, through
+// the relu below: · [gate > 0] (gate m × n, the relu's output), and db (may be null) = Σ_rows of
+// the result in row order; 64 columns at a time, their sums in registers. One sweep instead of
+// single_output_dinp's and bias_activation_backward's.
+inline void gated_outer_dinp(float* __restrict dinp, float* __restrict db, const float* __restrict gate,
+                             const float* __restrict dout, const float* __restrict W, int64_t m, int64_t n) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 64) {
+        __mmask16 lanes[4];
+        __m512 w[4], sum[4];
+        DENSEFIT_UNROLL
+        for (int v = 0; v < 4; v++) {
+            const int64_t left = std::clamp<int64_t>(n - j - 16 * v, 0, 16);
+            lanes[v] = static_cast<__mmask16>((uint32_t{1} << left) - 1);
+            w[v] = _mm512_maskz_loadu_ps(lanes[v], W + j + 16 * v);
+            sum[v] = zero;
+        }
+        for (int64_t r = 0; r < m; r++) {
+            const __m512 g = _mm512_set1_ps(dout[r]);
+            DENSEFIT_UNROLL
+            for (int v = 0; v < 4; v++) {
+                const int64_t at = r * n + j + 16 * v;
+                const __mmask16 open = _mm512_mask_cmp_ps_mask(lanes[v], _mm512_maskz_loadu_ps(lanes[v], gate + at), zero,
+                                                               _CMP_GT_OQ);
+                const __m512 d = _mm512_maskz_mov_ps(open, _mm512_mul_ps(g, w[v]));
+                _mm512_mask_storeu_ps(dinp + at, lanes[v], d);
+                sum[v] = r == 0 ? d : _mm512_add_ps(sum[v], d);
+            }
+        }
+        if (db != nullptr)
+            for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(db + j + 16 * v, lanes[v], sum[v]);
+    }
+}
+#endif
 
 // dW = inpᵀ · dout, db = Σ_rows dout, dinp = dout · Wᵀ. With a gate (where gated_dinp_applies),
 // dinp is the gradient through the relu below that produced inp: dinp · [inp > 0], and gate->db
-// that relu's Dense's bias gradient, Σ_rows of it, in the product's epilogue.
+// that relu's Dense's bias gradient, Σ_rows of it, in the product's epilogue (one output:
+// gated_outer_dinp).
 template <class T>
 DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW, T* __restrict db,
                                            const T* __restrict dout, const T* __restrict inp, const T* __restrict W,
@@ -296,7 +335,13 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
     }
     if (db != nullptr) column_sums(db, dout, m, n_out);
     if (dinp == nullptr) return;
-    if constexpr (std::is_same_v<T, float>) {
+    if constexpr (std::is_same_v<T, float> && kBlockGemmBuilt) {
+        if (gate != nullptr && n_out == 1) {
+#if defined(__AVX512F__)
+            gated_outer_dinp(dinp, gate->db, gate->gate, dout, W, m, n_in);
+#endif
+            return;
+        }
         if (gate != nullptr) {
             block_gemm(dinp, n_in, dout, n_out, false, transposed(W, n_out, n_in, n_out), n_in, m, n_in, n_out, *gate);
             return;
