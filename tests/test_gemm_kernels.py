@@ -199,3 +199,52 @@ def test_block_kernel_rejects_what_it_does_not_do():
             _core.gemm(**args)
     with pytest.raises(ValueError, match="kernel must be"):  # float64 has no block kernel
         _core.gemm(a.astype(np.float64), b.astype(np.float64), kernel="block")
+
+
+def _relu_like(rng, rows, cols, zeros):
+    """|normal| values with a share `zeros` of exact zeros (what a relu writes)."""
+    a = np.abs(rng.standard_normal((rows, cols))).astype(np.float32)
+    a[rng.random((rows, cols)) < zeros] = 0.0
+    return a
+
+
+@needs_block
+@pytest.mark.parametrize("zeros", [0.3, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("M, N, K", [(64, 64, 64), (64, 64, 32), (13, 70, 33), (20, 130, 17), (12, 16, 100)])
+def test_block_kernel_skipping_zeros_keeps_the_bits(M, N, K, zeros):
+    """Blocks of six rows of A that are mostly zeros run as pairs over the columns where a row is
+    not 0; the first block that is dense ends that. So with dense first rows every block runs the
+    full product, and with sparse ones the zero-skipping pairs: rows 6.. must be the same bits
+    either way, and close to numpy's product."""
+    rng = np.random.default_rng(M + N + K)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    rest = _relu_like(rng, M - 6, K, zeros)
+    dense_head = np.abs(rng.standard_normal((6, K))).astype(np.float32) + 1.0
+    sparse_head = _relu_like(rng, 6, K, 0.95)
+    full = _core.gemm(np.vstack([dense_head, rest]), b, kernel="block")
+    skipping = _core.gemm(np.vstack([sparse_head, rest]), b, kernel="block")
+    np.testing.assert_array_equal(skipping[6:], full[6:])
+    _check(skipping, np.vstack([sparse_head, rest]).astype(np.float64) @ b.astype(np.float64), K, np.float32)
+    if zeros == 1.0:
+        assert (skipping[6:] == 0).all() and not np.signbit(skipping[6:]).any()
+
+
+@needs_block
+def test_block_kernel_skipping_zeros_keeps_nan_rows():
+    """NaN is not 0: a NaN in a mostly-zero row of A reaches that row of C, as in the full product."""
+    rng = np.random.default_rng(5)
+    a = _relu_like(rng, 12, 64, 0.8)
+    a[7, 3] = np.nan
+    C = _core.gemm(a, rng.standard_normal((64, 64)).astype(np.float32), kernel="block")
+    assert np.isnan(C[7]).all() and np.isfinite(np.delete(C, 7, axis=0)).all()
+
+
+@needs_block
+@settings(max_examples=60, deadline=None)
+@given(M=st.integers(1, 40), N=st.integers(16, 150), K=st.integers(1, 80), zeros=st.floats(0.0, 1.0),
+       seed=st.integers(0, 2**32 - 1))
+def test_block_kernel_random_sparse_rows(M, N, K, zeros, seed):
+    rng = np.random.default_rng(seed)
+    a = _relu_like(rng, M, K, zeros)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    _check(_core.gemm(a, b, kernel="block"), a.astype(np.float64) @ b.astype(np.float64), K, np.float32)
