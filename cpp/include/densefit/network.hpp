@@ -413,6 +413,11 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
                 for (int64_t k = 0; k < m; k++) index[k] = start + k;
             if (x == ws.x) gather_rows(ws.x, X, index, m);
             if (y == ws.y) gather_rows(ws.y, Y, index, m);
+            if (x != ws.x) {  // the next batch's rows, fetched while this one trains
+                const char* next = reinterpret_cast<const char*>(x + m * X.cols);
+                const char* end = reinterpret_cast<const char*>(X_direct + std::min(n, first + 2 * m) * X.cols);
+                for (; next < end; next += 64) __builtin_prefetch(next);
+            }
             const bool check = check_finite && e == 0;
             LossValue lv;
             if (linear != nullptr) {
