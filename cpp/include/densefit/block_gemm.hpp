@@ -65,6 +65,11 @@ struct ReluGate {
 };
 
 #if defined(__AVX512F__)
+// The mask of lanes [0, n) of a 16-float vector (none for n ≤ 0, all for n ≥ 16).
+inline __mmask16 first_lanes(int64_t n) {
+    return static_cast<__mmask16>((uint32_t{1} << std::clamp<int64_t>(n, 0, 16)) - 1);
+}
+
 // The tile of C at (row, col): acc[r][v] holds columns col + 16v …, the last vector's lanes
 // limited by `last`.
 template <int MR, int NV>
@@ -151,7 +156,7 @@ DENSEFIT_ALWAYS_INLINE void block_gemm_rows(float* C, int64_t ldc, const float* 
         block_gemm_tile<MR, 4, TRANS_A, LISTED>(C + j, ldc, A, lda, B + j, ldb, K, ks, 0xFFFF, epilogue, row, j);
     const int64_t rest = N - j;
     if (rest == 0) return;
-    const __mmask16 last = static_cast<__mmask16>(0xFFFFu >> (15 - (rest - 1) % 16));
+    const __mmask16 last = first_lanes(rest - (rest - 1) / 16 * 16);  // the lanes of the last vector
     switch ((rest + 15) / 16) {
         case 1: block_gemm_tile<MR, 1, TRANS_A, LISTED>(C + j, ldc, A, lda, B + j, ldb, K, ks, last, epilogue, row, j); break;
         case 2: block_gemm_tile<MR, 2, TRANS_A, LISTED>(C + j, ldc, A, lda, B + j, ldb, K, ks, last, epilogue, row, j); break;
@@ -167,7 +172,7 @@ inline int64_t nonzero_columns(int32_t* ks, const float* A, int64_t lda, int64_t
     const __m512 zero = _mm512_setzero_ps();
     int64_t n = 0;
     for (int64_t k = 0; k < K; k += 16) {
-        const __mmask16 in = static_cast<__mmask16>(0xFFFFu >> (15 - std::min<int64_t>(K - k - 1, 15)));
+        const __mmask16 in = first_lanes(K - k);
         const __mmask16 used = _mm512_mask_cmp_ps_mask(in, _mm512_maskz_loadu_ps(in, A + k), zero, _CMP_NEQ_UQ) |
                                _mm512_mask_cmp_ps_mask(in, _mm512_maskz_loadu_ps(in, A + lda + k), zero, _CMP_NEQ_UQ);
         const __m512i index = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int32_t>(k)));

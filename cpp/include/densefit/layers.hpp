@@ -288,8 +288,7 @@ inline void gated_outer_dinp(float* __restrict dinp, float* __restrict db, const
         __m512 w[4], sum[4];
         DENSEFIT_UNROLL
         for (int v = 0; v < 4; v++) {
-            const int64_t left = std::clamp<int64_t>(n - j - 16 * v, 0, 16);
-            lanes[v] = static_cast<__mmask16>((uint32_t{1} << left) - 1);
+            lanes[v] = first_lanes(n - j - 16 * v);
             w[v] = _mm512_maskz_loadu_ps(lanes[v], W + j + 16 * v);
             sum[v] = zero;
         }

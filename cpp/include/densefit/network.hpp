@@ -419,7 +419,7 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
             // The general pass reads an unshuffled small batch (W3: 8 KB) in place: the next batch's rows
             // are fetched while this one trains (W3 +1.5 %). Not for LinearPass, which streams X at
             // memory speed: prefetching W5's 100 KB batches took it from 42 to 27.5 M samples/s.
-            if (x != ws.x && linear == nullptr && tiny == nullptr &&
+            if (pass == TrainingPass::GENERAL && x != ws.x &&
                 m * X.cols * static_cast<int64_t>(sizeof(T)) <= kPrefetchBatchBytes) {
                 const char* next = reinterpret_cast<const char*>(x + m * X.cols);
                 const char* end = reinterpret_cast<const char*>(X_direct + std::min(n, first + 2 * m) * X.cols);
