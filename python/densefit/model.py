@@ -8,6 +8,7 @@ and the :class:`State`; every computation goes through one backend module.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -22,7 +23,7 @@ from . import optimizers as O
 from . import schedules
 from .backends import numpy_
 from .plan import Plan, State, as_dtype, build_plan, infer_input_dim, init_state, penalty
-from .validation import as_features, as_targets, check_int
+from .validation import as_features, as_sample_weight, as_targets, check_int
 
 FORMAT_VERSION = 1
 _MAX_ORDER_ENTRIES = 1 << 22      # sample indices handed to one backend call (32 MB of int64)
@@ -69,6 +70,7 @@ class Sequential:
         self.loss: str | None = None
         self.optimizer: O.Optimizer | None = None
         self.metrics: list[str] = []
+        self.penalty_per_weight = False
         self.plan: Plan | None = None
         self.state: State | None = None
 
@@ -81,10 +83,18 @@ class Sequential:
             raise ValueError("cannot add layers after the model has weights; build a new model")
         self.layers.append(layer)
 
-    def compile(self, loss: str = "mse", optimizer="sgd", metrics=None) -> None:
+    def compile(self, loss: str = "mse", optimizer="sgd", metrics=None, penalty_per_weight: bool = False) -> None:
         """Choose the loss, the optimizer and the metrics. Starts a new training run: keeps the
-        weights (if any) but resets the optimizer slots and the step and epoch counters."""
+        weights (if any) but resets the optimizer slots and the step and epoch counters.
+
+        ``penalty_per_weight=True`` divides the kernel regularizers' penalty in each batch by the
+        batch's total sample weight (its size when unweighted): scikit-learn's ``½α‖W‖² / Σw``
+        instead of Keras' penalty added once per batch.
+        """
         L.loss_code(loss)
+        if not isinstance(penalty_per_weight, (bool, np.bool_)):
+            raise TypeError(f"penalty_per_weight must be a bool, got {type(penalty_per_weight).__name__}")
+        self.penalty_per_weight = bool(penalty_per_weight)
         optimizer = O.get(optimizer)
         metrics = [] if metrics is None else list(metrics)
         for metric in metrics:
@@ -100,7 +110,8 @@ class Sequential:
 
     def _build(self, n_features: int, keep_weights: bool) -> None:
         old = self.state
-        self.plan = build_plan(self.layers, n_features, self.loss, self.optimizer, self.dtype, self.seed)
+        self.plan = build_plan(self.layers, n_features, self.loss, self.optimizer, self.dtype, self.seed,
+                               self.penalty_per_weight)
         if keep_weights and old is not None:
             self.state = State(old.params, np.zeros_like(old.slots), old.stats)
         else:
@@ -152,16 +163,20 @@ class Sequential:
         return correct / (seen * per_sample)
 
     def fit(self, X, y, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
-            validation_data=None, verbose: int = 1) -> History:
+            validation_data=None, verbose: int = 1, sample_weight=None) -> History:
         """Train for ``epochs`` more epochs of mini-batch steps; return the :class:`History`.
 
         ``batch_size=1`` is SGD, ``batch_size=len(X)`` (or ``None``) full-batch gradient descent;
         the last, smaller batch of an epoch is kept. ``verbose``: 0 silent, 1 progress lines at
-        most a few times a second, 2 one line per epoch.
+        most a few times a second, 2 one line per epoch. ``sample_weight`` (n,), finite, ≥ 0:
+        each batch's loss is ``Σ wᵢ lossᵢ / Σ wᵢ`` over its rows, so a weight of 2 equals the row
+        twice under full-batch training; the epoch's ``loss`` averages the batches by row count.
         """
         epochs = check_int("epochs", epochs, 0)
         X, y = self._prepare(X, y, check_finite_x=epochs == 0)  # else the first backend call checks X (below)
         n = X.shape[0]
+        if sample_weight is not None:
+            sample_weight = as_sample_weight(sample_weight, n, self.plan.dtype)
         batch_size = n if batch_size is None else min(check_int("batch_size", batch_size, 1), n)
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
@@ -187,7 +202,7 @@ class Sequential:
             # The first call's first epoch reads every row: NaN/inf in X raises there, state untouched.
             stats = backends.train_epochs(self._backend, self.plan, self.state, X, y,
                                           self._orders(first, count, n, shuffle), lrs, batch_size,
-                                          check_finite=done == 0)
+                                          check_finite=done == 0, sample_weight=sample_weight)
             elapsed = time.perf_counter() - call_start
             chunk = max(1, min(2 * count, int(count * _CALL_SECONDS / max(elapsed, 1e-9))))
             logs = {"loss": stats[:, backends.LOSS_SUM] / stats[:, backends.SEEN]}
@@ -243,11 +258,15 @@ class Sequential:
             result["accuracy"] = float(self._accuracy(correct, X.shape[0]))
         return result
 
-    def loss_and_grad(self, X, y):
+    def loss_and_grad(self, X, y, sample_weight=None):
         """``(loss, grads)`` on one batch in training mode without updating anything; ``grads``
-        in :meth:`get_weights` order. Dropout uses the mask of the next optimizer step."""
+        in :meth:`get_weights` order. Dropout uses the mask of the next optimizer step.
+        ``sample_weight`` weighs the rows as in :meth:`fit`."""
         X, y = self._prepare(X, y)
-        value, grad = backends.get(self._backend).loss_and_grad(self.plan, self.state, X, y)
+        kwargs = {}
+        if sample_weight is not None:
+            kwargs["sample_weight"] = as_sample_weight(sample_weight, X.shape[0], self.plan.dtype)
+        value, grad = backends.get(self._backend).loss_and_grad(self.plan, self.state, X, y, **kwargs)
         return float(value), self._unflatten(grad)
 
     # ----------------------------------------------------------------------------- weights
@@ -303,7 +322,7 @@ class Sequential:
             "format_version": FORMAT_VERSION,
             "layers": [layer.get_config() for layer in self.layers],
             "seed": self.seed, "dtype": self.dtype.name, "backend": self._backend,
-            "loss": self.loss, "metrics": self.metrics,
+            "loss": self.loss, "metrics": self.metrics, "penalty_per_weight": self.penalty_per_weight,
             "optimizer": None if self.optimizer is None else self.optimizer.get_config(),
             "n_features": None if self.plan is None else self.plan.n_features,
             "step": None if self.state is None else self.state.step,
@@ -312,17 +331,35 @@ class Sequential:
 
     def save(self, path) -> None:
         """Write an ``.npz`` with the parameters, optimizer slots, BN statistics and a JSON
-        config (layers, loss, optimizer, counters): everything needed to continue training."""
+        config (layers, loss, optimizer, counters): everything needed to continue training.
+        ``path`` may also be a binary file object."""
         config = json.dumps(self.get_config())
         arrays = {"config": np.frombuffer(config.encode(), dtype=np.uint8)}
         if self.state is not None:
             arrays.update(params=self.state.params, slots=self.state.slots, stats=self.state.stats)
+        if hasattr(path, "write"):
+            np.savez(path, **arrays)
+            return
         with open(path, "wb") as f:
             np.savez(f, **arrays)
 
+    # pickle, copy.deepcopy and joblib go through the save format: the npz bytes (plus a custom
+    # learning-rate callable, which JSON cannot hold), never the plan or backend objects.
+    def __getstate__(self) -> dict:
+        buffer = io.BytesIO()
+        self.save(buffer)
+        schedule = None if self.optimizer is None else self.optimizer.learning_rate
+        fn = schedule.fn if isinstance(schedule, schedules.LambdaSchedule) else None
+        return {"npz": buffer.getvalue(), "learning_rate": fn}
+
+    def __setstate__(self, state: dict) -> None:
+        loaded = load_model(io.BytesIO(state["npz"]), learning_rate=state.get("learning_rate"))
+        self.__dict__.update(loaded.__dict__)
+
 
 def load_model(path, learning_rate=None, backend: str | None = None) -> Sequential:
-    """Rebuild a model saved with :meth:`Sequential.save`, ready to continue training.
+    """Rebuild a model saved with :meth:`Sequential.save` (a path or a binary file object),
+    ready to continue training.
 
     ``learning_rate`` replaces the optimizer's learning rate (needed when it was a custom
     callable, which a save file cannot hold). ``backend`` overrides the saved backend choice.
@@ -339,8 +376,10 @@ def load_model(path, learning_rate=None, backend: str | None = None) -> Sequenti
         if learning_rate is not None:
             optimizer.learning_rate = schedules.get(learning_rate, optimizer.learning_rate.initial_learning_rate)
         model.loss, model.optimizer, model.metrics = config["loss"], optimizer, config["metrics"]
+    model.penalty_per_weight = bool(config.get("penalty_per_weight", False))
     if config["n_features"] is not None:
-        model.plan = build_plan(model.layers, config["n_features"], model.loss, model.optimizer, model.dtype, model.seed)
+        model.plan = build_plan(model.layers, config["n_features"], model.loss, model.optimizer, model.dtype, model.seed,
+                                model.penalty_per_weight)
         if arrays["params"].shape != (model.plan.n_params,) or arrays["stats"].shape != (model.plan.n_stats,):
             raise ValueError(f"{path} is corrupt: its arrays do not match the saved layers")
         model.state = State(arrays["params"].copy(), arrays["slots"].copy(), arrays["stats"].copy(),

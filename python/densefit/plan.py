@@ -89,6 +89,10 @@ class Plan:
     n_stats: int
     max_width: int
     weights: tuple[WeightSpec, ...] = field(repr=False)
+    # False: each batch's objective adds the penalty once (Keras, PyTorch weight decay).
+    # True: it adds the penalty divided by the batch's total sample weight (the batch size when
+    # unweighted), scikit-learn's ``½α‖W‖² / Σw``.
+    penalty_per_weight: bool = False
 
 
 @dataclass(eq=False)
@@ -120,7 +124,8 @@ def infer_input_dim(layers: list[Layer]) -> int | None:
     return first.input_dim if isinstance(first, Dense) else None
 
 
-def build_plan(layers: list[Layer], n_features: int, loss: str, optimizer: O.Optimizer, dtype, seed: int) -> Plan:
+def build_plan(layers: list[Layer], n_features: int, loss: str, optimizer: O.Optimizer, dtype, seed: int,
+               penalty_per_weight: bool = False) -> Plan:
     """Compile layer specs into a :class:`Plan`; raise ``ValueError`` on an impossible network."""
     if not layers:
         raise ValueError("the model has no layers; add at least one Dense layer")
@@ -176,6 +181,7 @@ def build_plan(layers: list[Layer], n_features: int, loss: str, optimizer: O.Opt
         loss=loss_code, output_activation=output_activation,
         optimizer=optimizer.code, opt_params=optimizer.params(), seed=int(seed) % (1 << 64),
         n_params=n_params, n_stats=n_stats, max_width=max(widths), weights=tuple(weights),
+        penalty_per_weight=bool(penalty_per_weight),
     )
 
 

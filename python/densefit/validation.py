@@ -83,3 +83,23 @@ def as_targets(y, loss: int, n_outputs: int, n_rows: int, dtype: np.dtype, name:
     if loss == L.BINARY_CROSSENTROPY and (y.min() < 0 or y.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1] for binary_crossentropy")
     return np.asarray(y, dtype=dtype)
+
+
+def as_sample_weight(sample_weight, n_rows: int, dtype: np.dtype, name: str = "sample_weight") -> np.ndarray:
+    """Per-row weights as the contiguous ``(n,)`` ``dtype`` array the backends read: finite, ≥ 0,
+    not all zero (checked after the cast, so a weight that overflows the dtype is refused)."""
+    w = np.asarray(sample_weight)
+    if w.dtype == object or not (np.issubdtype(w.dtype, np.number) or w.dtype == bool):
+        raise TypeError(f"{name} must hold numbers, got dtype {w.dtype}")
+    if np.issubdtype(w.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got dtype {w.dtype}")
+    if w.ndim != 1 or w.shape[0] != n_rows:
+        raise ValueError(f"{name} must have shape ({n_rows},), one weight per row, got shape {w.shape}")
+    w = np.ascontiguousarray(w, dtype=dtype)
+    if not np.isfinite(w).all():
+        raise ValueError(f"{name} contains NaN or infinity (or a value too large for {dtype})")
+    if (w < 0).any():
+        raise ValueError(f"{name} must be non-negative")
+    if not w.any():
+        raise ValueError(f"{name} is zero everywhere: at least one row needs a positive weight")
+    return w

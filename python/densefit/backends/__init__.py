@@ -2,13 +2,21 @@
 
 Every backend is a module with the same three functions (the numpy module is the reference):
 
-- ``train_epochs(plan, state, X, y, orders, lrs, batch_size) -> stats``: for each epoch ``e``,
+- ``train_epochs(plan, state, X, y, orders, lrs, batch_size, sample_weight=None) -> stats``: for each epoch ``e``,
   visit ``orders[e]`` (``orders`` is ``(E, n)`` row indices, or ``None`` for rows ``0..n-1`` in
   order, which costs no memory) in consecutive slices of ``batch_size`` (the last, smaller slice kept) and
   take one optimizer step per slice with learning rate ``lrs[e]``; the first step uses step
   counter ``state.step``. Updates ``state.params``, ``state.slots`` and ``state.stats`` in place
   (never ``state.step``/``state.epoch``: :func:`train_epochs` here does that) and returns a
   float64 array ``(E, 4)`` of :data:`LOSS_SUM`, :data:`CORRECT`, :data:`SEEN`, :data:`STEPS`.
+
+  ``sample_weight`` (``None``, or ``(n,)`` in the plan's dtype, contiguous, finite, ≥ 0) weights
+  each batch's rows: with ``W = Σ_batch wᵢ`` (summed in float64) the batch objective is
+  ``Σ wᵢ ℓᵢ / W + π`` where ``ℓᵢ`` is row i's loss and ``π`` the penalty, divided by ``W`` when
+  ``plan.penalty_per_weight`` (``W`` is the row count ``m`` without weights). A batch with
+  ``W = 0`` contributes no loss, no gradient and, per weight, no penalty. ``LOSS_SUM`` adds
+  ``m ×`` each batch's objective (batches weigh by their row count, as Keras' and scikit-learn's
+  epoch losses do); ``CORRECT`` counts unweighted.
 - ``predict(plan, state, X, batch_size, logits=False) -> (n, K)``: inference mode.
 - ``loss_and_grad(plan, state, X, y) -> (loss, grad)``: one batch in training mode, no update of
   anything (BatchNorm running statistics included); ``grad`` has the flat parameter layout.
@@ -26,7 +34,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ..validation import all_finite
+from ..validation import all_finite, as_sample_weight
 
 NAMES = ("cpp", "numba", "numpy")
 _MODULES = {"cpp": "densefit.backends.cpp", "numba": "densefit.backends.numba_", "numpy": "densefit.backends.numpy_"}
@@ -103,7 +111,7 @@ def backend_info() -> dict:
 
 
 def train_epochs(name: str, plan, state, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int,
-                 check_finite: bool = False) -> np.ndarray:
+                 check_finite: bool = False, sample_weight: np.ndarray | None = None) -> np.ndarray:
     """Run ``len(lrs)`` epochs on backend ``name`` and advance the state's counters.
 
     ``check_finite``: raise ``ValueError`` if ``X`` holds a NaN or infinity, with the state
@@ -112,6 +120,8 @@ def train_epochs(name: str, plan, state, X, y, orders: np.ndarray, lrs: np.ndarr
     """
     module = get(name)
     kwargs = {}
+    if sample_weight is not None:
+        kwargs["sample_weight"] = as_sample_weight(sample_weight, X.shape[0], plan.dtype)
     if check_finite and getattr(module, "CHECKS_FINITE_IN_PASS", False):
         kwargs["check_finite"] = True
     elif check_finite and not all_finite(X):

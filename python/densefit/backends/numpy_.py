@@ -108,47 +108,72 @@ def _is_class_indices(z: np.ndarray, y: np.ndarray) -> bool:
     return y.shape[1] == 1 and z.shape[1] > 1
 
 
-def loss_sum_and_correct(loss: int, z: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+def loss_sum_and_correct(loss: int, z: np.ndarray, y: np.ndarray, row_weights: np.ndarray | None = None
+                         ) -> tuple[float, int]:
     """``(Σ over the m rows of the per-sample loss (float64), correct)`` for logits ``z (m, K)``
-    and targets ``y`` (as :func:`loss_and_dlogits`). Row by row, so the rows of many batches can be
+    and targets ``y`` (as :func:`loss_and_dlogits`); with ``row_weights`` (``(m,)`` float64) the
+    sum is ``Σ rᵢ ℓᵢ`` (``correct`` stays a count). Row by row, so the rows of many batches can be
     given at once: the per-element terms do not depend on which rows are given together."""
+    terms, correct = per_sample_loss(loss, z, y)
+    if row_weights is None:
+        return float(np.add.reduce(terms, dtype=np.float64)), correct
+    return float(np.dot(terms.astype(np.float64), row_weights)), correct
+
+
+def per_sample_loss(loss: int, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(ℓ (m,) float64, correct)``: each row's loss (mean over the K outputs for mse and binary
+    cross-entropy, the cross-entropy of the row for categorical) and the count of correct predictions."""
     K = z.shape[1]
     if loss == L.MSE:
-        return float(np.add.reduce(np.square(z - y, dtype=np.float64), axis=None)) / K, 0
+        return np.add.reduce(np.square(z - y, dtype=np.float64), axis=1) / K, 0
     if loss == L.BINARY_CROSSENTROPY:
         terms = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
         correct = int(np.count_nonzero((z > 0) == (y > 0.5)))
-        return float(np.add.reduce(terms, axis=None, dtype=np.float64)) / K, correct
+        return np.add.reduce(terms, axis=1, dtype=np.float64) / K, correct
     if loss == L.CATEGORICAL_CROSSENTROPY:
         shifted = z - z.max(axis=1, keepdims=True)
         logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         predicted = z.argmax(axis=1)
         if _is_class_indices(z, y):
             labels = y[:, 0].astype(np.int64)
-            total = -float(np.add.reduce(logp[np.arange(z.shape[0]), labels], dtype=np.float64))
-            return total, int(np.count_nonzero(predicted == labels))
-        return -float(np.sum(y * logp, dtype=np.float64)), int(np.count_nonzero(predicted == y.argmax(axis=1)))
+            return -logp[np.arange(z.shape[0]), labels].astype(np.float64), int(np.count_nonzero(predicted == labels))
+        return (-np.add.reduce(y * logp, axis=1, dtype=np.float64),
+                int(np.count_nonzero(predicted == y.argmax(axis=1))))
     raise ValueError(f"unknown loss code {loss}")
 
 
-def dlogits(loss: int, z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``dz (m, K)``: the gradient of the batch's mean loss with respect to the logits ``z``."""
+def dlogits(loss: int, z: np.ndarray, y: np.ndarray, row_scale: np.ndarray | None = None) -> np.ndarray:
+    """``dz (m, K)``: the gradient of the batch's mean loss with respect to the logits ``z``; with
+    ``row_scale`` (``(m,)`` in z's dtype, ``wᵢ / Σw``) that of ``Σ rᵢ ℓᵢ`` instead."""
     m, K = z.shape
     T = z.dtype.type
+    r = T(1 / m) if row_scale is None else row_scale[:, None]
     if loss == L.MSE:
-        return (z - y) * T(2 / (m * K))
+        return (z - y) * T(2 / K) * r
     if loss == L.BINARY_CROSSENTROPY:
-        return (sigmoid(z) - y) * T(1 / (m * K))
+        return (sigmoid(z) - y) * T(1 / K) * r
     if loss == L.CATEGORICAL_CROSSENTROPY:
         e = np.exp(z - z.max(axis=1, keepdims=True))
         sum_e = e.sum(axis=1, keepdims=True)
         if _is_class_indices(z, y):
             dz = e / sum_e
             dz[np.arange(m), y[:, 0].astype(np.int64)] -= 1
-            return dz * T(1 / m)
+            return dz * r
         dz = (e / sum_e) * y.sum(axis=1, keepdims=True) - y
-        return dz * T(1 / m)
+        return dz * r
     raise ValueError(f"unknown loss code {loss}")
+
+
+def batch_weighting(plan: Plan, w: np.ndarray | None, m: int, dtype) -> tuple[np.ndarray | None, float]:
+    """``(row_scale, penalty_scale)`` of a batch of ``m`` rows with weights ``w`` (or ``None``):
+    ``row_scale = w / Σw`` in ``dtype`` (``None`` without weights: ``1/m``), ``penalty_scale`` 1, or
+    ``1 / Σw`` when ``plan.penalty_per_weight``; both 0 for a batch whose weights sum to 0."""
+    if w is None:
+        return None, (1.0 / m if plan.penalty_per_weight else 1.0)
+    total = float(np.add.reduce(w, dtype=np.float64))
+    if total == 0.0:
+        return np.zeros(m, dtype=dtype), 0.0 if plan.penalty_per_weight else 1.0
+    return (w / total).astype(dtype), (1.0 / total if plan.penalty_per_weight else 1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,16 +303,18 @@ def backward(plan: Plan, params: np.ndarray, acts, caches, dz: np.ndarray, grad:
             d = (invstd / m) * (m * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0))
 
 
-def add_penalty_gradient(plan: Plan, params: np.ndarray, grad: np.ndarray) -> float:
-    """``grad += l1 sign(W) + 2 l2 W`` on Dense kernels; return the penalty ``l1 Σ|W| + l2 ΣW²``."""
+def add_penalty_gradient(plan: Plan, params: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> float:
+    """``grad += c (l1 sign(W) + 2 l2 W)`` on Dense kernels; return the penalty ``c (l1 Σ|W| + l2 ΣW²)``
+    (``c`` = ``scale``, see :func:`batch_weighting`)."""
     total = 0.0
     for op in _ops(plan):
         if op.kind != DENSE or not (op.l1 or op.l2):
             continue
         s = slice(op.off, op.off + op.n_in * op.n_out)
         W, T = params[s], params.dtype.type
-        total += op.l1 * np.sum(np.abs(W), dtype=np.float64) + op.l2 * np.sum(np.square(W, dtype=np.float64))
-        grad[s] += T(op.l1) * np.sign(W) + T(2 * op.l2) * W
+        l1, l2 = op.l1 * scale, op.l2 * scale
+        total += l1 * np.sum(np.abs(W), dtype=np.float64) + l2 * np.sum(np.square(W, dtype=np.float64))
+        grad[s] += T(l1) * np.sign(W) + T(2 * l2) * W
     return float(total)
 
 
@@ -370,13 +397,17 @@ def update(plan: Plan, state: State, grad: np.ndarray, lr: float, t: int) -> Non
 # the backend interface
 
 
-def batch_loss_and_grad(plan: Plan, state: State, X: np.ndarray, y: np.ndarray, step: int, update_stats: bool):
+def batch_loss_and_grad(plan: Plan, state: State, X: np.ndarray, y: np.ndarray, step: int, update_stats: bool,
+                        sample_weight: np.ndarray | None = None):
     """Forward + backward on one batch in training mode: ``(loss incl. penalty, correct, grad)``."""
     acts, caches = forward(plan, state, X, training=True, update_stats=update_stats, step=step)
-    value, correct, dz = loss_and_dlogits(plan.loss, acts[-1], y)
+    z = acts[-1]
+    row_scale, penalty_scale = batch_weighting(plan, sample_weight, z.shape[0], plan.dtype)
+    terms, correct = per_sample_loss(plan.loss, z, y)
+    value = float(terms.mean()) if row_scale is None else float(np.dot(terms, row_scale.astype(np.float64)))
     grad = np.empty(plan.n_params, dtype=plan.dtype)
-    backward(plan, state.params, acts, caches, dz, grad)
-    return value + add_penalty_gradient(plan, state.params, grad), correct, grad
+    backward(plan, state.params, acts, caches, dlogits(plan.loss, z, y, row_scale), grad)
+    return value + add_penalty_gradient(plan, state.params, grad, penalty_scale), correct, grad
 
 
 # Rows of logits kept for the loss (see train_epochs): 16384 rows of K outputs, 64 KB per output in
@@ -385,7 +416,7 @@ LOSS_ROWS = 1 << 14
 
 
 def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | None, lrs: np.ndarray,
-                 batch_size: int) -> np.ndarray:
+                 batch_size: int, sample_weight: np.ndarray | None = None) -> np.ndarray:
     """The loss and the correct count of the epoch's statistics are computed from the logits, which
     each step keeps (in ``logits``, a buffer of :data:`LOSS_ROWS` rows) for when that buffer is full
     or the epoch ends: a step then only computes the gradient at the logits, and the loss of the rows
@@ -397,6 +428,8 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | None, lrs:
     step = state.step
     identity = np.arange(n) if orders is not None else None  # only to recognise an order that is 0..n-1
     logits = np.empty((max(LOSS_ROWS, min(batch_size, n)), plan.n_outputs), dtype=plan.dtype)
+    # with weights, each kept row's factor in LOSS_SUM: m · wᵢ / Σ_batch w
+    factors = None if sample_weight is None else np.empty(logits.shape[0])
     grad = np.empty(plan.n_params, dtype=plan.dtype)
     for e, lr in enumerate(lrs):
         order = None if orders is None else orders[e]
@@ -406,23 +439,28 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | None, lrs:
 
         def flush():
             rows = slice(kept_from, kept_from + kept)
-            return loss_sum_and_correct(plan.loss, logits[:kept], y[rows] if in_order else y[order[rows]])
+            return loss_sum_and_correct(plan.loss, logits[:kept], y[rows] if in_order else y[order[rows]],
+                                        None if factors is None else factors[:kept])
 
         for start in range(0, n, batch_size):
             if in_order:
-                xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+                rows = slice(start, start + batch_size)
             else:
-                idx = order[start:start + batch_size]
-                xb, yb = X[idx], y[idx]
+                rows = order[start:start + batch_size]
+            xb, yb = X[rows], y[rows]
+            wb = None if sample_weight is None else sample_weight[rows]
             m = xb.shape[0]
             acts, caches = forward(plan, state, xb, training=True, step=step)
             z = acts[-1]
-            backward(plan, state.params, acts, caches, dlogits(plan.loss, z, yb), grad)  # fills all of grad
-            loss_sum += add_penalty_gradient(plan, state.params, grad) * m
+            row_scale, penalty_scale = batch_weighting(plan, wb, m, plan.dtype)
+            backward(plan, state.params, acts, caches, dlogits(plan.loss, z, yb, row_scale), grad)  # fills all of grad
+            loss_sum += add_penalty_gradient(plan, state.params, grad, penalty_scale) * m
             if kept + m > logits.shape[0]:
                 total, correct = flush()
                 loss_sum, right, kept_from, kept = loss_sum + total, right + correct, start, 0
             logits[kept:kept + m] = z
+            if factors is not None:
+                factors[kept:kept + m] = m * row_scale.astype(np.float64)
             kept += m
             clip(plan, grad)
             update(plan, state, grad, float(lr), step + 1)
@@ -441,6 +479,7 @@ def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) 
     return out
 
 
-def loss_and_grad(plan: Plan, state: State, X, y):
-    value, _, grad = batch_loss_and_grad(plan, state, np.asarray(X), np.asarray(y), state.step, update_stats=False)
+def loss_and_grad(plan: Plan, state: State, X, y, sample_weight: np.ndarray | None = None):
+    value, _, grad = batch_loss_and_grad(plan, state, np.asarray(X), np.asarray(y), state.step, update_stats=False,
+                                         sample_weight=sample_weight)
     return value, grad
