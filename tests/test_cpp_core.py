@@ -527,3 +527,218 @@ def test_non_finite_row_is_named_for_every_layout_and_order(layout, shuffle):
     model.compile("binary_crossentropy", "sgd")
     with pytest.raises(ValueError, match=r"X contains NaN or infinity \(row 217\)"):
         model.fit(X, y, epochs=2, batch_size=16, shuffle=shuffle, verbose=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# sample weights and plan.penalty_per_weight (the numpy backend is the reference)
+
+_L1L2 = {"l1": 0.01, "l2": 0.02}
+
+# name: (layers, loss, target, batch_size, the pass train_epochs takes). Batch sizes leave a smaller
+# last batch of the 47 rows; every loss, one-hot and index targets, BatchNorm and Dropout.
+WEIGHTED_CASES = {
+    "tiny-mse": (lambda: [Dense(5, activation="relu", input_dim=4, kernel_regularizer=_L1L2), Dense(2)],
+                 "mse", "regression", 5, "tiny"),
+    "tiny-cce-index": (lambda: [Dense(6, activation="tanh", input_dim=4, kernel_regularizer=_L1L2),
+                                Dense(3, activation="softmax", kernel_regularizer=_L1L2)],
+                       "categorical_crossentropy", "index", 6, "tiny"),
+    "linear-bce": (lambda: [Dense(1, activation="sigmoid", input_dim=4, kernel_regularizer=_L1L2)],
+                   "binary_crossentropy", "binary", 10, "linear"),
+    "linear-mse": (lambda: [Dense(1, input_dim=4, kernel_regularizer=_L1L2)], "mse", "regression", 9, "linear"),
+    # 100 features: LinearPass visits a batch of 23 in blocks of 5 (float64) or 10 (float32) rows
+    "linear-bce-blocks": (lambda: [Dense(1, activation="sigmoid", input_dim=100, kernel_regularizer=_L1L2)],
+                          "binary_crossentropy", "binary", 23, "linear"),
+    "general-bn-dropout-cce-index": (
+        lambda: [Dense(8, activation="relu", input_dim=4, kernel_regularizer=_L1L2), Dropout(0.3), BatchNorm(),
+                 Activation("tanh"), Dense(3, activation="softmax", kernel_regularizer=_L1L2)],
+        "categorical_crossentropy", "index", 10, "general"),
+    "general-cce-onehot": (lambda: [Dense(9, activation="elu", input_dim=4, kernel_regularizer=_L1L2),
+                                    Dense(4, activation="softmax", use_bias=False)],
+                           "categorical_crossentropy", "onehot", 12, "general"),
+    "general-bce-2-outputs": (lambda: [Dense(16, activation="relu", input_dim=4, kernel_regularizer=_L1L2),
+                                       Dense(2, activation="sigmoid", kernel_regularizer=_L1L2)],
+                              "binary_crossentropy", "binary", 8, "general"),
+    "general-mse-wide": (lambda: [Dense(40, activation="sigmoid", input_dim=4, kernel_regularizer=_L1L2),
+                                  Dense(3, kernel_regularizer=_L1L2)], "mse", "regression", 16, "general"),
+}
+
+N_WEIGHTED, EPOCHS = 47, 4
+
+
+def _targets(rng, target, n, K):
+    return {"binary": lambda: (rng.random((n, K)) > 0.5) * 1.0, "regression": lambda: rng.normal(size=(n, K)),
+            "index": lambda: rng.integers(0, K, (n, 1)) * 1.0,
+            "onehot": lambda: np.eye(K)[rng.integers(0, K, n)]}[target]()
+
+
+def make_weighted(case: str, dtype: str = "float64", penalty_per_weight: bool = False, seed: int = 5,
+                  optimizer=lambda: O.Adam(0.01, clipnorm=2.0)):
+    """A plan, its state, data, weights and (E, n) orders in which each epoch has one batch whose
+    rows all weigh 0 (at a different place every epoch) besides zeros scattered elsewhere."""
+    layers_fn, loss, target, batch_size, expected_pass = WEIGHTED_CASES[case]
+    layers = layers_fn()
+    d = layers[0].input_dim
+    plan = build_plan(layers, d, loss, optimizer(), dtype, seed, penalty_per_weight=penalty_per_weight)
+    state = init_state(plan, layers, seed)
+    state.step = 7
+    n = N_WEIGHTED
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) / np.sqrt(d / 4)
+    y = _targets(rng, target, n, plan.n_outputs)
+    w = rng.uniform(0.0, 3.0, n)
+    zero_rows = rng.choice(n, batch_size, replace=False)
+    w[zero_rows] = 0.0
+    others = np.setdiff1d(np.arange(n), zero_rows)
+    w[rng.choice(others, 5, replace=False)] = 0.0
+    n_full = n // batch_size
+    orders = []
+    for e in range(EPOCHS):
+        rest = list(rng.permutation(others))
+        at = (e % n_full) * batch_size  # the all-zero batch starts on a batch boundary
+        orders.append(rest[:at] + list(rng.permutation(zero_rows)) + rest[at:])
+    orders = np.array(orders, dtype=np.int64)
+    lrs = np.array([0.05, 0.01, 0.03, 0.02])
+    return plan, state, X.astype(dtype), y.astype(dtype), w.astype(dtype), orders, lrs, batch_size, expected_pass
+
+
+def _assert_training_matches(plan, state, X, y, orders, lrs, batch_size, dtype, w):
+    tol = {"float64": 1e-10, "float32": 1e-4}[dtype]
+    ref, ours = state.copy(), state.copy()
+    stats_ref = numpy_.train_epochs(plan, ref, X, y, orders, lrs, batch_size, sample_weight=w)
+    stats = cpp.train_epochs(plan, ours, X, y, orders, lrs, batch_size, sample_weight=w)
+    assert relative(stats[:, 0], stats_ref[:, 0]) < tol
+    np.testing.assert_array_equal(stats[:, 2:], stats_ref[:, 2:])  # seen = n, steps
+    if dtype == "float64":
+        np.testing.assert_array_equal(stats[:, 1], stats_ref[:, 1])  # correct: an unweighted count
+    for name in ("params", "slots", "stats"):
+        assert relative(getattr(ours, name), getattr(ref, name)) < tol, name
+    return ours, stats
+
+
+@pytest.mark.parametrize("penalty_per_weight", [False, True], ids=["penalty", "penalty-per-weight"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", sorted(WEIGHTED_CASES))
+def test_weighted_training_matches_numpy(case, dtype, penalty_per_weight):
+    plan, state, X, y, w, orders, lrs, batch_size, expected_pass = make_weighted(case, dtype, penalty_per_weight)
+    pass_ = cpp._net(plan).training_pass(batch_size)
+    assert pass_ == (expected_pass if expected_pass != "tiny" or _core.build_info()["tiny_pass"] else "general")
+    assert cpp._net(plan).penalty_per_weight is penalty_per_weight
+    # shuffled orders (rows gathered with their weights), then rows in order (weights read in place)
+    _assert_training_matches(plan, state, X, y, orders, lrs, batch_size, dtype, w)
+    _assert_training_matches(plan, state, X, y, None, lrs, batch_size, dtype, w)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", sorted(WEIGHTED_CASES))
+def test_penalty_per_weight_without_weights_matches_numpy(case, dtype):
+    """Without weights the penalty is divided by each batch's row count (the last one smaller)."""
+    plan, state, X, y, _, orders, lrs, batch_size, _ = make_weighted(case, dtype, penalty_per_weight=True)
+    _assert_training_matches(plan, state, X, y, orders, lrs, batch_size, dtype, None)
+
+
+@pytest.mark.parametrize("penalty_per_weight", [False, True], ids=["penalty", "penalty-per-weight"])
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-10), ("float32", 1e-4)])
+@pytest.mark.parametrize("case", sorted(WEIGHTED_CASES))
+def test_weighted_loss_and_grad_matches_numpy(case, dtype, tol, penalty_per_weight):
+    plan, state, X, y, w, *_ = make_weighted(case, dtype, penalty_per_weight)
+    before = state.copy()
+    for weights in (w, np.zeros_like(w), np.ones_like(w)):
+        loss_ref, grad_ref = numpy_.loss_and_grad(plan, state, X, y, sample_weight=weights)
+        loss, grad = cpp.loss_and_grad(plan, state, X, y, sample_weight=weights)
+        assert grad.dtype == plan.dtype and grad.shape == (plan.n_params,)
+        assert relative(loss, loss_ref) < tol and relative(grad, grad_ref) < tol
+    for name in ("params", "slots", "stats"):
+        np.testing.assert_array_equal(getattr(state, name), getattr(before, name))
+    # all weights zero: no data term; the penalty alone, or nothing per weight
+    penalty_only, grad = cpp.loss_and_grad(plan, state, X, y, sample_weight=np.zeros_like(w))
+    if penalty_per_weight:
+        assert penalty_only == 0.0 and not grad.any()
+    else:
+        assert penalty_only > 0.0
+
+
+def test_the_all_zero_batch_steps_on_the_penalty_alone():
+    """A batch whose weights sum to 0 adds no loss and no data gradient: with penalty_per_weight and
+    plain SGD it changes nothing at all; without, it steps on the penalty's gradient only."""
+    for penalty_per_weight in (True, False):
+        plan, state, X, y, w, _, _, batch_size, _ = make_weighted("general-mse-wide", "float64", penalty_per_weight,
+                                                                  optimizer=lambda: O.SGD(0.1))
+        w = np.ones_like(w)
+        w[:batch_size] = 0.0
+        ours = state.copy()
+        stats = cpp.train_epochs(plan, ours, X[:batch_size], y[:batch_size], None, np.array([0.1]), batch_size,
+                                 sample_weight=w[:batch_size])
+        if penalty_per_weight:
+            np.testing.assert_array_equal(ours.params, state.params)
+            assert stats[0, 0] == 0.0
+        else:
+            ref = state.copy()
+            numpy_.train_epochs(plan, ref, X[:batch_size], y[:batch_size], None, np.array([0.1]), batch_size,
+                                sample_weight=w[:batch_size])
+            assert not np.array_equal(ours.params, state.params)
+            assert relative(ours.params, ref.params) < 1e-12
+            _, grad = numpy_.loss_and_grad(plan, state, X[:batch_size], y[:batch_size], sample_weight=w[:batch_size])
+            np.testing.assert_allclose(ours.params, state.params - 0.1 * grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 1e-5)])
+@pytest.mark.parametrize("case", sorted(WEIGHTED_CASES))
+def test_unit_weights_are_the_unweighted_fit(case, dtype, tol):
+    plan, state, X, y, w, orders, lrs, batch_size, _ = make_weighted(case, dtype)
+    plain, ones = state.copy(), state.copy()
+    stats = cpp.train_epochs(plan, plain, X, y, orders, lrs, batch_size)
+    stats_ones = cpp.train_epochs(plan, ones, X, y, orders, lrs, batch_size, sample_weight=np.ones_like(w))
+    assert relative(stats_ones, stats) < tol
+    assert relative(ones.params, plain.params) < tol
+
+
+def test_tiny_pass_with_weights_is_the_general_pass_bit_for_bit():
+    """TinyPass and the general pass share weighted_loss_rows and the penalty scale; a Dropout(0.0)
+    in front makes the general-pass twin of the same network."""
+    for penalty_per_weight in (False, True):
+        plan, state, X, y, w, orders, lrs, batch_size, _ = make_weighted("tiny-cce-index", "float64",
+                                                                         penalty_per_weight)
+        layers = [Dropout(0.0)] + WEIGHTED_CASES["tiny-cce-index"][0]()
+        twin = build_plan(layers, 4, "categorical_crossentropy", O.Adam(0.01, clipnorm=2.0), "float64", 5,
+                          penalty_per_weight=penalty_per_weight)
+        assert cpp._net(twin).training_pass(batch_size) == "general"
+        assert twin.n_params == plan.n_params
+        tiny, general = state.copy(), State(state.params.copy(), state.slots.copy(), state.stats.copy())
+        general.step = state.step
+        stats_tiny = cpp.train_epochs(plan, tiny, X, y, orders, lrs, batch_size, sample_weight=w)
+        stats_general = cpp.train_epochs(twin, general, X, y, orders, lrs, batch_size, sample_weight=w)
+        np.testing.assert_array_equal(tiny.params, general.params)
+        np.testing.assert_array_equal(tiny.slots, general.slots)
+        np.testing.assert_array_equal(stats_tiny, stats_general)
+
+
+def test_bad_sample_weights_are_refused_with_a_clear_error():
+    plan, state, X, y, w, orders, lrs, batch_size, _ = make_weighted("general-bn-dropout-cce-index")
+    before = state.copy()
+    n = len(X)
+    wide = np.zeros(2 * n)
+    wide[::2] = w
+    negative, nan, inf = w.copy(), w.copy(), w.copy()
+    negative[3], nan[4], inf[5] = -1.0, np.nan, np.inf
+    bad = [
+        (TypeError, "sample_weight must be a float64 array", w.astype(np.float32)),
+        (TypeError, "sample_weight must be a float64 array", np.ones(n, np.int64)),
+        (TypeError, "sample_weight must be None or a float64 numpy array, got <class 'list'>", list(w)),
+        (TypeError, "sample_weight must be None or a float64 numpy array", 1.0),
+        (ValueError, r"sample_weight must have shape \(47,\), got \(46,\)", w[:-1].copy()),
+        (ValueError, r"sample_weight must have shape \(47,\), got \(47, 1\)", w[:, None].copy()),
+        (ValueError, "sample_weight must be C-contiguous", wide[::2]),
+        (ValueError, r"sample_weight must be finite and >= 0: sample_weight\[3\] = -1", negative),
+        (ValueError, r"sample_weight must be finite and >= 0: sample_weight\[4\]", nan),
+        (ValueError, r"sample_weight must be finite and >= 0: sample_weight\[5\]", inf),
+    ]
+    for error, message, weights in bad:
+        with pytest.raises(error, match=message):
+            cpp.train_epochs(plan, state, X, y, orders, lrs, batch_size, sample_weight=weights)
+        with pytest.raises(error, match=message):
+            cpp.loss_and_grad(plan, state, X, y, sample_weight=weights)
+    for name in ("params", "slots", "stats"):
+        np.testing.assert_array_equal(getattr(state, name), getattr(before, name))
+    read_only = w.copy()
+    read_only.flags.writeable = False  # weights are only read
+    cpp.train_epochs(plan, state.copy(), X, y, orders, lrs, batch_size, sample_weight=read_only)

@@ -1,7 +1,9 @@
 // densefit._core: the only file that knows Python. It checks every array it is given (dtype,
 // shape, layout, writeability) so the C++ core can trust its pointers, then runs the core with
 // the GIL released. User data (X, y, orders) is read in place through its strides, never copied
-// up front and never written; the model's state arrays are updated in place.
+// up front and never written; the model's state arrays are updated in place. Sample weights are
+// user data too, but must be a contiguous array of the plan's dtype, which is what the dispatcher
+// makes of the user's weights (validation.as_sample_weight): the core reads them as a plain array.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -83,6 +85,19 @@ const T* state_array(const py::array& a, const char* name, const std::vector<int
     return static_cast<const T*>(a.data());
 }
 
+// Optional sample weights: None (null), or an (n,) array of the plan's dtype, C-contiguous and
+// aligned; read, never written. Any other object is a TypeError naming the argument (never
+// pybind11's "incompatible function arguments").
+template <class T>
+const T* sample_weight_array(const py::object& w, int64_t n, py::array& keep) {
+    if (w.is_none()) return nullptr;
+    if (!py::isinstance<py::array>(w))
+        throw py::type_error(std::string("sample_weight must be None or a ") + dtype_name<T>() +
+                             " numpy array, got " + py::str(py::type::of(w)).cast<std::string>());
+    keep = py::reinterpret_borrow<py::array>(w);
+    return state_array<T>(keep, "sample_weight", {n});
+}
+
 template <class T>
 T* writable_state_array(py::array& a, const char* name, const std::vector<int64_t>& dims) {
     state_array<T>(a, name, dims);
@@ -94,7 +109,7 @@ BoundNet make_net(const py::object& dtype, const py::array_t<int64_t, py::array:
                   const py::array_t<double, py::array::c_style | py::array::forcecast>& op_params, int64_t loss,
                   int64_t output_activation, int64_t optimizer,
                   const py::array_t<double, py::array::c_style | py::array::forcecast>& opt_params, uint64_t seed,
-                  int64_t n_params, int64_t n_stats) {
+                  int64_t n_params, int64_t n_stats, bool penalty_per_weight) {
     const py::dtype dt = py::dtype::from_args(dtype);
     if (dt.kind() != 'f' || (dt.itemsize() != 4 && dt.itemsize() != 8))
         throw py::type_error("dtype must be float32 or float64, got " + py::str(dt).cast<std::string>());
@@ -105,7 +120,7 @@ BoundNet make_net(const py::object& dtype, const py::array_t<int64_t, py::array:
                               shape_string(op_params));
     require_shape(opt_params, "opt_params", {df::N_OPT_PARAMS});
     return {df::decode_net(ops.data(), op_params.data(), ops.shape(0), loss, output_activation, optimizer,
-                           opt_params.data(), seed, n_params, n_stats),
+                           opt_params.data(), seed, n_params, n_stats, penalty_per_weight),
             dt.itemsize() == 8};
 }
 
@@ -113,7 +128,8 @@ template <class T>
 py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::array& slots, py::array& stats,
                                    const py::array& X, const py::array& y,
                                    const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs,
-                                   int64_t batch_size, uint64_t step, bool check_finite) {
+                                   int64_t batch_size, uint64_t step, bool check_finite,
+                                   const py::object& sample_weight) {
     const int64_t P = net.n_params;
     T* p = writable_state_array<T>(params, "params", {P});
     T* s = writable_state_array<T>(slots, "slots", {2, P});
@@ -128,13 +144,15 @@ py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::ar
         orders_array = py::array(orders);
         Om = orders_matrix(orders_array, E, Xm.rows);
     }
+    py::array weights_array;  // kept alive while w points into it
+    const T* w = sample_weight_array<T>(sample_weight, Xm.rows, weights_array);
     std::vector<double> lr(lrs.data(), lrs.data() + E);  // forcecast made lrs contiguous float64
     py::array_t<double> out({E, int64_t{4}});
     double* o = out.mutable_data();
     {
         py::gil_scoped_release release;
         df::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, orders.is_none() ? nullptr : &Om, E, lr.data(), batch_size,
-                            step, check_finite);
+                            step, check_finite, w);
     }
     return out;
 }
@@ -156,17 +174,19 @@ py::array_t<T> predict_t(const df::Net& net, const py::array& params, const py::
 
 template <class T>
 py::tuple loss_and_grad_t(const df::Net& net, const py::array& params, const py::array& stats, const py::array& X,
-                          const py::array& y, uint64_t step) {
+                          const py::array& y, uint64_t step, const py::object& sample_weight) {
     const T* p = state_array<T>(params, "params", {net.n_params});
     const T* st = state_array<T>(stats, "stats", {net.n_stats});
     const auto Xm = input_matrix<T>(X, "X", {-1, net.n_features});
     const auto Ym = input_matrix<T>(y, "y", {Xm.rows, -1});
+    py::array weights_array;
+    const T* w = sample_weight_array<T>(sample_weight, Xm.rows, weights_array);
     py::array_t<T> grad(net.n_params);
     T* g = grad.mutable_data();
     double value;
     {
         py::gil_scoped_release release;
-        value = df::loss_and_grad<T>(g, p, st, net, Xm, Ym, step);
+        value = df::loss_and_grad<T>(g, p, st, net, Xm, Ym, step, w);
     }
     return py::make_tuple(value, grad);
 }
@@ -271,12 +291,13 @@ PYBIND11_MODULE(_core, m) {
     py::class_<BoundNet>(m, "Net", "A densefit Plan decoded and validated once, reusable across calls.")
         .def(py::init(&make_net), py::arg("dtype"), py::arg("ops"), py::arg("op_params"), py::arg("loss"),
              py::arg("output_activation"), py::arg("optimizer"), py::arg("opt_params"), py::arg("seed"),
-             py::arg("n_params"), py::arg("n_stats"))
+             py::arg("n_params"), py::arg("n_stats"), py::arg("penalty_per_weight") = false)
         .def_property_readonly("dtype", [](const BoundNet& b) { return py::dtype(b.f64 ? "float64" : "float32"); })
         .def_property_readonly("n_features", [](const BoundNet& b) { return b.net.n_features; })
         .def_property_readonly("n_outputs", [](const BoundNet& b) { return b.net.n_outputs; })
         .def_property_readonly("n_params", [](const BoundNet& b) { return b.net.n_params; })
         .def_property_readonly("n_stats", [](const BoundNet& b) { return b.net.n_stats; })
+        .def_property_readonly("penalty_per_weight", [](const BoundNet& b) { return b.net.penalty_per_weight; })
         .def(
             "training_pass",
             [](const BoundNet& b, int64_t batch_size) {
@@ -290,22 +311,26 @@ PYBIND11_MODULE(_core, m) {
             py::arg("batch_size"),
             "Which pass train_epochs runs batches of batch_size rows through: 'linear' (one Dense "
             "layer with one output), 'tiny' (Dense layers under 8 wide, batches under 8 rows) or "
-            "'general'.");
+            "'general'. Sample weights and penalty_per_weight do not change it.");
 
     m.def(
         "train_epochs",
         [](const BoundNet& b, py::array params, py::array slots, py::array stats, const py::array& X, const py::array& y,
            const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs, int64_t batch_size,
-           uint64_t step, bool check_finite) -> py::object {
+           uint64_t step, bool check_finite, const py::object& sample_weight) -> py::object {
             if (b.f64)
-                return train_epochs_t<double>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step, check_finite);
-            return train_epochs_t<float>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step, check_finite);
+                return train_epochs_t<double>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step,
+                                              check_finite, sample_weight);
+            return train_epochs_t<float>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step, check_finite,
+                                         sample_weight);
         },
         py::arg("net"), py::arg("params"), py::arg("slots"), py::arg("stats"), py::arg("X"), py::arg("y"),
         py::arg("orders"), py::arg("lrs"), py::arg("batch_size"), py::arg("step"), py::arg("check_finite") = false,
+        py::arg("sample_weight") = py::none(),
         "Run len(lrs) epochs; update params, slots and stats in place; return (E, 4) float64 stats. With "
         "check_finite, a NaN or infinity in a row of X the first epoch reads raises ValueError and leaves the "
-        "state as it was.");
+        "state as it was. sample_weight: None or (n,) weights (the plan's dtype, C-contiguous, finite, >= 0), "
+        "gathered with each batch's rows.");
 
     m.def(
         "predict",
@@ -320,12 +345,14 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "loss_and_grad",
         [](const BoundNet& b, const py::array& params, const py::array& stats, const py::array& X, const py::array& y,
-           uint64_t step) -> py::tuple {
-            if (b.f64) return loss_and_grad_t<double>(b.net, params, stats, X, y, step);
-            return loss_and_grad_t<float>(b.net, params, stats, X, y, step);
+           uint64_t step, const py::object& sample_weight) -> py::tuple {
+            if (b.f64) return loss_and_grad_t<double>(b.net, params, stats, X, y, step, sample_weight);
+            return loss_and_grad_t<float>(b.net, params, stats, X, y, step, sample_weight);
         },
         py::arg("net"), py::arg("params"), py::arg("stats"), py::arg("X"), py::arg("y"), py::arg("step"),
-        "Loss (incl. penalty) and flat gradient of one batch in training mode; nothing is updated.");
+        py::arg("sample_weight") = py::none(),
+        "Loss (incl. penalty) and flat gradient of one batch in training mode, its rows weighted by "
+        "sample_weight (None or (n,), as for train_epochs); nothing is updated.");
 
     m.def(
         "gemm",

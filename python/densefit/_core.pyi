@@ -27,9 +27,12 @@ class Net:
         seed: int,
         n_params: int,
         n_stats: int,
+        penalty_per_weight: bool = False,
     ) -> None:
         """``ops`` (n_ops, 8) int64, ``op_params`` (≥ n_ops, 4) and ``opt_params`` (10,) float64 as in
-        :class:`densefit.plan.Plan`; ``seed`` in [0, 2⁶⁴). ``ValueError`` if inconsistent."""
+        :class:`densefit.plan.Plan`; ``seed`` in [0, 2⁶⁴); ``penalty_per_weight`` as the plan's (each
+        batch's penalty divided by its total sample weight, or its row count without weights).
+        ``ValueError`` if inconsistent."""
     @property
     def dtype(self) -> np.dtype: ...
     @property
@@ -40,6 +43,11 @@ class Net:
     def n_params(self) -> int: ...
     @property
     def n_stats(self) -> int: ...
+    @property
+    def penalty_per_weight(self) -> bool: ...
+    def training_pass(self, batch_size: int) -> str:
+        """``'linear'``, ``'tiny'`` or ``'general'``: the pass train_epochs runs batches of
+        ``batch_size`` rows through (sample weights and ``penalty_per_weight`` do not change it)."""
 
 def train_epochs(
     net: Net,
@@ -53,13 +61,21 @@ def train_epochs(
     batch_size: int,
     step: int,
     check_finite: bool = False,
+    sample_weight: np.ndarray | None = None,
 ) -> npt.NDArray[np.float64]:
     """Run ``E = len(lrs)`` epochs with the GIL released: epoch ``e`` visits ``orders[e]`` (int64
     ``(E, n)``, values in ``[0, n)``; ``None``: rows ``0..n-1`` in order) in slices of ``batch_size``; the first optimizer step is number
     ``step``. Updates ``params`` (P,), ``slots`` (2, P) and ``stats`` (S,) in place (C-contiguous,
     writeable, the plan's dtype) and returns ``(E, 4)``: loss sum, correct, seen, steps. With
     ``check_finite``, each batch of ``X`` is checked as the first epoch reads it; a NaN or infinity
-    raises ``ValueError`` naming the row, with ``params``, ``slots`` and ``stats`` restored."""
+    raises ``ValueError`` naming the row, with ``params``, ``slots`` and ``stats`` restored.
+
+    ``sample_weight``: ``None`` or ``(n,)`` weights (the plan's dtype, C-contiguous, finite, ≥ 0),
+    gathered with each batch's rows: a batch's objective is ``Σ wᵢ ℓᵢ / Σw`` plus the penalty
+    (divided by ``Σw`` with ``penalty_per_weight``; nothing from a batch whose weights sum to 0
+    but, without that flag, the penalty); the loss sum adds each objective times the batch's row
+    count, the correct count stays unweighted. ``TypeError`` for another dtype or a non-array,
+    ``ValueError`` for another shape, layout or a negative or non-finite weight."""
 
 def predict(
     net: Net, params: np.ndarray, stats: np.ndarray, X: np.ndarray, batch_size: int, logits: bool = False
@@ -68,10 +84,17 @@ def predict(
     activation (sigmoid or softmax) is applied unless ``logits``."""
 
 def loss_and_grad(
-    net: Net, params: np.ndarray, stats: np.ndarray, X: np.ndarray, y: np.ndarray, step: int
+    net: Net,
+    params: np.ndarray,
+    stats: np.ndarray,
+    X: np.ndarray,
+    y: np.ndarray,
+    step: int,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     """Loss (incl. penalty) and flat gradient ``(P,)`` of ``X, y`` as one batch in training mode
-    (dropout masks of step ``step``); nothing is updated."""
+    (dropout masks of step ``step``), its rows weighted by ``sample_weight`` as a batch of
+    :func:`train_epochs` is; nothing is updated."""
 
 def gemm(
     a: np.ndarray,

@@ -60,21 +60,29 @@ public:
           dz_(static_cast<size_t>(block_)) {}
 
     // The batch x (m × d, contiguous), y (m × 1, contiguous): writes dW and db (the gradient of the
-    // mean loss) and returns the mean loss and the correct count in `value`. With check_finite,
-    // returns false (value and the gradients unspecified) as soon as a row of x holds a NaN or an
-    // infinity.
-    bool run(LossValue& value, const LinearLayer<T>& layer, const T* x, const T* y, int64_t m, bool check_finite) {
+    // mean loss) and returns the mean loss and the correct count in `value`. With row_scale (m,
+    // the rows' w_i / Σw), the weighted mean loss and its gradient instead (weighted_loss_rows,
+    // block by block: the blocks' values add up). With check_finite, returns false (value and the
+    // gradients unspecified) as soon as a row of x holds a NaN or an infinity.
+    bool run(LossValue& value, const LinearLayer<T>& layer, const T* x, const T* y, int64_t m, bool check_finite,
+             const T* row_scale = nullptr) {
         const int64_t d = layer.d;
         T* z = z_.data();
         T* dz = dz_.data();
-        LossSum total{0, 0};
+        LossSum total{0, 0};  // unweighted: the loss summed over the rows; weighted: Σ r_i ℓ_i
         for (int64_t r = 0; r < m; r += block_) {
             const int64_t rows = std::min(block_, m - r);
             const T* xb = x + r * d;
             if (!forward(z, layer, xb, rows, check_finite)) return false;
-            const LossSum part = loss_rows(dz, z, y + r, rows, 1, 1, layer.loss, m);
-            total.sum += part.sum;
-            total.correct += part.correct;
+            if (row_scale != nullptr) {
+                const LossValue part = weighted_loss_rows(dz, z, y + r, row_scale + r, rows, 1, 1, layer.loss);
+                total.sum += part.value;
+                total.correct += part.correct;
+            } else {
+                const LossSum part = loss_rows(dz, z, y + r, rows, 1, 1, layer.loss, m);
+                total.sum += part.sum;
+                total.correct += part.correct;
+            }
             if (r == 0) {  // the first block writes the gradient, the others add theirs
                 dense_backward(static_cast<T*>(nullptr), layer.dW, layer.db, dz, xb, layer.W, rows, d, 1);
                 continue;
@@ -83,7 +91,7 @@ public:
             if (layer.db != nullptr)
                 for (int64_t k = 0; k < rows; k++) layer.db[0] += dz[k];
         }
-        value = batch_mean(total, m, 1, layer.loss);
+        value = row_scale != nullptr ? LossValue{total.sum, total.correct} : batch_mean(total, m, 1, layer.loss);
         return true;
     }
 

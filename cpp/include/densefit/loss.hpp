@@ -18,7 +18,7 @@ namespace densefit {
 enum Loss : int64_t { MSE, BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY };
 
 struct LossValue {
-    double value;     // mean over the batch (and over outputs for mse / binary cross-entropy)
+    double value;     // mean over the batch (and over outputs for mse / binary cross-entropy), or weighted mean
     int64_t correct;  // samples (categorical) or elements (binary) predicted right; 0 for mse
 };
 
@@ -211,9 +211,34 @@ inline LossValue batch_mean(const LossSum& s, int64_t m, int64_t K, int64_t loss
     return {s.sum / static_cast<double>(count), s.correct};
 }
 
-// The whole batch (m rows) at once.
+// Rows [0, m) of a weighted batch, row i scaled by row_scale[i] = w_i / Σ_batch w (zero for every
+// row of a batch whose weights sum to zero): dz_i = r_i ∂ℓ_i/∂z_i, and the value Σ r_i ℓ_i (in
+// double), ℓ_i being row i's loss (mean over the K outputs for mse and binary cross-entropy). Each
+// row goes through the unweighted formulas as a batch of one, then its gradient is multiplied by
+// r_i: the numpy reference's order, ((z - y) · 2/K) · r_i and so on. Sums over rows are additive,
+// so a pass that visits a batch in blocks of rows adds the values of its blocks.
 template <class T>
-LossValue loss_and_dlogits(T* dz, const T* z, const T* y, int64_t m, int64_t K, int64_t y_cols, int64_t loss) {
+LossValue weighted_loss_rows(T* dz, const T* z, const T* y, const T* row_scale, int64_t m, int64_t K, int64_t y_cols,
+                             int64_t loss) {
+    double value = 0;
+    int64_t correct = 0;
+    for (int64_t i = 0; i < m; i++) {
+        T* d = dz + i * K;
+        const LossValue row = batch_mean(loss_rows(d, z + i * K, y + i * y_cols, 1, K, y_cols, loss, 1), 1, K, loss);
+        const T r = row_scale[i];
+        for (int64_t j = 0; j < K; j++) d[j] *= r;
+        value += static_cast<double>(r) * row.value;
+        correct += row.correct;
+    }
+    return {value, correct};
+}
+
+// The whole batch (m rows) at once: the mean loss, or with row_scale (m, see weighted_loss_rows)
+// the weighted one.
+template <class T>
+LossValue loss_and_dlogits(T* dz, const T* z, const T* y, int64_t m, int64_t K, int64_t y_cols, int64_t loss,
+                           const T* row_scale = nullptr) {
+    if (row_scale != nullptr) return weighted_loss_rows(dz, z, y, row_scale, m, K, y_cols, loss);
     return batch_mean(loss_rows(dz, z, y, m, K, y_cols, loss, m), m, K, loss);
 }
 

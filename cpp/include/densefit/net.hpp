@@ -46,6 +46,10 @@ struct Net {
     int64_t n_features, n_outputs, n_params, n_stats, max_width;
     std::vector<ParamSegment> segments;  // cover [0, P) in order; AdamW decays the kernel ones
     std::vector<int64_t> penalized;      // the Dense ops with an l1 or l2 penalty: the only ones a step visits for it
+    // The plan's penalty_per_weight: each batch's penalty (and its gradient) is divided by the
+    // batch's total sample weight (its row count without weights; zero for a total of zero),
+    // scikit-learn's objective; false adds it once per batch (Keras, PyTorch).
+    bool penalty_per_weight = false;
 };
 
 // Widths and offsets must fit BLAS's 32-bit integers and keep every product far from overflow.
@@ -60,7 +64,7 @@ inline void require(bool ok, const std::string& message) {
 // (N_OPT_PARAMS) float64, all row-major.
 inline Net decode_net(const int64_t* ops, const double* op_params, int64_t n_ops, int64_t loss,
                       int64_t output_activation, int64_t optimizer, const double* opt_params, uint64_t seed,
-                      int64_t n_params, int64_t n_stats) {
+                      int64_t n_params, int64_t n_stats, bool penalty_per_weight = false) {
     require(n_ops >= 1, "the plan has no ops");
     require(n_params >= 1, "plan n_params must be >= 1");
     require(n_stats >= 0 && n_stats <= n_params, "plan n_stats out of range");
@@ -74,6 +78,7 @@ inline Net decode_net(const int64_t* ops, const double* op_params, int64_t n_ops
     net.seed = seed;
     net.n_params = n_params;
     net.n_stats = n_stats;
+    net.penalty_per_weight = penalty_per_weight;
     const double* q = opt_params;
     net.optimizer = {optimizer, q[MOMENTUM], q[DAMPENING], q[NESTEROV] != 0, q[BETA_1], q[BETA_2], q[EPSILON], q[RHO],
                      q[WEIGHT_DECAY], q[CLIPNORM], q[CLIPVALUE]};

@@ -3,13 +3,15 @@
 // loss_and_grad. Nothing here knows Python.
 //
 // Size legend: n samples, m batch rows (≤ batch), E epochs, P parameters, S BatchNorm statistics,
-// K outputs, d input features. The Plan layout (op table columns, codes) is that of
-// python/densefit/plan.py; the math is that of the numpy reference backend.
+// K outputs, d input features; w the optional per-row sample weights (n). The Plan layout (op
+// table columns, codes) is that of python/densefit/plan.py; the math is that of the numpy
+// reference backend.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <new>
 #include <stdexcept>
@@ -42,8 +44,11 @@ struct Workspace {
     std::vector<int64_t> index;              // the rows of the current batch
     int64_t batch = 0;                       // rows capacity
     bool training = false;
+    bool weighted = false;                   // training with sample weights: w and row_scale exist
     T* x = nullptr;                          // gathered inputs (batch × d)
     T* y = nullptr;                          // gathered targets (batch × y_cols)
+    T* w = nullptr;                          // gathered sample weights (batch)
+    T* row_scale = nullptr;                  // the batch's w_i / Σw (batch), see batch_scale
     std::vector<T*> out;                     // training: op i's output (batch × n_out); inference: a ping-pong pair
     std::vector<const T*> ins;               // this batch: ins[i] is op i's input, ins.back() the logits
     std::vector<T*> cache;                   // DROPOUT: mask; BATCHNORM: x̂ (batch × width)
@@ -74,6 +79,10 @@ size_t layout_workspace(Workspace<T>& ws, const Net& net, int64_t y_cols, T* bas
         return used;
     }
     ws.y = take(b * y_cols);
+    if (ws.weighted) {  // only then: the unweighted workspace keeps its layout
+        ws.w = take(b);
+        ws.row_scale = take(b);
+    }
     for (int64_t i = 0; i < n_ops; i++) {
         const Op& op = net.ops[i];
         const bool identity = op.kind == DROPOUT && op.rate == 0;
@@ -89,11 +98,12 @@ size_t layout_workspace(Workspace<T>& ws, const Net& net, int64_t y_cols, T* bas
 }
 
 template <class T>
-Workspace<T> make_workspace(const Net& net, int64_t batch, int64_t y_cols, bool training) {
+Workspace<T> make_workspace(const Net& net, int64_t batch, int64_t y_cols, bool training, bool weighted = false) {
     require(batch <= kMaxDim, "a batch of " + std::to_string(batch) + " rows is more than BLAS can index");
     Workspace<T> ws;
     ws.batch = batch;
     ws.training = training;
+    ws.weighted = training && weighted;
     if (training) ws.index.resize(static_cast<size_t>(batch));
     ws.ins.resize(net.ops.size() + 1);
     const size_t size = layout_workspace<T>(ws, net, y_cols, nullptr);
@@ -211,26 +221,54 @@ void backward(T* grad, Workspace<T>& ws, const Net& net, const T* params, int64_
     }
 }
 
-// grad += the l1/l2 penalties' gradient; returns the penalty.
+// grad += scale · the l1/l2 penalties' gradient; returns scale · the penalty. The scale multiplies
+// l1 and l2 (the numpy reference's order), so scale 1 is exactly the unscaled penalty.
 template <class T>
-double add_penalties(T* grad, const Net& net, const T* params) {
+double add_penalties(T* grad, const Net& net, const T* params, double scale = 1) {
     double penalty = 0;
     for (const int64_t i : net.penalized) {
         const Op& op = net.ops[i];
-        penalty += add_penalty_gradient(grad + op.param_off, params + op.param_off, op.n_in * op.n_out, op.l1, op.l2);
+        penalty += add_penalty_gradient(grad + op.param_off, params + op.param_off, op.n_in * op.n_out, op.l1 * scale,
+                                        op.l2 * scale);
     }
     return penalty;
 }
 
+// How one batch weighs its rows and its penalty (the numpy reference's batch_weighting): the
+// objective is Σ r_i ℓ_i + penalty · π. row_scale null: the plain mean, r_i = 1/m.
+template <class T>
+struct BatchScale {
+    const T* row_scale = nullptr;  // m: w_i / Σ_batch w
+    double penalty = 1;            // π
+};
+
+// The BatchScale of a batch of m rows with weights w (m, null without weights), writing r_i into
+// row_scale (m). Σw is summed in double; a batch whose weights sum to zero gets r_i = 0 (no data
+// loss or gradient) and, with penalty_per_weight, no penalty.
+template <class T>
+BatchScale<T> batch_scale(T* row_scale, const Net& net, const T* w, int64_t m) {
+    if (w == nullptr) return {nullptr, net.penalty_per_weight ? 1.0 / static_cast<double>(m) : 1.0};
+    double total = 0;
+    for (int64_t i = 0; i < m; i++) total += static_cast<double>(w[i]);
+    if (total == 0) {
+        std::fill(row_scale, row_scale + m, T(0));
+        return {row_scale, net.penalty_per_weight ? 0.0 : 1.0};
+    }
+    for (int64_t i = 0; i < m; i++) row_scale[i] = T(static_cast<double>(w[i]) / total);
+    return {row_scale, net.penalty_per_weight ? 1.0 / total : 1.0};
+}
+
 // Forward + loss + backward + penalty on one gathered batch in training mode: fills grad (P)
-// and returns the mean loss plus the penalty, and the count of correct predictions.
+// and returns the (weighted) mean loss plus the (scaled) penalty, and the count of correct
+// predictions.
 template <class T>
 LossValue batch_loss_and_grad(T* grad, Workspace<T>& ws, const Net& net, const T* params, const T* stats,
-                              T* running_stats, const T* x, const T* y, int64_t y_cols, int64_t m, uint64_t step) {
+                              T* running_stats, const T* x, const T* y, int64_t y_cols, int64_t m, uint64_t step,
+                              const BatchScale<T>& scale = {}) {
     forward(ws, net, params, stats, running_stats, x, m, step);
-    LossValue result = loss_and_dlogits(ws.d[0], ws.ins.back(), y, m, net.n_outputs, y_cols, net.loss);
+    LossValue result = loss_and_dlogits(ws.d[0], ws.ins.back(), y, m, net.n_outputs, y_cols, net.loss, scale.row_scale);
     backward(grad, ws, net, params, m);
-    result.value += add_penalties(grad, net, params);
+    result.value += add_penalties(grad, net, params, scale.penalty);
     return result;
 }
 
@@ -247,7 +285,10 @@ inline bool is_linear(const Net& net) {
 
 // The pass train_epochs runs batches of up to `batch` rows through: LinearPass, TinyPass or the
 // general op-by-op passes (forward, loss, backward). The choice never changes a result beyond
-// rounding in the order DESIGN.md allows (TinyPass: not at all).
+// rounding in the order DESIGN.md allows (TinyPass: not at all). Sample weights and
+// penalty_per_weight do not enter it: every pass takes a batch's BatchScale (its loss through
+// loss.hpp's weighted_loss_rows, its penalty through add_penalties' scale), so the same networks
+// keep their fast pass with weights.
 enum class TrainingPass { GENERAL, LINEAR, TINY };
 
 inline TrainingPass training_pass(const Net& net, int64_t batch) {
@@ -260,14 +301,14 @@ inline TrainingPass training_pass(const Net& net, int64_t batch) {
 // check_finite: false when x holds a NaN or an infinity.
 template <class T>
 bool linear_loss_and_grad(LossValue& result, LinearPass<T>& pass, T* grad, const Net& net, const T* params,
-                          const T* x, const T* y, int64_t m, bool check_finite) {
+                          const T* x, const T* y, int64_t m, bool check_finite, const BatchScale<T>& scale = {}) {
     const Op& op = net.ops[0];
     const T* W = params + op.param_off;
     T* dW = grad + op.param_off;
     const int64_t d = op.n_in;
     const LinearLayer<T> layer{W, op.use_bias ? W + d : nullptr, dW, op.use_bias ? dW + d : nullptr, d, net.loss};
-    if (!pass.run(result, layer, x, y, m, check_finite)) return false;
-    result.value += add_penalties(grad, net, params);
+    if (!pass.run(result, layer, x, y, m, check_finite, scale.row_scale)) return false;
+    result.value += add_penalties(grad, net, params, scale.penalty);
     return true;
 }
 
@@ -318,6 +359,20 @@ void check_targets(const Net& net, const StridedMatrix<T>& Y) {
     }
 }
 
+// Sample weights (n, contiguous) must be finite and ≥ 0 (the Python dispatcher checks them too;
+// here a wrong one is an error instead of a meaningless fit).
+template <class T>
+void check_weights(const T* w, int64_t n) {
+    if (w == nullptr) return;
+    auto fine = [](T v) { return (v >= T(0)) & (v <= std::numeric_limits<T>::max()); };  // NaN fails both
+    bool ok = true;
+    for (int64_t i = 0; i < n; i++) ok &= fine(w[i]);  // no early exit: a branch-free scan of the valid case
+    for (int64_t i = 0; !ok && i < n; i++)
+        if (!fine(w[i]))
+            throw std::invalid_argument("sample_weight must be finite and >= 0: sample_weight[" + std::to_string(i) +
+                                        "] = " + std::to_string(static_cast<double>(w[i])));
+}
+
 // Raised by train_epochs when a row of X it reads holds a NaN or an infinity.
 struct NonFiniteInput : std::domain_error {
     using std::domain_error::domain_error;
@@ -326,7 +381,12 @@ struct NonFiniteInput : std::domain_error {
 // Epoch e (of E) visits orders[e] (rows 0..n-1 in order when orders is null) in consecutive
 // slices of batch_size (the last one smaller) with learning rate lrs[e]; the first step is number
 // `step` (0-based). Updates params, slots (slot0, slot1: P each) and stats in place and writes
-// out (E × 4): loss sum, correct, seen, steps.
+// out (E × 4): loss sum (each batch's objective times its row count m), correct (unweighted),
+// seen, steps.
+//
+// sample_weight (n, contiguous; null: none) weighs each batch's rows, gathered with the batch as y
+// is: its objective is Σ w_i ℓ_i / Σw + penalty (see batch_scale; net.penalty_per_weight divides the
+// penalty by Σw, or by m without weights).
 //
 // check_finite: each batch of X is checked while the first epoch reads it (in cache, instead of a
 // separate pass over all of X before training: a quarter of W5's time). On a NaN or infinity the
@@ -335,11 +395,12 @@ struct NonFiniteInput : std::domain_error {
 template <class T>
 void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Net& net, const StridedMatrix<T>& X,
                   const StridedMatrix<T>& Y, const StridedMatrix<int64_t>* orders, int64_t E, const double* lrs,
-                  int64_t batch_size, uint64_t step, bool check_finite = false) {
+                  int64_t batch_size, uint64_t step, bool check_finite = false, const T* sample_weight = nullptr) {
     const int64_t n = X.rows;
     require(batch_size >= 1, "batch_size must be >= 1");
     require(orders == nullptr || (orders->rows == E && orders->cols == n), "orders must have shape (E, n)");
     check_targets(net, Y);
+    check_weights(sample_weight, n);
     for (int64_t e = 0; orders != nullptr && e < E; e++) {
         uint64_t largest = 0;  // as unsigned, so negatives are huge; a max vectorizes, the message searches again
         const int64_t* row = orders->row(e);
@@ -356,7 +417,7 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
     }
     std::fill(out, out + 4 * E, 0.0);
     if (n == 0 || E == 0) return;
-    Workspace<T> ws = make_workspace<T>(net, std::min(batch_size, n), Y.cols, true);
+    Workspace<T> ws = make_workspace<T>(net, std::min(batch_size, n), Y.cols, true, sample_weight != nullptr);
     const int64_t P = net.n_params, S = net.n_stats;
     std::vector<T> backup;  // params, slot0, slot1, stats as they were at the call
     if (check_finite) {
@@ -416,6 +477,13 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
                 for (int64_t k = 0; k < m; k++) index[k] = start + k;
             if (x == ws.x) gather_rows(ws.x, X, index, m);
             if (y == ws.y) gather_rows(ws.y, Y, index, m);
+            // The batch's weights go with its rows, as y does: read in place when consecutive, else gathered.
+            const T* w = sample_weight != nullptr && consecutive ? sample_weight + first : nullptr;
+            if (sample_weight != nullptr && !consecutive) {
+                for (int64_t k = 0; k < m; k++) ws.w[k] = sample_weight[index[k]];
+                w = ws.w;
+            }
+            const BatchScale<T> scale = batch_scale(ws.row_scale, net, w, m);
             // The general pass reads an unshuffled small batch (W3: 8 KB) in place: the next batch's rows
             // are fetched while this one trains (W3 +1.5 %). Not for LinearPass, which streams X at
             // memory speed: prefetching W5's 100 KB batches took it from 42 to 27.5 M samples/s.
@@ -428,14 +496,15 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
             const bool check = check_finite && e == 0;
             LossValue lv;
             if (linear != nullptr) {
-                if (!linear_loss_and_grad(lv, *linear, ws.grad, net, params, x, y, m, check)) reject(x, m, first, consecutive);
+                if (!linear_loss_and_grad(lv, *linear, ws.grad, net, params, x, y, m, check, scale))
+                    reject(x, m, first, consecutive);
             } else {
                 if (check && !all_finite(x, m * X.cols, 1)) reject(x, m, first, consecutive);
                 if (tiny != nullptr) {
-                    lv = tiny->loss_and_grad(x, y, Y.cols, m);
-                    lv.value += add_penalties(update_grad, update_net, update_params);
+                    lv = tiny->loss_and_grad(x, y, Y.cols, m, scale.row_scale);
+                    lv.value += add_penalties(update_grad, update_net, update_params, scale.penalty);
                 } else {
-                    lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, x, y, Y.cols, m, step);
+                    lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, x, y, Y.cols, m, step, scale);
                 }
             }
             apply_gradient(update_params, update_slot0, update_slot1, update_grad, update_net, lrs[e],
@@ -477,20 +546,25 @@ void predict(T* out, const T* params, const T* stats, const Net& net, const Stri
 }
 
 // grad (P) = the gradient of the loss (incl. penalty) on the whole of X, y as one batch in
-// training mode at step `step`; returns that loss. Nothing else is modified.
+// training mode at step `step`, weighted by sample_weight (m, contiguous; null: none) as a batch
+// of train_epochs is; returns that loss. Nothing else is modified.
 template <class T>
 double loss_and_grad(T* grad, const T* params, const T* stats, const Net& net, const StridedMatrix<T>& X,
-                     const StridedMatrix<T>& Y, uint64_t step) {
+                     const StridedMatrix<T>& Y, uint64_t step, const T* sample_weight = nullptr) {
     const int64_t m = X.rows;
     require(m >= 1, "X has no rows");
     check_targets(net, Y);
-    Workspace<T> ws = make_workspace<T>(net, m, Y.cols, true);
+    check_weights(sample_weight, m);
+    Workspace<T> ws = make_workspace<T>(net, m, Y.cols, true, sample_weight != nullptr);
+    const BatchScale<T> scale = batch_scale(ws.row_scale, net, sample_weight, m);
     for (int64_t r = 0; r < m; r++) {
         copy_row(ws.x + r * X.cols, X, r);
         copy_row(ws.y + r * Y.cols, Y, r);
     }
     std::fill(grad, grad + net.n_params, T(0));
-    return batch_loss_and_grad(grad, ws, net, params, stats, static_cast<T*>(nullptr), ws.x, ws.y, Y.cols, m, step).value;
+    const LossValue result =
+        batch_loss_and_grad(grad, ws, net, params, stats, static_cast<T*>(nullptr), ws.x, ws.y, Y.cols, m, step, scale);
+    return result.value;
 }
 
 }  // namespace densefit

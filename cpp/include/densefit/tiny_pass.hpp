@@ -131,14 +131,15 @@ public:
     T* grad() { return grad_.data(); }
 
     // Forward, loss and backward of the batch x (m × d rows, contiguous), y (m × y_cols) into the
-    // padded gradient: the mean loss (without penalties) and the correct count.
-    LossValue loss_and_grad(const T* x, const T* y, int64_t y_cols, int64_t m) {
+    // padded gradient: the mean loss (without penalties) and the correct count; with row_scale (m,
+    // the rows' w_i / Σw) the weighted mean, through the general path's weighted_loss_rows.
+    LossValue loss_and_grad(const T* x, const T* y, int64_t y_cols, int64_t m, const T* row_scale = nullptr) {
         const int64_t K = net_.n_outputs, d = net_.n_features;
         for (int64_t r = 0; r < m; r++) copy_lanes(input(r), x + r * d, d);
         for (const Layer& l : layers_) forward(l, m);
         const Layer& last = layers_.back();
         for (int64_t r = 0; r < m; r++) copy_lanes(logits_.data() + r * K, output(last, r), K);
-        const LossValue result = loss_and_dlogits(dz_.data(), logits_.data(), y, m, K, y_cols, net_.loss);
+        const LossValue result = loss_and_dlogits(dz_.data(), logits_.data(), y, m, K, y_cols, net_.loss, row_scale);
         for (int64_t r = 0; r < m; r++) {
             // K lanes of dz_ (it has kTinyWidth more readable elements), zeros after
             const Row dz = K == 1 ? Row{} + dz_[r] : load(dz_.data() + r * K);

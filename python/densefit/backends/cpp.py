@@ -3,7 +3,9 @@
 This module only adapts the backend interface of :mod:`densefit.backends` to the bound
 functions: the :class:`~densefit.plan.Plan` is decoded into a ``_core.Net`` once per plan (plans
 are immutable) and the numpy arrays are passed as they are: ``X`` and ``y`` in any layout and
-never copied or written, the state arrays updated in place. Importing it raises ``ImportError``
+never copied or written, the state arrays updated in place; ``sample_weight`` is the contiguous
+``(n,)`` array of the plan's dtype the dispatcher makes of the user's weights (the core checks it
+again and refuses anything else). Importing it raises ``ImportError``
 when the compiled core is missing, so the dispatcher falls back to another backend.
 """
 
@@ -24,7 +26,7 @@ def _net(plan: Plan) -> _core.Net:
     if net is None:
         net = _nets[plan] = _core.Net(plan.dtype, plan.ops, plan.op_params, plan.loss, plan.output_activation,
                                       plan.optimizer, plan.opt_params, plan.seed, plan.n_params,
-                                      plan.n_stats)
+                                      plan.n_stats, bool(plan.penalty_per_weight))
     return net
 
 
@@ -42,14 +44,14 @@ CHECKS_FINITE_IN_PASS = True
 
 
 def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int,
-                 check_finite: bool = False) -> np.ndarray:
+                 check_finite: bool = False, sample_weight: np.ndarray | None = None) -> np.ndarray:
     return _core.train_epochs(_net(plan), state.params, state.slots, state.stats, X, y, _row_indices(orders), lrs,
-                              int(batch_size), state.step, bool(check_finite))
+                              int(batch_size), state.step, bool(check_finite), sample_weight)
 
 
 def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) -> np.ndarray:
     return _core.predict(_net(plan), state.params, state.stats, X, int(batch_size), bool(logits))
 
 
-def loss_and_grad(plan: Plan, state: State, X, y):
-    return _core.loss_and_grad(_net(plan), state.params, state.stats, X, y, state.step)
+def loss_and_grad(plan: Plan, state: State, X, y, sample_weight: np.ndarray | None = None):
+    return _core.loss_and_grad(_net(plan), state.params, state.stats, X, y, state.step, sample_weight)
