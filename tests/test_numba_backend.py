@@ -137,6 +137,134 @@ def test_orders_none_or_one_repeated_row_visit_the_rows_in_order():
     assert relative_error(want.params, ref.params) <= 1e-10
 
 
+
+# ------------------------------------------------------------------------ sample weights and penalty_per_weight
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4}  # DESIGN's, as in test_equivalence.py
+TARGETS = ["mse", "binary", "index", "onehot"]   # every loss; categorical with index and one-hot targets
+
+
+def weighted_problem(target, dtype="float64", penalty_per_weight=False, n=45, d=5, k=3, epochs=3):
+    """A network with BatchNorm, Dropout and L1+L2 kernel penalties on every Dense, targets of the given
+    kind, shuffled epochs and weights in [0, 2) with zeros among them (n = 45 = 5·8 + 5: batches of 8 leave
+    a last one of 5). Whole batches of zero weight: epoch 0's second batch of 8 and epoch 1's last one."""
+    loss = {"mse": "mse", "binary": "binary_crossentropy"}.get(target, "categorical_crossentropy")
+    out = {"mse": None, "binary": "sigmoid"}.get(target, "softmax")
+    penalty = {"l1": 0.01, "l2": 0.02}
+    layers = [Dense(9, activation="relu", use_bias=False, kernel_regularizer=penalty), BatchNorm(momentum=0.3),
+              Dropout(0.25), Dense(7, activation="tanh", kernel_regularizer=penalty),
+              Dense(k, activation=out, kernel_regularizer={"l1": 0.005, "l2": 0.01})]
+    plan = build_plan(layers, d, loss, O.Adam(0.02, clipnorm=2.0), dtype, SEED, penalty_per_weight=penalty_per_weight)
+    state = init_state(plan, layers, SEED)
+    state.step = 5
+    rng = np.random.default_rng(SEED + 1)
+    X = rng.normal(size=(n, d)).astype(dtype)
+    labels = rng.integers(0, k, size=n)
+    y = {"mse": lambda: rng.normal(size=(n, k)), "binary": lambda: (rng.random((n, k)) < 0.5).astype(float),
+         "index": lambda: labels[:, None].astype(float), "onehot": lambda: np.eye(k)[labels]}[target]().astype(dtype)
+    orders = np.stack([rng.permutation(n) for _ in range(epochs)])
+    w = rng.uniform(0, 2, size=n) * (rng.random(n) > 0.2)
+    w[orders[0, 8:16]] = 0
+    w[orders[1, 40:]] = 0
+    lrs = np.array([0.02, 0.01, 0.005][:epochs])
+    return plan, state, X, y, orders, lrs, w.astype(dtype)
+
+
+def assert_training_matches_numpy(plan, state, X, y, orders, lrs, batch_size, w, dtype):
+    """numba against the numpy reference: exact counts (correct, seen, steps), then epoch losses, parameters,
+    optimizer slots and BatchNorm running statistics within DESIGN's tolerance for ``dtype``."""
+    ours, ref = state.copy(), state.copy()
+    got = numba_.train_epochs(plan, ours, X, y, orders, lrs, batch_size, sample_weight=w)
+    want = numpy_.train_epochs(plan, ref, X, y, orders, lrs, batch_size, sample_weight=w)
+    np.testing.assert_array_equal(got[:, 1:], want[:, 1:])
+    for name, a, b in [("epoch losses", got[:, 0], want[:, 0]), ("params", ours.params, ref.params),
+                       ("slots", ours.slots, ref.slots), ("running stats", ours.stats, ref.stats)]:
+        assert relative_error(a, b) <= TOLERANCE[dtype], name
+    return ours, got
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("penalty_per_weight", [False, True])
+@pytest.mark.parametrize("target", TARGETS)
+def test_weighted_training_matches_numpy_reference(target, penalty_per_weight, dtype):
+    """Shuffled epochs in batches of 8 (a last one of 5), weights with zeros and batches of no weight."""
+    plan, state, X, y, orders, lrs, w = weighted_problem(target, dtype, penalty_per_weight)
+    trained, stats = assert_training_matches_numpy(plan, state, X, y, orders, lrs, 8, w, dtype)
+    np.testing.assert_array_equal(stats[:, 2], X.shape[0])  # SEEN counts rows, weighted or not
+    unweighted = state.copy()
+    numba_.train_epochs(plan, unweighted, X, y, orders, lrs, 8)
+    assert relative_error(trained.params, unweighted.params) > 1e-3  # the weights did change the training
+
+
+@pytest.mark.parametrize("batch_size", [1, 7])
+@pytest.mark.parametrize("target", TARGETS)
+def test_weighted_training_in_order_matches_numpy_reference(target, batch_size):
+    """Rows in order (``orders=None``): copied, not gathered, and at one row per step copied by the kernel
+    itself; a zero weight there is a whole batch of no weight. With penalty_per_weight."""
+    plan, state, X, y, _, lrs, w = weighted_problem(target, "float64", penalty_per_weight=True)
+    w[7:14] = 0  # the second batch of 7
+    assert_training_matches_numpy(plan, state, X, y, None, lrs, batch_size, w, "float64")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("target", TARGETS)
+def test_penalty_per_weight_without_sample_weight_matches_numpy_reference(target, dtype):
+    """Without weights the penalty is divided by each batch's row count (the last batch's 5 too)."""
+    plan, state, X, y, orders, lrs, _ = weighted_problem(target, dtype, penalty_per_weight=True)
+    assert_training_matches_numpy(plan, state, X, y, orders, lrs, 8, None, dtype)
+    per_batch, _, _, _, _, _, _ = weighted_problem(target, dtype, penalty_per_weight=False)
+    assert_training_matches_numpy(per_batch, state, X, y, orders, lrs, 8, None, dtype)
+
+
+@pytest.mark.parametrize("penalty_per_weight", [False, True])
+def test_unit_weights_train_as_no_weights(penalty_per_weight):
+    """Weights of 1 are the unweighted objective: ``wᵢ / W = 1/m`` and ``W = m``."""
+    plan, state, X, y, orders, lrs, _ = weighted_problem("index", "float64", penalty_per_weight)
+    weighted, unweighted = state.copy(), state.copy()
+    got = numba_.train_epochs(plan, weighted, X, y, orders, lrs, 8, sample_weight=np.ones(X.shape[0]))
+    want = numba_.train_epochs(plan, unweighted, X, y, orders, lrs, 8)
+    np.testing.assert_array_equal(got[:, 1:], want[:, 1:])
+    assert relative_error(got[:, 0], want[:, 0]) <= 1e-10
+    assert relative_error(weighted.params, unweighted.params) <= 1e-10
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("penalty_per_weight", [False, True])
+@pytest.mark.parametrize("target", TARGETS)
+def test_weighted_loss_and_grad_matches_numpy_reference(target, penalty_per_weight, dtype):
+    """One weighted batch, zeros among the weights; and one of no weight at all: no data loss or gradient,
+    the penalty alone (times 0 per weight)."""
+    plan, state, X, y, _, _, w = weighted_problem(target, dtype, penalty_per_weight)
+    tol = TOLERANCE[dtype]
+    for weights in (w, np.zeros_like(w)):
+        before = state.copy()
+        value, grad = numba_.loss_and_grad(plan, state, X, y, sample_weight=weights)
+        ref_value, ref_grad = numpy_.loss_and_grad(plan, state.copy(), X, y, sample_weight=weights)
+        assert abs(value - ref_value) <= tol * abs(ref_value)
+        assert relative_error(grad, ref_grad) <= tol
+        for a, b in [(state.params, before.params), (state.stats, before.stats)]:
+            np.testing.assert_array_equal(a, b)  # nothing moves, BatchNorm statistics included
+    if penalty_per_weight:  # the last batch had no weight: nothing at all
+        assert value == 0 and not np.any(grad)
+    else:
+        assert value > 0 and np.any(grad)
+
+
+def test_sample_weight_is_checked_and_shares_the_compiled_kernel():
+    plan, state, X, y, orders, lrs, w = weighted_problem("index")
+    for bad, match in [(w[:-1], "shape"), (w[:, None], "shape"), (w.astype(np.float32), "plan's dtype")]:
+        with pytest.raises(ValueError, match=match):
+            numba_.train_epochs(plan, state.copy(), X, y, orders, lrs, 8, sample_weight=bad)
+        with pytest.raises(ValueError, match=match):
+            numba_.loss_and_grad(plan, state, X, y, sample_weight=bad)
+    numba_.train_epochs(plan, state.copy(), X, y, orders, lrs, 8)
+    compiled = len(numba_.kernel.signatures)
+    readonly = w.copy()
+    readonly.flags.writeable = False
+    for weights in (w, readonly, w[::-1]):  # writable, read-only, strided: one column type
+        numba_.train_epochs(plan, state.copy(), X, y, orders, lrs, 8, sample_weight=weights)
+        numba_.loss_and_grad(plan, state, X, y, sample_weight=weights)
+    assert len(numba_.kernel.signatures) == compiled, numba_.kernel.signatures
+
 def _layouts(X: np.ndarray, tmp_path):
     """The same values as a read-only memmap, in Fortran order and as a strided view."""
     path = tmp_path / "X.npy"

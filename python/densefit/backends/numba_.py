@@ -18,8 +18,8 @@ per array per call), and so does each slice made outside the pass that uses it; 
 few dozen weights trained one sample at a time those cost more than the math. Views made and used
 inside a pass that calls nothing (a "leaf") cost nothing, numba prunes their counting, and keep its
 loops vectorizable. The pruning gives up on some control flow (a raise among the loops, branches
-that stop using an array at different points): hence one leaf per loss and per optimizer rule,
-and codes, class indices and row indices checked before the loops. The loop over batches (one
+that stop using an array at different points): hence one leaf per loss, weighted or not, and per
+optimizer rule, and codes, class indices and row indices checked before the loops. The loop over batches (one
 :func:`kernel` for training, gradients and inference) holds the forward and backward loops over
 the ops and calls leaves on few buffers (``ws`` holds the whole workspace): a function taking
 arrays costs that counting on every call even when numba pastes it in (``inline``), so only
@@ -524,8 +524,58 @@ def batchnorm_backward(dbuf, d_at, grad, caches, xhat_at, invstd_at, params, gam
 
 
 # ---------------------------------------------------------------------------------------------
-# losses: value (float64 mean), count of correct predictions and the fused gradient at the logits
-# ``dz (m, K)`` at ``dbuf[dz_at:]``, given the logits ``z`` at ``acts[z_at:]`` and the flat targets ``y``
+# losses: value (float64), count of correct predictions and the fused gradient at the logits
+# ``dz (m, K)`` at ``dbuf[dz_at:]``, given the logits ``z`` at ``acts[z_at:]`` and the flat targets ``y``.
+#
+# Two leaves per loss: the batch mean (every row weighs 1/m), and the sample-weighted sum
+# ``Σ rᵢ ℓᵢ`` with each row's gradient scaled by its ``rᵢ = wᵢ / W`` (``rs``, see batch_weighting). Not one
+# leaf with a branch: the weighted one reads one more array, and an unweighted step would pay its
+# reference counting on every call. The per-element formulas they share are the inline helpers.
+
+
+@inline
+def bce_element(x, t):
+    """Binary cross-entropy of logit ``x`` and target ``t``: ``(term, dsig, hit)`` with ``term`` the loss
+    ``max(x, 0) - x t + log(1 + e^-|x|)`` in float64, ``dsig = sigmoid(x) - t`` (its gradient, unscaled)
+    and ``hit`` whether ``x`` predicts ``t``; ``e^-|x|`` is shared by the loss and the sigmoid."""
+    T = type(x)
+    one = T(1)
+    e = np.exp(-abs(x))
+    term = np.float64((T(0) if x < 0 else x) - x * t + np.log1p(e))
+    return term, (one / (one + e) if x >= 0 else e / (one + e)) - t, (x > 0) == (t > 0.5)
+
+
+@inline
+def softmax_crossentropy_row(dzr, zr, yr, K, y_cols, scale, acc):
+    """One row's softmax cross-entropy: return ``acc`` plus it (float64) and whether the row's argmax is
+    the target's; ``dzr`` gets the gradient at the logits ``zr`` times ``scale``. ``yr`` is the row's
+    ``K`` targets, or one class index (``y_cols == 1``, ``K > 1``; in range: check_class_indices). The
+    row's terms are added to ``acc`` one by one: the batch mean passes its running total, so its sum
+    is the one it has always been, term by term; the weighted sum passes 0 and weighs the row's sum."""
+    T = zr.dtype.type
+    predicted = argmax(zr)
+    zmax = zr[predicted]
+    sum_e = T(0)
+    for k in range(K):
+        dzr[k] = np.exp(zr[k] - zmax)
+        sum_e += dzr[k]
+    log_sum_e = np.log(sum_e)
+    if y_cols == 1 and K > 1:
+        label = np.int64(yr[0])
+        acc -= np.float64((zr[label] - zmax) - log_sum_e)
+        for k in range(K):
+            dzr[k] = dzr[k] / sum_e
+        dzr[label] -= T(1)
+        for k in range(K):
+            dzr[k] = dzr[k] * scale
+        return acc, predicted == label
+    y_sum = T(0)
+    for k in range(K):
+        acc -= np.float64(yr[k] * ((zr[k] - zmax) - log_sum_e))
+        y_sum += yr[k]
+    for k in range(K):
+        dzr[k] = ((dzr[k] / sum_e) * y_sum - yr[k]) * scale
+    return acc, predicted == argmax(yr)
 
 
 @jit
@@ -543,56 +593,103 @@ def mse(dbuf, dz_at, acts, z_at, y, m, K):
 
 
 @jit
+def mse_weighted(dbuf, dz_at, acts, z_at, y, rs, m, K):
+    """:func:`mse` with row ``r``'s mean over its ``K`` outputs weighted by ``rs[r]``."""
+    dz, z, r_scale = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K], rs[:m]
+    T = z.dtype.type
+    two_over_k = T(2 / K)
+    total = 0.0
+    for r in range(m):
+        row = 0.0
+        for i in range(r * K, (r + 1) * K):
+            diff = z[i] - y[i]
+            row += np.float64(diff) * np.float64(diff)
+            dz[i] = diff * two_over_k * r_scale[r]
+        total += row / K * np.float64(r_scale[r])
+    return total, 0
+
+
+@jit
 def binary_crossentropy(dbuf, dz_at, acts, z_at, y, m, K):
-    """On the logits: ``max(z, 0) - z y + log(1 + e^-|z|)`` per element; ``correct`` counts elements."""
+    """The mean of :func:`bce_element` over all ``m·K`` elements; ``correct`` counts elements."""
     dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
     T = z.dtype.type
     total, correct = 0.0, 0
     scale = T(1 / (m * K))
-    one = T(1)
     for i in range(m * K):
-        x, t = z[i], y[i]
-        e = np.exp(-abs(x))  # shared by the loss and sigmoid(x) (as in sigmoid)
-        total += np.float64((T(0) if x < 0 else x) - x * t + np.log1p(e))
-        correct += (x > 0) == (t > 0.5)
-        dz[i] = ((one / (one + e) if x >= 0 else e / (one + e)) - t) * scale
+        term, dsig, hit = bce_element(z[i], y[i])
+        total += term
+        correct += hit
+        dz[i] = dsig * scale
     return total / (m * K), correct
 
 
 @jit
-def categorical_crossentropy(dbuf, dz_at, acts, z_at, y, m, K, y_cols):
-    """Softmax cross-entropy per row; ``correct`` counts rows whose argmax is the target's."""
-    dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
+def binary_crossentropy_weighted(dbuf, dz_at, acts, z_at, y, rs, m, K):
+    """:func:`binary_crossentropy` with row ``r``'s mean over its ``K`` outputs weighted by ``rs[r]``."""
+    dz, z, r_scale = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K], rs[:m]
     T = z.dtype.type
     total, correct = 0.0, 0
-    scale = T(1 / m)
+    one_over_k = T(1 / K)
     for r in range(m):
-        zr, dzr, yr = z[r * K:(r + 1) * K], dz[r * K:(r + 1) * K], y[r * y_cols:(r + 1) * y_cols]
-        predicted = argmax(zr)
-        zmax = zr[predicted]
-        sum_e = T(0)
-        for k in range(K):
-            dzr[k] = np.exp(zr[k] - zmax)
-            sum_e += dzr[k]
-        log_sum_e = np.log(sum_e)
-        if y_cols == 1 and K > 1:
-            label = np.int64(yr[0])  # in range: check_class_indices
-            total -= np.float64((zr[label] - zmax) - log_sum_e)
-            correct += predicted == label
-            for k in range(K):
-                dzr[k] = dzr[k] / sum_e
-            dzr[label] -= T(1)
-            for k in range(K):
-                dzr[k] = dzr[k] * scale
-        else:
-            y_sum = T(0)
-            for k in range(K):
-                total -= np.float64(yr[k] * ((zr[k] - zmax) - log_sum_e))
-                y_sum += yr[k]
-            correct += predicted == argmax(yr)
-            for k in range(K):
-                dzr[k] = ((dzr[k] / sum_e) * y_sum - yr[k]) * scale
+        row = 0.0
+        for i in range(r * K, (r + 1) * K):
+            term, dsig, hit = bce_element(z[i], y[i])
+            row += term
+            correct += hit
+            dz[i] = dsig * one_over_k * r_scale[r]
+        total += row / K * np.float64(r_scale[r])
+    return total, correct
+
+
+@jit
+def categorical_crossentropy(dbuf, dz_at, acts, z_at, y, m, K, y_cols):
+    """Softmax cross-entropy per row (:func:`softmax_crossentropy_row`), averaged; ``correct`` counts rows."""
+    dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
+    total, correct = 0.0, 0
+    scale = z.dtype.type(1 / m)
+    for r in range(m):
+        total, hit = softmax_crossentropy_row(dz[r * K:(r + 1) * K], z[r * K:(r + 1) * K],
+                                              y[r * y_cols:(r + 1) * y_cols], K, y_cols, scale, total)
+        correct += hit
     return total / m, correct
+
+
+@jit
+def categorical_crossentropy_weighted(dbuf, dz_at, acts, z_at, y, rs, m, K, y_cols):
+    """:func:`categorical_crossentropy` with row ``r`` weighted by ``rs[r]``."""
+    dz, z, r_scale = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K], rs[:m]
+    total, correct = 0.0, 0
+    for r in range(m):
+        term, hit = softmax_crossentropy_row(dz[r * K:(r + 1) * K], z[r * K:(r + 1) * K],
+                                             y[r * y_cols:(r + 1) * y_cols], K, y_cols, r_scale[r], 0.0)
+        total += term * np.float64(r_scale[r])
+        correct += hit
+    return total, correct
+
+
+@inline
+def penalty_scale(total, penalty_per_weight):
+    """The factor of a batch's L1/L2 penalty: 1, or with ``plan.penalty_per_weight`` one over the batch's
+    total weight ``total`` (its row count without sample weights; 0 for a batch of no weight)."""
+    if not penalty_per_weight:
+        return 1.0
+    return 1.0 / total if total != 0 else 0.0
+
+
+@jit
+def batch_weighting(wb, m, penalty_per_weight):
+    """Turn the batch's weights ``wb[:m]`` into its row scales ``rᵢ = wᵢ / W`` in place, ``W = Σ wᵢ``
+    summed in float64 (all 0 if ``W == 0``: the batch has no data loss and no data gradient); return
+    the penalty's factor (:func:`penalty_scale` of ``W``)."""
+    w = wb[:m]
+    T = w.dtype.type
+    total = 0.0
+    for r in range(m):
+        total += np.float64(w[r])
+    for r in range(m):
+        w[r] = T(np.float64(w[r]) / total) if total != 0 else T(0)
+    return penalty_scale(total, penalty_per_weight)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -600,14 +697,15 @@ def categorical_crossentropy(dbuf, dz_at, acts, z_at, y, m, K, y_cols):
 
 
 @jit
-def add_penalty_gradient(grad, params, ops, op_params):
-    """``grad += l1 sign(W) + 2 l2 W`` on Dense kernels; return ``Σ l1 Σ|W| + l2 ΣW²`` (float64)."""
+def add_penalty_gradient(grad, params, ops, op_params, scale):
+    """``grad += c (l1 sign(W) + 2 l2 W)`` on Dense kernels; return ``Σ c (l1 Σ|W| + l2 ΣW²)`` (float64),
+    ``c = scale`` (:func:`penalty_scale`; at 1 the products are exact: the unscaled penalty)."""
     T = params.dtype.type
     total = 0.0
     for i in range(ops.shape[0]):
-        l1, l2 = op_params[i, L1], op_params[i, L2]
-        if ops[i, KIND] != DENSE or (l1 == 0 and l2 == 0):
+        if ops[i, KIND] != DENSE or (op_params[i, L1] == 0 and op_params[i, L2] == 0):
             continue
+        l1, l2 = op_params[i, L1] * scale, op_params[i, L2] * scale
         start = ops[i, PARAM_OFF]
         l1_t, two_l2_t = T(l1), T(2 * l2)
         sum_abs, sum_sq = 0.0, 0.0
@@ -827,8 +925,8 @@ TRAIN, GRADIENT, PREDICT = range(3)
 
 
 @jit
-def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, params, slots, stats, grad, outputs, X,
-           y, orders, lrs, batch_size, step):
+def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, penalty_per_weight, params, slots,
+           stats, grad, outputs, X, y, sample_weight, orders, lrs, batch_size, step):
     """The network run over batches, in one of three modes:
 
     - ``TRAIN``: all epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one
@@ -837,6 +935,10 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
     - ``GRADIENT``: one training-mode batch (``batch_size = n``, one epoch): fills ``grad (P,)`` and returns
       the stats of that batch, without an optimizer step (``stats`` moves: pass a copy).
     - ``PREDICT``: the inference-mode outputs through ``output_act`` into ``outputs (n·K,)``; ``y`` unused.
+
+    ``sample_weight`` is the ``(n, 1)`` column of row weights, gathered with each batch as its targets are,
+    or ``(0, 1)``: none, every batch its mean (see densefit.backends for the weighted objective).
+    ``penalty_per_weight``: the plan's flag (:func:`penalty_scale`).
 
     The forward and backward loops over the ops are written out here, in the loop over batches, rather
     than in functions of their own: a function given arrays (even one numba pastes in) takes a reference on
@@ -855,6 +957,8 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
     rows = min(batch_size, n)
     ws, at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], rows, X.dtype)
     yb = np.empty(rows * y_cols if training else 0, X.dtype)
+    weighted = training and sample_weight.shape[0] > 0
+    wb = np.empty(rows if weighted else 0, X.dtype)  # the batch's weights, then its row scales
     out = np.zeros((lrs.size, 4))
     for e in range(lrs.size):
         order = orders[min(e, orders.shape[0] - 1)]
@@ -867,13 +971,19 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
                 if training:
                     for c in range(y_cols):
                         yb[c] = y[start, c]
+                if weighted:
+                    wb[0] = sample_weight[start, 0]
             elif in_order:
                 copy_rows(ws, at[SEGMENT, 0], X, start, m)
                 if training:
                     copy_rows(yb, 0, y, start, m)
+                if weighted:
+                    copy_rows(wb, 0, sample_weight, start, m)
             else:
                 gather_rows(ws, at[SEGMENT, 0], X, order, start, m)
                 gather_rows(yb, 0, y, order, start, m)
+                if weighted:
+                    gather_rows(wb, 0, sample_weight, order, start, m)
 
             # forward: op i reads activation segment i and writes segment i + 1, so the logits end in segment
             # n_ops. In training mode dropout draws its mask and BatchNorm normalizes by batch statistics and
@@ -913,14 +1023,25 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
                 output_activation(outputs, start * K, ws, at[SEGMENT, n_ops], m, K, output_act)
                 continue
 
-            # the loss: its mean and correct count, and the gradient at the logits into ws[d_at:]
+            # the loss: its mean (weighted: Σ rᵢ ℓᵢ) and correct count, and the gradient at the logits into
+            # ws[d_at:]; yb holds y_cols = K values per row, or 1: class indices (categorical, K > 1)
             z_at = at[SEGMENT, n_ops]
-            if loss == L.MSE:
-                value, correct = mse(ws, d_at, ws, z_at, yb, m, K)
-            elif loss == L.BINARY_CROSSENTROPY:
-                value, correct = binary_crossentropy(ws, d_at, ws, z_at, yb, m, K)
-            else:  # yb holds y_cols = K values per row, or 1: class indices (K > 1)
-                value, correct = categorical_crossentropy(ws, d_at, ws, z_at, yb, m, K, y_cols)
+            if weighted:
+                penalty_factor = batch_weighting(wb, m, penalty_per_weight)
+                if loss == L.MSE:
+                    value, correct = mse_weighted(ws, d_at, ws, z_at, yb, wb, m, K)
+                elif loss == L.BINARY_CROSSENTROPY:
+                    value, correct = binary_crossentropy_weighted(ws, d_at, ws, z_at, yb, wb, m, K)
+                else:
+                    value, correct = categorical_crossentropy_weighted(ws, d_at, ws, z_at, yb, wb, m, K, y_cols)
+            else:
+                penalty_factor = penalty_scale(np.float64(m), penalty_per_weight)
+                if loss == L.MSE:
+                    value, correct = mse(ws, d_at, ws, z_at, yb, m, K)
+                elif loss == L.BINARY_CROSSENTROPY:
+                    value, correct = binary_crossentropy(ws, d_at, ws, z_at, yb, m, K)
+                else:
+                    value, correct = categorical_crossentropy(ws, d_at, ws, z_at, yb, m, K, y_cols)
 
             # backward: fills grad given the gradient at the logits at ws[d_at:]; the running gradient moves to
             # ws[d_next_at:] and back at each Dense op (the other ops work in place)
@@ -953,8 +1074,8 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
                     batchnorm_backward(ws, d, grad, ws, at[CACHE, i], at[CACHE, i + 1] - n_in, params, off, ws,
                                        scratch_at, m, n_in)
             if penalized:
-                value += add_penalty_gradient(grad, params, ops, op_params)
-            out[e, LOSS_SUM] += value * m
+                value += add_penalty_gradient(grad, params, ops, op_params, penalty_factor)
+            out[e, LOSS_SUM] += value * m  # m × the batch objective, weighted or not
             out[e, CORRECT] += correct
             out[e, SEEN] += m
             out[e, STEPS] += 1
@@ -1027,17 +1148,38 @@ def _seed(plan: Plan) -> np.uint64:
     return np.uint64(plan.seed)
 
 
+def _sample_weight(plan: Plan, sample_weight, n: int) -> np.ndarray:
+    """The row weights as the kernel reads them: an ``(n, 1)`` read-only column in the plan's dtype,
+    gathered with each batch by the functions that gather its targets (typed as ``y`` usually is, so
+    they compile nothing more); ``(0, 1)`` for none. Values (finite, ≥ 0) are the dispatcher's check."""
+    if sample_weight is None:
+        w = np.empty((0, 1), dtype=plan.dtype)
+    else:
+        w = np.asarray(sample_weight)
+        if w.shape != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},), one weight per row, got shape {w.shape}")
+        if w.dtype != plan.dtype:
+            raise ValueError(f"sample_weight must be {plan.dtype} (the plan's dtype), got {w.dtype}")
+        w = np.ascontiguousarray(w).reshape(n, 1)
+    view = w.view()
+    view.flags.writeable = False
+    return view
+
+
 _IN_ORDER = np.zeros((1, 0), dtype=np.int64)  # an empty order: rows 0..n-1 every epoch
 _ONE_PASS = np.zeros(1)                        # one epoch (its learning rate unused)
 
 
-def _run(mode, plan: Plan, state: State, X, y, orders, lrs, batch_size, grad, outputs, stats=None, output_act=0):
+def _run(mode, plan: Plan, state: State, X, y, orders, lrs, batch_size, grad, outputs, stats=None, output_act=0,
+         sample_weight=None):
     return kernel(mode, plan.ops, plan.op_params, plan.opt_params, plan.loss, plan.optimizer, output_act,
-                  _seed(plan), state.params, state.slots, state.stats if stats is None else stats, grad, outputs, X,
-                  y, orders, lrs, int(batch_size), int(state.step))
+                  _seed(plan), bool(plan.penalty_per_weight), state.params, state.slots,
+                  state.stats if stats is None else stats, grad, outputs, X, y,
+                  _sample_weight(plan, sample_weight, X.shape[0]), orders, lrs, int(batch_size), int(state.step))
 
 
-def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int) -> np.ndarray:
+def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int,
+                 sample_weight: np.ndarray | None = None) -> np.ndarray:
     X, y = _data(plan, X, "X"), _data(plan, y, "y")
     _check_features(plan, X)
     _check_targets(plan, X, y)
@@ -1054,7 +1196,7 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.nda
             orders = orders[:1]  # the same order every epoch (an unshuffled fit): one row, not a copy per epoch
         orders = np.ascontiguousarray(orders, dtype=np.int64)
     grad = np.empty(plan.n_params, dtype=plan.dtype)
-    return _run(TRAIN, plan, state, X, y, orders, lrs, batch_size, grad, grad[:0])
+    return _run(TRAIN, plan, state, X, y, orders, lrs, batch_size, grad, grad[:0], sample_weight=sample_weight)
 
 
 def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) -> np.ndarray:
@@ -1069,7 +1211,7 @@ def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) 
     return out.reshape(X.shape[0], plan.n_outputs)
 
 
-def loss_and_grad(plan: Plan, state: State, X, y):
+def loss_and_grad(plan: Plan, state: State, X, y, sample_weight: np.ndarray | None = None):
     X, y = _data(plan, X, "X"), _data(plan, y, "y")
     _check_features(plan, X)
     _check_targets(plan, X, y)
@@ -1077,5 +1219,5 @@ def loss_and_grad(plan: Plan, state: State, X, y):
     grad = np.empty(plan.n_params, dtype=plan.dtype)
     scratch_stats = state.stats.copy()  # the training-mode forward moves running statistics: not the state's
     stats = _run(GRADIENT, plan, state, X, y, _IN_ORDER, _ONE_PASS, max(X.shape[0], 1), grad, grad[:0],
-                 stats=scratch_stats)
+                 stats=scratch_stats, sample_weight=sample_weight)
     return stats[0, LOSS_SUM] / X.shape[0], grad
