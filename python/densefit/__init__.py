@@ -15,6 +15,14 @@ from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # densefit.sklearn imports scikit-learn: loaded on first use, not with densefit
+    if name == "sklearn":
+        import importlib
+        return importlib.import_module(".sklearn", __name__)
+    raise AttributeError(f"module 'densefit' has no attribute {name!r}")
+
 __all__ = [
     "Sequential", "History", "load_model",
     "Dense", "Activation", "Dropout", "BatchNorm",
