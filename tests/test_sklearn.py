@@ -371,3 +371,42 @@ def test_incremental_and_grid_search_on_a_dask_cluster():
         workers = {task["worker"] for task in stream.data}
         assert len(search.cv_results_["params"]) == 4 and stream.data
         assert workers and workers <= set(client.scheduler_info()["workers"])
+
+
+# ------------------------------------------------------------------------------ properties
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 40), n_features=st.integers(1, 5), n_classes=st.integers(1, 4),
+       dtype=st.sampled_from(["float32", "float64"]), input_dtype=st.sampled_from([np.float32, np.float64, np.int64]),
+       batch_size=st.one_of(st.just("auto"), st.integers(1, 50)), seed=st.integers(0, 2**16))
+def test_classifier_shapes_and_probabilities(n, n_features, n_classes, dtype, input_dtype, batch_size, seed):
+    rng = np.random.RandomState(seed)
+    X = (rng.normal(size=(n, n_features)) * 3).astype(input_dtype)
+    y = rng.randint(0, n_classes, n)
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, batch_size=batch_size, dtype=dtype, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+    proba = est.predict_proba(X)
+    assert proba.shape == (n, max(2, len(est.classes_))) and proba.dtype == np.dtype(dtype)
+    assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert set(est.predict(X)) <= set(est.classes_) and est.n_iter_ == 3 and est.t_ == 3 * n
+    assert len(est.loss_curve_) == 3 and all(np.isfinite(est.loss_curve_))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 40), n_outputs=st.integers(1, 3), dtype=st.sampled_from(["float32", "float64"]),
+       weighted=st.booleans(), seed=st.integers(0, 2**16))
+def test_regressor_shapes(n, n_outputs, dtype, weighted, seed):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, 3))
+    y = rng.normal(size=(n, n_outputs)) if n_outputs > 1 else rng.normal(size=n)
+    w = rng.uniform(0.5, 2, n) if weighted else None
+    est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, dtype=dtype, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y, sample_weight=w)
+    assert est.predict(X).shape == y.shape and est.n_outputs_ == n_outputs
