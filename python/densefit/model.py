@@ -163,7 +163,8 @@ class Sequential:
         return correct / (seen * per_sample)
 
     def fit(self, X, y, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
-            validation_data=None, verbose: int = 1, sample_weight=None) -> History:
+            validation_data=None, verbose: int = 1, sample_weight=None, class_weight=None,
+            validation_split: float | None = None) -> History:
         """Train for ``epochs`` more epochs of mini-batch steps; return the :class:`History`.
 
         ``batch_size=1`` is SGD, ``batch_size=len(X)`` (or ``None``) full-batch gradient descent;
@@ -171,21 +172,28 @@ class Sequential:
         most a few times a second, 2 one line per epoch. ``sample_weight`` (n,), finite, ≥ 0:
         each batch's loss is ``Σ wᵢ lossᵢ / Σ wᵢ`` over its rows, so a weight of 2 equals the row
         twice under full-batch training; the epoch's ``loss`` averages the batches by row count.
+        ``class_weight={label: w}`` multiplies each row's weight by its class's (1 for a label
+        not in the dict): the same as the matching ``sample_weight``. ``validation_data`` is
+        ``(X_val, y_val)`` or ``(X_val, y_val, w_val)``; ``validation_split=f`` holds out the
+        last ``f`` of the rows instead, taken before shuffling (Keras).
         """
         epochs = check_int("epochs", epochs, 0)
+        if validation_split is not None:
+            X, y, sample_weight, validation_data = _split_off(X, y, sample_weight, validation_split, validation_data)
         X, y = self._prepare(X, y, check_finite_x=epochs == 0)  # else the first backend call checks X (below)
         n = X.shape[0]
-        if sample_weight is not None:
-            sample_weight = as_sample_weight(sample_weight, n, self.plan.dtype)
+        sample_weight = self._row_weights(y, sample_weight, class_weight)
         batch_size = n if batch_size is None else min(check_int("batch_size", batch_size, 1), n)
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be a bool, got {type(shuffle).__name__}")
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (X_val, y_val)")
-            Xv, yv = self._prepare(*validation_data, name_x="validation_data X", name_y="validation_data y")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val)")
+            Xv, yv = self._prepare(*validation_data[:2], name_x="validation_data X", name_y="validation_data y")
+            wv = None if len(validation_data) == 2 or validation_data[2] is None else as_sample_weight(
+                validation_data[2], Xv.shape[0], self.plan.dtype, "validation_data sample_weight")
         schedule = self.optimizer.learning_rate
         history = History()
         per_epoch = validation_data is not None or verbose == 2
@@ -209,7 +217,7 @@ class Sequential:
             if self.metrics:
                 logs["accuracy"] = self._accuracy(stats[:, backends.CORRECT], stats[:, backends.SEEN])
             if validation_data is not None:  # count == 1 here
-                logs.update({f"val_{k}": [v] for k, v in self._evaluate(Xv, yv, None).items()})
+                logs.update({f"val_{k}": [v] for k, v in self._evaluate(Xv, yv, None, wv).items()})
             logs["learning_rate"] = lrs
             history._extend(range(first, first + count), logs)
             done += count
@@ -218,6 +226,29 @@ class Sequential:
                 last_print = now
                 self._print_progress(done, epochs, history, now - started)
         return history
+
+    def _row_weights(self, y: np.ndarray, sample_weight, class_weight) -> np.ndarray | None:
+        """``sample_weight`` times each row's ``class_weight`` (validated), or ``None``."""
+        n = y.shape[0]
+        weights = None if sample_weight is None else as_sample_weight(sample_weight, n, self.plan.dtype)
+        if class_weight is None:
+            return weights
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"class_weight must be a dict {{label: weight}}, got {type(class_weight).__name__}")
+        if self.plan.loss == L.CATEGORICAL_CROSSENTROPY:
+            labels = y[:, 0] if y.shape[1] == 1 else y.argmax(axis=1)
+        elif self.plan.loss == L.BINARY_CROSSENTROPY and y.shape[1] == 1:
+            labels = y[:, 0]
+        else:
+            raise ValueError("class_weight needs class labels: use it with categorical_crossentropy or with "
+                             "binary_crossentropy on one output (else pass sample_weight)")
+        table = np.ones(self.plan.n_outputs if self.plan.loss == L.CATEGORICAL_CROSSENTROPY else 2)
+        for label, value in class_weight.items():
+            if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < len(table):
+                raise ValueError(f"class_weight has label {label!r}; expected integer labels in [0, {len(table)})")
+            table[int(label)] = value
+        per_row = as_sample_weight(table[labels.astype(np.int64)], n, self.plan.dtype, "class_weight")
+        return per_row if weights is None else as_sample_weight(weights * per_row, n, self.plan.dtype)
 
     def _print_progress(self, done: int, epochs: int, history: History, seconds: float) -> None:
         parts = [f"epoch {self.state.epoch} ({done}/{epochs})"]
@@ -239,21 +270,27 @@ class Sequential:
         batch_size = _EVAL_ROWS if batch_size is None else check_int("batch_size", batch_size, 1)
         return backends.get(self._backend).predict(self.plan, self.state, X, batch_size, logits=logits)
 
-    def evaluate(self, X, y, batch_size: int | None = None) -> dict:
-        """Mean loss (plus the regularization penalty) and metrics in inference mode."""
+    def evaluate(self, X, y, batch_size: int | None = None, sample_weight=None) -> dict:
+        """Mean loss (plus the regularization penalty, once) and metrics in inference mode;
+        with ``sample_weight`` the loss is ``Σ wᵢ lossᵢ / Σ wᵢ`` (metrics stay unweighted)."""
         self._require_built()
         X, y = self._prepare(X, y)
-        return self._evaluate(X, y, batch_size)
+        if sample_weight is not None:
+            sample_weight = as_sample_weight(sample_weight, X.shape[0], self.plan.dtype)
+        return self._evaluate(X, y, batch_size, sample_weight)
 
-    def _evaluate(self, X: np.ndarray, y: np.ndarray, batch_size) -> dict:
+    def _evaluate(self, X: np.ndarray, y: np.ndarray, batch_size, sample_weight=None) -> dict:
         """:meth:`evaluate` on already validated arrays (``fit`` validates its validation data once)."""
         total, correct = 0.0, 0
         for start in range(0, X.shape[0], _EVAL_ROWS):
-            z = self._forward(X[start:start + _EVAL_ROWS], batch_size, logits=True)
-            value, right, _ = numpy_.loss_and_dlogits(self.plan.loss, z, y[start:start + _EVAL_ROWS], need_grad=False)
-            total += value * z.shape[0]
+            rows = slice(start, start + _EVAL_ROWS)
+            z = self._forward(X[rows], batch_size, logits=True)
+            w = None if sample_weight is None else sample_weight[rows].astype(np.float64)
+            value, right = numpy_.loss_sum_and_correct(self.plan.loss, z, y[rows], w)
+            total += value
             correct += right
-        result = {"loss": float(total / X.shape[0] + penalty(self.plan, self.state.params))}
+        weight = X.shape[0] if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
+        result = {"loss": float(total / weight + penalty(self.plan, self.state.params))}
         if self.metrics:
             result["accuracy"] = float(self._accuracy(correct, X.shape[0]))
         return result
@@ -385,6 +422,26 @@ def load_model(path, learning_rate=None, backend: str | None = None) -> Sequenti
         model.state = State(arrays["params"].copy(), arrays["slots"].copy(), arrays["stats"].copy(),
                             step=config["step"], epoch=config["epoch"])
     return model
+
+
+def _split_off(X, y, sample_weight, fraction, validation_data):
+    """``fit``'s ``validation_split``: the last ``fraction`` of the rows become the validation data."""
+    if validation_data is not None:
+        raise ValueError("give validation_data or validation_split, not both")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(f"validation_split must be a number in (0, 1), got {fraction!r}")
+    X = np.asarray(X) if not hasattr(X, "shape") else X
+    n = X.shape[0] if X.ndim else 0
+    split_at = int(np.floor(n * (1.0 - fraction)))
+    if split_at == 0 or split_at == n:
+        raise ValueError(f"validation_split={fraction} of {n} rows leaves "
+                         f"{'no training' if split_at == 0 else 'no validation'} row")
+    y = np.asarray(y)
+    w = None if sample_weight is None else np.asarray(sample_weight)
+    if y.shape[:1] != (n,) or (w is not None and w.shape[:1] != (n,)):
+        raise ValueError(f"y (and sample_weight) must have one row per row of X ({n})")
+    validation = (X[split_at:], y[split_at:]) + (() if w is None else (w[split_at:],))
+    return X[:split_at], y[:split_at], None if w is None else w[:split_at], validation
 
 
 def _available_or_auto(name: str) -> str:

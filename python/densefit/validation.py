@@ -95,7 +95,8 @@ def as_sample_weight(sample_weight, n_rows: int, dtype: np.dtype, name: str = "s
         raise TypeError(f"{name} must be real, got dtype {w.dtype}")
     if w.ndim != 1 or w.shape[0] != n_rows:
         raise ValueError(f"{name} must have shape ({n_rows},), one weight per row, got shape {w.shape}")
-    w = np.ascontiguousarray(w, dtype=dtype)
+    with np.errstate(over="ignore"):  # a weight too large for dtype becomes inf, refused below
+        w = np.ascontiguousarray(w, dtype=dtype)
     if not np.isfinite(w).all():
         raise ValueError(f"{name} contains NaN or infinity (or a value too large for {dtype})")
     if (w < 0).any():
