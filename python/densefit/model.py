@@ -22,6 +22,7 @@ from . import losses as L
 from . import optimizers as O
 from . import schedules
 from .backends import numpy_
+from .callbacks import CallbackList
 from .plan import Plan, State, as_dtype, build_plan, infer_input_dim, init_state, penalty
 from .validation import as_features, as_sample_weight, as_targets, check_int
 
@@ -71,6 +72,7 @@ class Sequential:
         self.optimizer: O.Optimizer | None = None
         self.metrics: list[str] = []
         self.penalty_per_weight = False
+        self.stop_training = False  # a callback sets it to end fit after the current epoch
         self.plan: Plan | None = None
         self.state: State | None = None
 
@@ -164,7 +166,7 @@ class Sequential:
 
     def fit(self, X, y, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
             validation_data=None, verbose: int = 1, sample_weight=None, class_weight=None,
-            validation_split: float | None = None) -> History:
+            validation_split: float | None = None, callbacks=None) -> History:
         """Train for ``epochs`` more epochs of mini-batch steps; return the :class:`History`.
 
         ``batch_size=1`` is SGD, ``batch_size=len(X)`` (or ``None``) full-batch gradient descent;
@@ -175,7 +177,8 @@ class Sequential:
         ``class_weight={label: w}`` multiplies each row's weight by its class's (1 for a label
         not in the dict): the same as the matching ``sample_weight``. ``validation_data`` is
         ``(X_val, y_val)`` or ``(X_val, y_val, w_val)``; ``validation_split=f`` holds out the
-        last ``f`` of the rows instead, taken before shuffling (Keras).
+        last ``f`` of the rows instead, taken before shuffling (Keras). ``callbacks``: a list
+        of :class:`densefit.callbacks.Callback` (see that module for when they are called).
         """
         epochs = check_int("epochs", epochs, 0)
         if validation_split is not None:
@@ -194,18 +197,22 @@ class Sequential:
             Xv, yv = self._prepare(*validation_data[:2], name_x="validation_data X", name_y="validation_data y")
             wv = None if len(validation_data) == 2 or validation_data[2] is None else as_sample_weight(
                 validation_data[2], Xv.shape[0], self.plan.dtype, "validation_data sample_weight")
-        schedule = self.optimizer.learning_rate
+        callbacks = CallbackList(callbacks, self)
         history = History()
-        per_epoch = validation_data is not None or verbose == 2
+        per_epoch = validation_data is not None or verbose == 2 or callbacks.needs_each_epoch
         # Epochs per backend call: one when Python has work after every epoch; all of them when
         # nothing is printed (bounded by the size of the sample orders); else growing calls of
         # about _CALL_SECONDS so progress lines keep coming.
         chunk = 1 if verbose else epochs
         done, last_print, started = 0, 0.0, time.perf_counter()
-        while done < epochs:
+        self.stop_training = False
+        callbacks.on_train_begin({})
+        while done < epochs and not self.stop_training:
             count = 1 if per_epoch else min(chunk, epochs - done, max(1, _MAX_ORDER_ENTRIES // n))
             first = self.state.epoch
-            lrs = schedule.rates(first, count)
+            if per_epoch:  # else the callbacks only observe: they see the epochs after the call
+                callbacks.on_epoch_begin(first, {})
+            lrs = self.optimizer.learning_rate.rates(first, count)  # after on_epoch_begin, which may set it
             call_start = time.perf_counter()
             # The first call's first epoch reads every row: NaN/inf in X raises there, state untouched.
             stats = backends.train_epochs(self._backend, self.plan, self.state, X, y,
@@ -220,11 +227,16 @@ class Sequential:
                 logs.update({f"val_{k}": [v] for k, v in self._evaluate(Xv, yv, None, wv).items()})
             logs["learning_rate"] = lrs
             history._extend(range(first, first + count), logs)
+            for i in range(count):
+                if not per_epoch:
+                    callbacks.on_epoch_begin(first + i, {})
+                callbacks.on_epoch_end(first + i, {k: float(v[i]) for k, v in logs.items()})
             done += count
             now = time.perf_counter()
             if verbose == 2 or (verbose == 1 and (now - last_print > 0.25 or done == epochs)):
                 last_print = now
                 self._print_progress(done, epochs, history, now - started)
+        callbacks.on_train_end({k: v[-1] for k, v in history.history.items()})
         return history
 
     def _row_weights(self, y: np.ndarray, sample_weight, class_weight) -> np.ndarray | None:
