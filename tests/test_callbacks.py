@@ -201,3 +201,20 @@ def test_terminate_on_nan_and_lambda_callback(backend, rng, capsys):
     assert "invalid loss" in capsys.readouterr().out
     with pytest.raises(TypeError, match="Callback instances"):
         model.fit(X, y, callbacks=[print], verbose=0)
+
+
+def test_progress_bar_and_history_timing(backend, rng, capsys):
+    """verbose=1 draws one tqdm bar on stderr, redrawn with carriage returns; History records
+    each epoch's wall time and speed, and becomes a DataFrame."""
+    X, y = _data(rng)
+    model = _model(backend)
+    h = model.fit(X, y, epochs=30, validation_split=0.2, verbose=1)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "30/30" in err and "\r" in err and "loss=" in err and "val_loss=" in err and "samples/s=" in err
+    assert len(h.seconds) == len(h.samples_per_s) == 30 and all(s > 0 for s in h.seconds)
+    assert h.samples_per_s[0] == pytest.approx(48 / h.seconds[0])
+    pd = pytest.importorskip("pandas")
+    frame = h.to_dataframe()
+    assert isinstance(frame, pd.DataFrame) and list(frame.index) == h.epoch
+    assert list(frame["val_loss"]) == h.history["val_loss"] and "samples_per_s" in frame

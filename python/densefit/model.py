@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,16 +35,55 @@ _EVAL_ROWS = 1 << 16              # rows per chunk in evaluate/predict
 
 @dataclass
 class History:
-    """What ``fit`` returns: ``history[name]`` is a list with one value per epoch of this call."""
+    """What ``fit`` returns: ``history[name]`` is a list with one value per epoch of this call;
+    ``seconds`` and ``samples_per_s`` the wall time and speed of each epoch (epochs trained in one
+    backend call share that call's time equally)."""
 
     history: dict = field(default_factory=dict)
     epoch: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    samples_per_s: list = field(default_factory=list)
 
-    def _extend(self, epochs, logs: dict) -> None:
-        """Record consecutive ``epochs``; ``logs[name]`` has one value per epoch."""
+    def _extend(self, epochs, logs: dict, seconds: float = 0.0, samples: int = 0) -> None:
+        """Record consecutive ``epochs``; ``logs[name]`` has one value per epoch; the epochs took
+        ``seconds`` together and each saw ``samples`` rows."""
+        epochs = list(epochs)
         self.epoch.extend(epochs)
         for key, values in logs.items():
             self.history.setdefault(key, []).extend(np.asarray(values, dtype=np.float64).tolist())
+        per_epoch = seconds / max(1, len(epochs))
+        self.seconds.extend([per_epoch] * len(epochs))
+        self.samples_per_s.extend([samples / per_epoch if per_epoch > 0 else math.inf] * len(epochs))
+
+    def to_dataframe(self):
+        """A pandas DataFrame, one row per epoch (index ``epoch``): the logs, ``seconds`` and
+        ``samples_per_s``. Needs pandas (``pip install "densefit[pandas]"``)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError('History.to_dataframe needs pandas: pip install "densefit[pandas]"') from exc
+        frame = pd.DataFrame({**self.history, "seconds": self.seconds, "samples_per_s": self.samples_per_s},
+                             index=pd.Index(self.epoch, name="epoch"))
+        return frame
+
+
+class _ProgressBar:
+    """``fit(verbose=1)``: one tqdm bar over the epochs on stderr (tqdm's notebook bar in
+    Jupyter), refreshed at most 10 times a second, with the last epoch's logs and samples/s."""
+
+    def __init__(self, epochs: int):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=epochs, unit="epoch", file=sys.stderr, mininterval=0.1, dynamic_ncols=True)
+
+    def update(self, count: int, history: History) -> None:
+        postfix = {k: f"{v[-1]:.4g}" for k, v in history.history.items() if k != "learning_rate"}
+        postfix["samples/s"] = f"{history.samples_per_s[-1]:.3g}"
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(count)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 class Sequential:
@@ -170,8 +210,8 @@ class Sequential:
         """Train for ``epochs`` more epochs of mini-batch steps; return the :class:`History`.
 
         ``batch_size=1`` is SGD, ``batch_size=len(X)`` (or ``None``) full-batch gradient descent;
-        the last, smaller batch of an epoch is kept. ``verbose``: 0 silent, 1 progress lines at
-        most a few times a second, 2 one line per epoch. ``sample_weight`` (n,), finite, ≥ 0:
+        the last, smaller batch of an epoch is kept. ``verbose``: 0 silent, 1 a live tqdm bar on
+        stderr (at most 10 refreshes a second), 2 one line per epoch on stdout. ``sample_weight`` (n,), finite, ≥ 0:
         each batch's loss is ``Σ wᵢ lossᵢ / Σ wᵢ`` over its rows, so a weight of 2 equals the row
         twice under full-batch training; the epoch's ``loss`` averages the batches by row count.
         ``class_weight={label: w}`` multiplies each row's weight by its class's (1 for a label
@@ -204,8 +244,22 @@ class Sequential:
         # nothing is printed (bounded by the size of the sample orders); else growing calls of
         # about _CALL_SECONDS so progress lines keep coming.
         chunk = 1 if verbose else epochs
-        done, last_print, started = 0, 0.0, time.perf_counter()
+        validation = None if validation_data is None else (Xv, yv, wv)
+        bar = _ProgressBar(epochs) if verbose == 1 else None
         self.stop_training = False
+        try:
+            self._fit_loop(X, y, n, epochs, batch_size, shuffle, sample_weight, validation, callbacks, history,
+                           per_epoch, chunk, bar, verbose)
+        finally:
+            if bar is not None:
+                bar.close()
+        callbacks.on_train_end({k: v[-1] for k, v in history.history.items()})
+        return history
+
+    def _fit_loop(self, X, y, n, epochs, batch_size, shuffle, sample_weight, validation, callbacks, history,
+                  per_epoch, chunk, bar, verbose) -> None:
+        """The epochs of :meth:`fit`, on validated arguments."""
+        done, started = 0, time.perf_counter()
         callbacks.on_train_begin({})
         while done < epochs and not self.stop_training:
             count = 1 if per_epoch else min(chunk, epochs - done, max(1, _MAX_ORDER_ENTRIES // n))
@@ -223,21 +277,19 @@ class Sequential:
             logs = {"loss": stats[:, backends.LOSS_SUM] / stats[:, backends.SEEN]}
             if self.metrics:
                 logs["accuracy"] = self._accuracy(stats[:, backends.CORRECT], stats[:, backends.SEEN])
-            if validation_data is not None:  # count == 1 here
-                logs.update({f"val_{k}": [v] for k, v in self._evaluate(Xv, yv, None, wv).items()})
+            if validation:  # count == 1 here
+                logs.update({f"val_{k}": [v] for k, v in self._evaluate(*validation[:2], None, validation[2]).items()})
             logs["learning_rate"] = lrs
-            history._extend(range(first, first + count), logs)
+            history._extend(range(first, first + count), logs, elapsed, n)
             for i in range(count):
                 if not per_epoch:
                     callbacks.on_epoch_begin(first + i, {})
                 callbacks.on_epoch_end(first + i, {k: float(v[i]) for k, v in logs.items()})
             done += count
-            now = time.perf_counter()
-            if verbose == 2 or (verbose == 1 and (now - last_print > 0.25 or done == epochs)):
-                last_print = now
-                self._print_progress(done, epochs, history, now - started)
-        callbacks.on_train_end({k: v[-1] for k, v in history.history.items()})
-        return history
+            if bar is not None:
+                bar.update(count, history)
+            elif verbose == 2:
+                self._print_progress(done, epochs, history, time.perf_counter() - started)
 
     def _row_weights(self, y: np.ndarray, sample_weight, class_weight) -> np.ndarray | None:
         """``sample_weight`` times each row's ``class_weight`` (validated), or ``None``."""
