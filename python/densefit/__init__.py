@@ -4,7 +4,7 @@ One network description, three interchangeable backends with the same math: ``cp
 whole epochs without the GIL), ``numba`` and ``numpy``. See :func:`backend_info`.
 """
 
-from . import activations, callbacks, datasets, initializers, losses, optimizers, regularizers, schedules
+from . import activations, callbacks, datasets, initializers, losses, metrics, optimizers, regularizers, schedules
 from .backends import available_backends, backend_info
 from .layers import Activation, BatchNorm, Dense, Dropout
 from .model import History, Sequential, load_model
@@ -30,5 +30,5 @@ __all__ = [
     "Constant", "ExponentialDecay", "StepDecay", "InverseTimeDecay", "CosineDecay", "LambdaSchedule",
     "l1", "l2", "l1_l2",
     "available_backends", "backend_info", "set_num_threads", "get_num_threads",
-    "activations", "callbacks", "datasets", "initializers", "losses", "optimizers", "regularizers", "schedules",
+    "activations", "callbacks", "datasets", "initializers", "losses", "metrics", "optimizers", "regularizers", "schedules",
 ]

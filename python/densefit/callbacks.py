@@ -24,10 +24,7 @@ import warnings
 
 import numpy as np
 
-from . import schedules
-
-_HIGHER_IS_BETTER = ("accuracy", "acc", "binary_accuracy", "categorical_accuracy", "auc", "precision", "recall", "r2")
-
+from . import metrics, schedules
 
 class Callback:
     """Base class: every hook does nothing."""
@@ -68,8 +65,7 @@ def _monitor_mode(monitor: str, mode: str) -> str:
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode != "auto":
         return mode
-    name = monitor[4:] if monitor.startswith("val_") else monitor
-    return "max" if name in _HIGHER_IS_BETTER else "min"
+    return "max" if metrics.higher_is_better(monitor) else "min"
 
 
 def _monitored(logs, monitor: str, owner: str):

@@ -20,6 +20,7 @@ import numpy as np
 from . import backends
 from . import layers as layer_specs
 from . import losses as L
+from . import metrics as M
 from . import optimizers as O
 from . import schedules
 from .backends import numpy_
@@ -138,14 +139,9 @@ class Sequential:
             raise TypeError(f"penalty_per_weight must be a bool, got {type(penalty_per_weight).__name__}")
         self.penalty_per_weight = bool(penalty_per_weight)
         optimizer = O.get(optimizer)
-        metrics = [] if metrics is None else list(metrics)
-        for metric in metrics:
-            if metric not in ("accuracy", "acc"):
-                raise ValueError(f"unknown metric {metric!r}; expected 'accuracy'")
-            if L.loss_code(loss) == L.MSE:
-                raise ValueError("metrics=['accuracy'] needs a classification loss, not mse")
+        metrics = M.resolve([] if metrics is None else list(metrics), L.loss_code(loss))
         self.loss, self.optimizer = loss, optimizer
-        self.metrics = ["accuracy" for _ in metrics[:1]]
+        self.metrics = metrics
         n_features = self.plan.n_features if self.plan else infer_input_dim(self.layers) if self.layers else None
         if n_features is not None:
             self._build(n_features, keep_weights=True)
@@ -239,7 +235,8 @@ class Sequential:
                 validation_data[2], Xv.shape[0], self.plan.dtype, "validation_data sample_weight")
         callbacks = CallbackList(callbacks, self)
         history = History()
-        per_epoch = validation_data is not None or verbose == 2 or callbacks.needs_each_epoch
+        per_epoch = (validation_data is not None or verbose == 2 or callbacks.needs_each_epoch
+                     or not all(M.counted(name) for name in self.metrics))
         # Epochs per backend call: one when Python has work after every epoch; all of them when
         # nothing is printed (bounded by the size of the sample orders); else growing calls of
         # about _CALL_SECONDS so progress lines keep coming.
@@ -275,8 +272,12 @@ class Sequential:
             elapsed = time.perf_counter() - call_start
             chunk = max(1, min(2 * count, int(count * _CALL_SECONDS / max(elapsed, 1e-9))))
             logs = {"loss": stats[:, backends.LOSS_SUM] / stats[:, backends.SEEN]}
-            if self.metrics:
-                logs["accuracy"] = self._accuracy(stats[:, backends.CORRECT], stats[:, backends.SEEN])
+            for name in self.metrics:
+                if M.counted(name):
+                    logs[name] = self._accuracy(stats[:, backends.CORRECT], stats[:, backends.SEEN])
+            if not all(M.counted(name) for name in self.metrics):  # count == 1 here
+                logs.update({k: [v] for k, v in M.compute(self.metrics, self.plan.loss, self._forward(X, None, logits=False),
+                                                          y).items()})
             if validation:  # count == 1 here
                 logs.update({f"val_{k}": [v] for k, v in self._evaluate(*validation[:2], None, validation[2]).items()})
             logs["learning_rate"] = lrs
@@ -346,6 +347,8 @@ class Sequential:
     def _evaluate(self, X: np.ndarray, y: np.ndarray, batch_size, sample_weight=None) -> dict:
         """:meth:`evaluate` on already validated arrays (``fit`` validates its validation data once)."""
         total, correct = 0.0, 0
+        predicted = not all(M.counted(name) for name in self.metrics)
+        probabilities = np.empty((X.shape[0], self.plan.n_outputs), dtype=self.plan.dtype) if predicted else None
         for start in range(0, X.shape[0], _EVAL_ROWS):
             rows = slice(start, start + _EVAL_ROWS)
             z = self._forward(X[rows], batch_size, logits=True)
@@ -353,10 +356,15 @@ class Sequential:
             value, right = numpy_.loss_sum_and_correct(self.plan.loss, z, y[rows], w)
             total += value
             correct += right
+            if predicted:
+                probabilities[rows] = numpy_.output_activation(self.plan, z)
         weight = X.shape[0] if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
         result = {"loss": float(total / weight + penalty(self.plan, self.state.params))}
-        if self.metrics:
-            result["accuracy"] = float(self._accuracy(correct, X.shape[0]))
+        for name in self.metrics:
+            if M.counted(name):
+                result[name] = float(self._accuracy(correct, X.shape[0]))
+        if predicted:
+            result.update(M.compute(self.metrics, self.plan.loss, probabilities, y))
         return result
 
     def loss_and_grad(self, X, y, sample_weight=None):
