@@ -211,10 +211,40 @@ def test_progress_bar_and_history_timing(backend, rng, capsys):
     h = model.fit(X, y, epochs=30, validation_split=0.2, verbose=1)
     out, err = capsys.readouterr()
     assert out == ""
-    assert "30/30" in err and "\r" in err and "loss=" in err and "val_loss=" in err and "samples/s=" in err
+    assert "30.0/30 epochs" in err and "\r" in err and "loss=" in err and "val_loss=" in err and "samples/s=" in err
     assert len(h.seconds) == len(h.samples_per_s) == 30 and all(s > 0 for s in h.seconds)
     assert h.samples_per_s[0] == pytest.approx(48 / h.seconds[0])
     pd = pytest.importorskip("pandas")
     frame = h.to_dataframe()
     assert isinstance(frame, pd.DataFrame) and list(frame.index) == h.epoch
     assert list(frame["val_loss"]) == h.history["val_loss"] and "samples_per_s" in frame
+
+
+def test_backends_report_progress_within_a_call(backend, rng):
+    """The counter a progress bar polls: rows trained so far in the call, after every batch."""
+    from densefit import backends
+    X, y = _data(rng, n=50)
+    model = _model(backend)
+    model.fit(X, y, epochs=1, verbose=0)
+    progress = np.zeros(1, dtype=np.int64)
+    backends.train_epochs(backend, model.plan, model.state, X, y, None, np.full(3, 0.01), 16, progress=progress)
+    assert progress[0] == 3 * 50
+    with pytest.raises(ValueError, match="progress"):
+        backends.train_epochs(backend, model.plan, model.state, X, y, None, np.full(1, 0.01), 16,
+                              progress=np.zeros(2, dtype=np.int64))
+
+
+def test_a_long_epoch_moves_the_bar_within_the_epoch(rng, capsys):
+    """An epoch of about a second on the cpp backend: the polled counter redraws the bar at
+    fractional epochs before the epoch ends."""
+    if "cpp" not in df.available_backends():
+        pytest.skip("the cpp backend is not built here")
+    X = rng.normal(size=(400_000, 32)).astype(np.float32)
+    y = X[:, :1] * 2
+    model = df.Sequential([df.Dense(256, activation="relu", input_dim=32), df.Dense(256, activation="relu"),
+                           df.Dense(1)], seed=0, backend="cpp")
+    model.compile("mse", "adam")
+    model.fit(X, y, epochs=1, batch_size=256, verbose=1)
+    err = capsys.readouterr().err
+    fractions = {part.split("/")[0].strip() for part in err.split("|") if "/1 epochs" in part}
+    assert "1.0" in fractions and any(f not in ("0.0", "1.0") for f in fractions), err[-500:]

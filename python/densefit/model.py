@@ -12,6 +12,7 @@ import io
 import json
 import math
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -70,18 +71,51 @@ class History:
 
 class _ProgressBar:
     """``fit(verbose=1)``: one tqdm bar over the epochs on stderr (tqdm's notebook bar in
-    Jupyter), refreshed at most 10 times a second, with the last epoch's logs and samples/s."""
+    Jupyter), refreshed at most 10 times a second, with the last epoch's logs and samples/s.
+
+    During a backend call that may be long (the first, and any after an epoch of over a second) a
+    thread polls the backend's progress counter (rows trained so far in the call) every 0.1 s and
+    moves the bar within the epoch; the backend never calls Python per batch."""
+
+    POLL_SECONDS = 0.1
+    LONG_EPOCH_SECONDS = 1.0
 
     def __init__(self, epochs: int):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=epochs, unit="epoch", file=sys.stderr, mininterval=0.1, dynamic_ncols=True)
+        self.bar = tqdm(total=epochs, unit="epoch", file=sys.stderr, mininterval=self.POLL_SECONDS,
+                        dynamic_ncols=True,
+                        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} epochs [{elapsed}<{remaining}{postfix}]")
+        self.done = 0
+
+    def watching(self, history: History) -> bool:
+        """Whether the next backend call gets a progress counter and a polling thread."""
+        return not history.seconds or history.seconds[-1] > self.LONG_EPOCH_SECONDS
+
+    def poll(self, progress: np.ndarray, rows_per_epoch: int):
+        """Start the polling thread; returns the function that stops it."""
+        stop = threading.Event()
+
+        def run():
+            while not stop.wait(self.POLL_SECONDS):
+                self.bar.n = self.done + int(progress[0]) / rows_per_epoch
+                self.bar.refresh()
+
+        thread = threading.Thread(target=run, name="densefit-progress", daemon=True)
+        thread.start()
+
+        def finish():
+            stop.set()
+            thread.join()
+        return finish
 
     def update(self, count: int, history: History) -> None:
         postfix = {k: f"{v[-1]:.4g}" for k, v in history.history.items() if k != "learning_rate"}
         postfix["samples/s"] = f"{history.samples_per_s[-1]:.3g}"
+        self.done += count
         self.bar.set_postfix(postfix, refresh=False)
-        self.bar.update(count)
+        self.bar.n = self.done
+        self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()
@@ -264,11 +298,17 @@ class Sequential:
             if per_epoch:  # else the callbacks only observe: they see the epochs after the call
                 callbacks.on_epoch_begin(first, {})
             lrs = self.optimizer.learning_rate.rates(first, count)  # after on_epoch_begin, which may set it
+            progress = np.zeros(1, dtype=np.int64) if bar is not None and bar.watching(history) else None
+            finish = bar.poll(progress, n) if progress is not None else None
             call_start = time.perf_counter()
-            # The first call's first epoch reads every row: NaN/inf in X raises there, state untouched.
-            stats = backends.train_epochs(self._backend, self.plan, self.state, X, y,
-                                          self._orders(first, count, n, shuffle), lrs, batch_size,
-                                          check_finite=done == 0, sample_weight=sample_weight)
+            try:
+                # The first call's first epoch reads every row: NaN/inf in X raises there, state untouched.
+                stats = backends.train_epochs(self._backend, self.plan, self.state, X, y,
+                                              self._orders(first, count, n, shuffle), lrs, batch_size,
+                                              check_finite=done == 0, sample_weight=sample_weight, progress=progress)
+            finally:
+                if finish is not None:
+                    finish()
             elapsed = time.perf_counter() - call_start
             chunk = max(1, min(2 * count, int(count * _CALL_SECONDS / max(elapsed, 1e-9))))
             logs = {"loss": stats[:, backends.LOSS_SUM] / stats[:, backends.SEEN]}

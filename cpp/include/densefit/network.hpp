@@ -395,7 +395,8 @@ struct NonFiniteInput : std::domain_error {
 template <class T>
 void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Net& net, const StridedMatrix<T>& X,
                   const StridedMatrix<T>& Y, const StridedMatrix<int64_t>* orders, int64_t E, const double* lrs,
-                  int64_t batch_size, uint64_t step, bool check_finite = false, const T* sample_weight = nullptr) {
+                  int64_t batch_size, uint64_t step, bool check_finite = false, const T* sample_weight = nullptr,
+                  int64_t* progress = nullptr) {
     const int64_t n = X.rows;
     require(batch_size >= 1, "batch_size must be >= 1");
     require(orders == nullptr || (orders->rows == E && orders->cols == n), "orders must have shape (E, n)");
@@ -514,6 +515,8 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
             epoch[1] += static_cast<double>(lv.correct);
             epoch[2] += static_cast<double>(m);
             epoch[3] += 1;
+            // rows trained so far in this call, for a progress bar polled by another thread
+            if (progress != nullptr) __atomic_store_n(progress, e * n + start + m, __ATOMIC_RELAXED);
         }
     }
     if (tiny != nullptr) tiny->store(params, slot0, slot1);

@@ -926,7 +926,7 @@ TRAIN, GRADIENT, PREDICT = range(3)
 
 @jit
 def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, penalty_per_weight, params, slots,
-           stats, grad, outputs, X, y, sample_weight, orders, lrs, batch_size, step):
+           stats, grad, outputs, X, y, sample_weight, orders, lrs, batch_size, step, progress):
     """The network run over batches, in one of three modes:
 
     - ``TRAIN``: all epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one
@@ -938,7 +938,8 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
 
     ``sample_weight`` is the ``(n, 1)`` column of row weights, gathered with each batch as its targets are,
     or ``(0, 1)``: none, every batch its mean (see densefit.backends for the weighted objective).
-    ``penalty_per_weight``: the plan's flag (:func:`penalty_scale`).
+    ``penalty_per_weight``: the plan's flag (:func:`penalty_scale`). ``progress`` (``(1,)`` int64, or
+    ``(0,)``: none) receives the rows trained so far after every batch, for a bar another thread polls.
 
     The forward and backward loops over the ops are written out here, in the loop over batches, rather
     than in functions of their own: a function given arrays (even one numba pastes in) takes a reference on
@@ -1098,6 +1099,8 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
             else:
                 adagrad_step(params, slots, grad, opt_params, lr)
             step += 1
+            if progress.size > 0:
+                progress[0] = e * n + start + m
     return out
 
 
@@ -1170,16 +1173,20 @@ _IN_ORDER = np.zeros((1, 0), dtype=np.int64)  # an empty order: rows 0..n-1 ever
 _ONE_PASS = np.zeros(1)                        # one epoch (its learning rate unused)
 
 
+_NO_PROGRESS = np.zeros(0, dtype=np.int64)
+
+
 def _run(mode, plan: Plan, state: State, X, y, orders, lrs, batch_size, grad, outputs, stats=None, output_act=0,
-         sample_weight=None):
+         sample_weight=None, progress=None):
     return kernel(mode, plan.ops, plan.op_params, plan.opt_params, plan.loss, plan.optimizer, output_act,
                   _seed(plan), bool(plan.penalty_per_weight), state.params, state.slots,
                   state.stats if stats is None else stats, grad, outputs, X, y,
-                  _sample_weight(plan, sample_weight, X.shape[0]), orders, lrs, int(batch_size), int(state.step))
+                  _sample_weight(plan, sample_weight, X.shape[0]), orders, lrs, int(batch_size), int(state.step),
+                  _NO_PROGRESS if progress is None else progress)
 
 
 def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int,
-                 sample_weight: np.ndarray | None = None) -> np.ndarray:
+                 sample_weight: np.ndarray | None = None, progress: np.ndarray | None = None) -> np.ndarray:
     X, y = _data(plan, X, "X"), _data(plan, y, "y")
     _check_features(plan, X)
     _check_targets(plan, X, y)
@@ -1196,7 +1203,8 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.nda
             orders = orders[:1]  # the same order every epoch (an unshuffled fit): one row, not a copy per epoch
         orders = np.ascontiguousarray(orders, dtype=np.int64)
     grad = np.empty(plan.n_params, dtype=plan.dtype)
-    return _run(TRAIN, plan, state, X, y, orders, lrs, batch_size, grad, grad[:0], sample_weight=sample_weight)
+    return _run(TRAIN, plan, state, X, y, orders, lrs, batch_size, grad, grad[:0], sample_weight=sample_weight,
+                progress=progress)
 
 
 def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) -> np.ndarray:

@@ -416,7 +416,8 @@ LOSS_ROWS = 1 << 14
 
 
 def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | None, lrs: np.ndarray,
-                 batch_size: int, sample_weight: np.ndarray | None = None) -> np.ndarray:
+                 batch_size: int, sample_weight: np.ndarray | None = None,
+                 progress: np.ndarray | None = None) -> np.ndarray:
     """The loss and the correct count of the epoch's statistics are computed from the logits, which
     each step keeps (in ``logits``, a buffer of :data:`LOSS_ROWS` rows) for when that buffer is full
     or the epoch ends: a step then only computes the gradient at the logits, and the loss of the rows
@@ -466,6 +467,8 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | None, lrs:
             update(plan, state, grad, float(lr), step + 1)
             step += 1
             steps += 1
+            if progress is not None:  # rows trained so far in this call, for a polled progress bar
+                progress[0] = e * n + start + m
         total, correct = flush()
         out[e] = (loss_sum + total, right + correct, n, steps)
     return out
