@@ -248,3 +248,20 @@ def test_a_long_epoch_moves_the_bar_within_the_epoch(rng, capsys):
     err = capsys.readouterr().err
     fractions = {part.split("/")[0].strip() for part in err.split("|") if "/1 epochs" in part}
     assert "1.0" in fractions and any(f not in ("0.0", "1.0") for f in fractions), err[-500:]
+
+
+def test_history_callback_records_what_fit_returns(backend, rng):
+    X, y = _data(rng)
+    model = _model(backend)
+    recorder = C.History()
+    h = model.fit(X, y, epochs=4, validation_split=0.25, callbacks=[recorder], verbose=0)
+    assert model.history is h and isinstance(h, C.History) and h is not recorder
+    assert recorder.history == h.history and recorder.epoch == h.epoch == [0, 1, 2, 3]
+    assert df.History is C.History
+
+
+def test_to_dataframe_without_pandas_names_the_extra(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
+    with pytest.raises(ImportError, match=r'pip install "densefit\[pandas\]"'):
+        C.History().to_dataframe()

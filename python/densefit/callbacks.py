@@ -6,6 +6,8 @@
 is that counter), ``logs`` holds the epoch's ``loss``, metrics, ``val_*`` and ``learning_rate``.
 Setting ``self.model.stop_training = True`` stops after the current epoch.
 
+:class:`History` is also what ``fit`` returns (and keeps as ``model.history``).
+
 Training stays in the backends: a callback whose ``needs_each_epoch`` is True (the default, and
 every callback here that can change the run) makes ``fit`` hand one epoch per backend call; the
 others (:class:`CSVLogger`, a :class:`LambdaCallback` given ``needs_each_epoch=False``) see the
@@ -276,6 +278,51 @@ class ModelCheckpoint(Callback):
             self.model.save(path)
         if self.verbose:
             print(f"Epoch {epoch}: saved to {path}")
+
+
+class History(Callback):
+    """The record of a run: ``history[name]`` one value per epoch, ``epoch`` the epoch numbers,
+    ``seconds`` and ``samples_per_s`` each epoch's wall time and speed (epochs trained in one
+    backend call share that call's time). ``fit`` returns a fresh one (also ``model.history``);
+    one passed in ``callbacks`` records the logs it is shown."""
+
+    needs_each_epoch = False
+
+    def __init__(self):
+        super().__init__()
+        self.history: dict = {}
+        self.epoch: list = []
+        self.seconds: list = []
+        self.samples_per_s: list = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+
+    def _extend(self, epochs, logs: dict, seconds: float = 0.0, samples: int = 0) -> None:
+        """Record consecutive ``epochs``; ``logs[name]`` has one value per epoch; the epochs took
+        ``seconds`` together and each saw ``samples`` rows."""
+        epochs = list(epochs)
+        self.epoch.extend(epochs)
+        for key, values in logs.items():
+            self.history.setdefault(key, []).extend(np.asarray(values, dtype=np.float64).tolist())
+        per_epoch = seconds / max(1, len(epochs))
+        self.seconds.extend([per_epoch] * len(epochs))
+        self.samples_per_s.extend([samples / per_epoch if per_epoch > 0 else math.inf] * len(epochs))
+
+    def to_dataframe(self):
+        """A pandas DataFrame, one row per epoch (index ``epoch``): the logs, ``seconds`` and
+        ``samples_per_s`` (when recorded). Needs pandas (``pip install "densefit[pandas]"``)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError('History.to_dataframe needs pandas: pip install "densefit[pandas]"') from exc
+        timing = {"seconds": self.seconds, "samples_per_s": self.samples_per_s} if self.seconds else {}
+        return pd.DataFrame({**self.history, **timing}, index=pd.Index(self.epoch, name="epoch"))
+
+    def __repr__(self) -> str:
+        return f"History({len(self.epoch)} epochs, keys={sorted(self.history)})"
 
 
 class CallbackList:

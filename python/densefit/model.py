@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,7 +23,7 @@ from . import metrics as M
 from . import optimizers as O
 from . import schedules
 from .backends import numpy_
-from .callbacks import CallbackList
+from .callbacks import CallbackList, History
 from .plan import Plan, State, as_dtype, build_plan, infer_input_dim, init_state, penalty
 from .validation import as_features, as_sample_weight, as_targets, check_int
 
@@ -33,40 +31,6 @@ FORMAT_VERSION = 1
 _MAX_ORDER_ENTRIES = 1 << 22      # sample indices handed to one backend call (32 MB of int64)
 _CALL_SECONDS = 0.1               # target length of one backend call when nothing needs Python
 _EVAL_ROWS = 1 << 16              # rows per chunk in evaluate/predict
-
-
-@dataclass
-class History:
-    """What ``fit`` returns: ``history[name]`` is a list with one value per epoch of this call;
-    ``seconds`` and ``samples_per_s`` the wall time and speed of each epoch (epochs trained in one
-    backend call share that call's time equally)."""
-
-    history: dict = field(default_factory=dict)
-    epoch: list = field(default_factory=list)
-    seconds: list = field(default_factory=list)
-    samples_per_s: list = field(default_factory=list)
-
-    def _extend(self, epochs, logs: dict, seconds: float = 0.0, samples: int = 0) -> None:
-        """Record consecutive ``epochs``; ``logs[name]`` has one value per epoch; the epochs took
-        ``seconds`` together and each saw ``samples`` rows."""
-        epochs = list(epochs)
-        self.epoch.extend(epochs)
-        for key, values in logs.items():
-            self.history.setdefault(key, []).extend(np.asarray(values, dtype=np.float64).tolist())
-        per_epoch = seconds / max(1, len(epochs))
-        self.seconds.extend([per_epoch] * len(epochs))
-        self.samples_per_s.extend([samples / per_epoch if per_epoch > 0 else math.inf] * len(epochs))
-
-    def to_dataframe(self):
-        """A pandas DataFrame, one row per epoch (index ``epoch``): the logs, ``seconds`` and
-        ``samples_per_s``. Needs pandas (``pip install "densefit[pandas]"``)."""
-        try:
-            import pandas as pd
-        except ImportError as exc:
-            raise ImportError('History.to_dataframe needs pandas: pip install "densefit[pandas]"') from exc
-        frame = pd.DataFrame({**self.history, "seconds": self.seconds, "samples_per_s": self.samples_per_s},
-                             index=pd.Index(self.epoch, name="epoch"))
-        return frame
 
 
 class _ProgressBar:
@@ -148,6 +112,7 @@ class Sequential:
         self.metrics: list[str] = []
         self.penalty_per_weight = False
         self.stop_training = False  # a callback sets it to end fit after the current epoch
+        self.history = None  # the History of the last fit (Keras' model.history)
         self.plan: Plan | None = None
         self.state: State | None = None
 
@@ -268,7 +233,7 @@ class Sequential:
             wv = None if len(validation_data) == 2 or validation_data[2] is None else as_sample_weight(
                 validation_data[2], Xv.shape[0], self.plan.dtype, "validation_data sample_weight")
         callbacks = CallbackList(callbacks, self)
-        history = History()
+        history = self.history = History()
         per_epoch = (validation_data is not None or verbose == 2 or callbacks.needs_each_epoch
                      or not all(M.counted(name) for name in self.metrics))
         # Epochs per backend call: one when Python has work after every epoch; all of them when
