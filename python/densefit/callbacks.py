@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from . import metrics, schedules
+from .savefile import write_atomically
 
 class Callback:
     """Base class: every hook does nothing."""
@@ -272,8 +273,8 @@ class ModelCheckpoint(Callback):
             self.best = current
         path = self.filepath.format(epoch=epoch + 1, **logs)
         if self.save_weights_only:
-            with open(path, "wb") as f:
-                np.savez(f, *self.model.get_weights())
+            weights = self.model.get_weights()
+            write_atomically(path, lambda f: np.savez(f, *weights))
         else:
             self.model.save(path)
         if self.verbose:

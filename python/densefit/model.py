@@ -24,7 +24,9 @@ from . import optimizers as O
 from . import schedules
 from .backends import numpy_
 from .callbacks import CallbackList, History
-from .plan import Plan, State, as_dtype, build_plan, infer_input_dim, init_state, penalty
+from .savefile import INVALID, MAX_COUNTER, invalid, read_save_file, write_atomically
+from .plan import (BATCHNORM, KIND, N_IN, STAT_OFF, Plan, State, as_dtype, build_plan, infer_input_dim, init_state,
+                   penalty)
 from .validation import as_features, as_sample_weight, as_targets, check_int
 
 FORMAT_VERSION = 1
@@ -168,6 +170,16 @@ class Sequential:
     def _require_built(self) -> None:
         if self.state is None:
             raise ValueError("the model has no weights yet: give input_dim to the first layer and compile, or fit it")
+
+    @property
+    def epoch(self) -> int:
+        """Epochs trained so far, across fit calls and save/load (read-only)."""
+        return 0 if self.state is None else self.state.epoch
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken so far (read-only)."""
+        return 0 if self.state is None else self.state.step
 
     # ----------------------------------------------------------------------------- backends
     @property
@@ -454,8 +466,7 @@ class Sequential:
         if hasattr(path, "write"):
             np.savez(path, **arrays)
             return
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        write_atomically(path, lambda f: np.savez(f, **arrays))
 
     # pickle, copy.deepcopy and joblib go through the save format: the npz bytes (plus a custom
     # learning-rate callable, which JSON cannot hold), never the plan or backend objects.
@@ -477,27 +488,78 @@ def load_model(path, learning_rate=None, backend: str | None = None) -> Sequenti
 
     ``learning_rate`` replaces the optimizer's learning rate (needed when it was a custom
     callable, which a save file cannot hold). ``backend`` overrides the saved backend choice.
+    Everything in the file is checked before anything is built: any defect is one ``ValueError``
+    "not a valid densefit model file: …" (a missing path stays ``FileNotFoundError``).
     """
-    with np.load(path, allow_pickle=False) as data:
-        config = json.loads(bytes(data["config"]).decode())
-        arrays = {k: data[k] for k in ("params", "slots", "stats") if k in data}
+    config, arrays = read_save_file(path)
+    try:
+        return _model_from_save(config, arrays, learning_rate, backend)
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        message = str(exc)
+        if message.startswith(INVALID):
+            raise
+        raise invalid(f"missing entry {message}" if isinstance(exc, KeyError) else message) from None
+
+
+def _counter(config: dict, name: str) -> int:
+    value = config.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_COUNTER:
+        raise invalid(f"{name} must be an integer in [0, 2**62), got {value!r}")
+    return value
+
+
+def _model_from_save(config: dict, arrays: dict, learning_rate, backend) -> Sequential:
     if config.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {config.get('format_version')}, expected {FORMAT_VERSION}")
+        raise invalid(f"format version {config.get('format_version')!r}, expected {FORMAT_VERSION}")
+    for key, kind in (("layers", list), ("seed", int), ("dtype", str), ("backend", str)):
+        if not isinstance(config.get(key), kind) or isinstance(config.get(key), bool):
+            raise invalid(f"{key} must be a {kind.__name__}, got {config.get(key)!r}")
+    if not all(isinstance(c, dict) and isinstance(c.get("class_name"), str) for c in config["layers"]):
+        raise invalid("layers must be layer configs")
     model = Sequential([layer_specs.from_config(c) for c in config["layers"]], seed=config["seed"],
                        dtype=config["dtype"], backend=backend or _available_or_auto(config["backend"]))
-    if config["optimizer"] is not None:
+    if config.get("optimizer") is not None:
+        if not isinstance(config["optimizer"], dict):
+            raise invalid("optimizer must be an optimizer config")
         optimizer = O.get(config["optimizer"])
         if learning_rate is not None:
             optimizer.learning_rate = schedules.get(learning_rate, optimizer.learning_rate.initial_learning_rate)
-        model.loss, model.optimizer, model.metrics = config["loss"], optimizer, config["metrics"]
-    model.penalty_per_weight = bool(config.get("penalty_per_weight", False))
-    if config["n_features"] is not None:
-        model.plan = build_plan(model.layers, config["n_features"], model.loss, model.optimizer, model.dtype, model.seed,
-                                model.penalty_per_weight)
-        if arrays["params"].shape != (model.plan.n_params,) or arrays["stats"].shape != (model.plan.n_stats,):
-            raise ValueError(f"{path} is corrupt: its arrays do not match the saved layers")
-        model.state = State(arrays["params"].copy(), arrays["slots"].copy(), arrays["stats"].copy(),
-                            step=config["step"], epoch=config["epoch"])
+        metrics = config.get("metrics", [])
+        if not isinstance(metrics, list):
+            raise invalid("metrics must be a list of names")
+        model.loss, model.optimizer = config["loss"], optimizer
+        model.metrics = M.resolve(metrics, L.loss_code(config["loss"]))
+    penalty_per_weight = config.get("penalty_per_weight", False)
+    if not isinstance(penalty_per_weight, bool):
+        raise invalid("penalty_per_weight must be true or false")
+    model.penalty_per_weight = penalty_per_weight
+    n_features = config.get("n_features")
+    if n_features is None:
+        if set(arrays):
+            raise invalid("an unbuilt model (no n_features) holds arrays")
+        return model
+    if isinstance(n_features, bool) or not isinstance(n_features, int) or not 1 <= n_features < 1 << 31:
+        raise invalid(f"n_features must be an integer in [1, 2**31), got {n_features!r}")
+    if model.optimizer is None:
+        raise invalid("a built model without an optimizer")
+    step, epoch = _counter(config, "step"), _counter(config, "epoch")
+    model.plan = build_plan(model.layers, n_features, model.loss, model.optimizer, model.dtype, model.seed,
+                            model.penalty_per_weight)
+    P, S = model.plan.n_params, model.plan.n_stats
+    for name, shape in (("params", (P,)), ("slots", (2, P)), ("stats", (S,))):
+        a = arrays.get(name)
+        if a is None:
+            raise invalid(f"{name} is missing")
+        if a.shape != shape or a.dtype != model.dtype:
+            raise invalid(f"{name} has shape {a.shape} and dtype {a.dtype}; the saved layers need {shape} {model.dtype}")
+        if not np.isfinite(a).all():
+            raise invalid(f"{name} contains NaN or infinity")
+    for row in model.plan.ops:
+        if row[KIND] == BATCHNORM:  # running variances feed a square root
+            var = arrays["stats"][row[STAT_OFF] + row[N_IN]:row[STAT_OFF] + 2 * row[N_IN]]
+            if (var < 0).any():
+                raise invalid("a BatchNorm running variance is negative")
+    model.state = State(arrays["params"], arrays["slots"], arrays["stats"], step=step, epoch=epoch)
     return model
 
 
