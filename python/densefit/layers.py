@@ -13,7 +13,10 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
+
+import numpy as np
 
 from . import activations, initializers, regularizers
 
@@ -54,10 +57,14 @@ class Dense(Layer):
     alpha: float | None = None
 
     def __post_init__(self):
-        if not isinstance(self.units, int) or isinstance(self.units, bool) or self.units < 1:
+        if not isinstance(self.units, numbers.Integral) or isinstance(self.units, (bool, np.bool_)) or self.units < 1:
             raise ValueError(f"units must be an integer >= 1, got {self.units!r}")
-        if self.input_dim is not None and (not isinstance(self.input_dim, int) or self.input_dim < 1):
-            raise ValueError(f"input_dim must be an integer >= 1, got {self.input_dim!r}")
+        self.units = int(self.units)  # numpy integers too, stored as int (the config is JSON)
+        if self.input_dim is not None:
+            if (not isinstance(self.input_dim, numbers.Integral) or isinstance(self.input_dim, (bool, np.bool_))
+                    or self.input_dim < 1):
+                raise ValueError(f"input_dim must be an integer >= 1, got {self.input_dim!r}")
+            self.input_dim = int(self.input_dim)
         self.activation = activations.canonical_name(self.activation)
         self.alpha = _alpha(self.activation, self.alpha)
         self.use_bias = bool(self.use_bias)

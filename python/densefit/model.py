@@ -165,6 +165,8 @@ class Sequential:
         if self.plan is None:
             if X.ndim != 2:
                 raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+            if X.shape[1] == 0:  # before building: the model must not stay built for 0 inputs
+                raise ValueError(f"X has no features (shape {X.shape})")
             self._build(X.shape[1], keep_weights=False)
 
     def _require_built(self) -> None:
@@ -234,6 +236,10 @@ class Sequential:
         n = X.shape[0]
         sample_weight = self._row_weights(y, sample_weight, class_weight)
         batch_size = n if batch_size is None else min(check_int("batch_size", batch_size, 1), n)
+        if epochs and batch_size == 1 and (self.plan.ops[:, KIND] == BATCHNORM).any():
+            # (a last batch of one row is fine: the others give the running statistics their spread)
+            raise ValueError("BatchNorm needs batches of at least 2 rows to estimate batch statistics; "
+                             f"batch_size=1 over {n} rows gives only 1-row batches")
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         if not isinstance(shuffle, (bool, np.bool_)):
@@ -350,6 +356,7 @@ class Sequential:
     def _forward(self, X: np.ndarray, batch_size, logits: bool) -> np.ndarray:
         """The backend's inference pass on an already validated ``X``."""
         batch_size = _EVAL_ROWS if batch_size is None else check_int("batch_size", batch_size, 1)
+        batch_size = min(batch_size, max(1, X.shape[0]))  # any larger size means the same: one batch
         return backends.get(self._backend).predict(self.plan, self.state, X, batch_size, logits=logits)
 
     def evaluate(self, X, y, batch_size: int | None = None, sample_weight=None) -> dict:

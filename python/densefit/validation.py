@@ -51,6 +51,8 @@ def as_features(X, dtype: np.dtype, n_features: int | None, name: str = "X", che
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
     if X.shape[0] == 0:
         raise ValueError(f"{name} has no rows")
+    if X.shape[1] == 0:
+        raise ValueError(f"{name} has no features (shape {X.shape})")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features but the model expects {n_features}")
     if X.dtype != dtype:
@@ -66,14 +68,18 @@ def as_targets(y, loss: int, n_outputs: int, n_rows: int, dtype: np.dtype, name:
     y = np.asarray(y)
     if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
         raise TypeError(f"{name} must hold numbers, got dtype {y.dtype}")
+    if np.issubdtype(y.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got dtype {y.dtype}")
     if y.shape[:1] != (n_rows,):
         raise ValueError(f"{name} has {y.shape[0] if y.ndim else 0} rows but X has {n_rows}")
     if y.ndim == 1:
         y = y.reshape(-1, 1)
     if y.ndim != 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {y.shape}")
+    with np.errstate(over="ignore"):  # checked after the cast: a value too large for dtype becomes inf
+        y = np.asarray(y, dtype=dtype)
     if not all_finite(y):
-        raise ValueError(f"{name} contains NaN or infinity")
+        raise ValueError(f"{name} contains NaN or infinity (or a value too large for {dtype})")
     if loss == L.CATEGORICAL_CROSSENTROPY and y.shape[1] == 1:
         if not np.all(np.equal(np.mod(y, 1), 0)) or y.min() < 0 or y.max() >= n_outputs:
             raise ValueError(f"{name} must hold integer class labels in [0, {n_outputs}) for categorical_crossentropy "
@@ -82,7 +88,9 @@ def as_targets(y, loss: int, n_outputs: int, n_rows: int, dtype: np.dtype, name:
         raise ValueError(f"{name} has {y.shape[1]} columns but the model has {n_outputs} outputs")
     if loss == L.BINARY_CROSSENTROPY and (y.min() < 0 or y.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1] for binary_crossentropy")
-    return np.asarray(y, dtype=dtype)
+    if loss == L.CATEGORICAL_CROSSENTROPY and y.shape[1] > 1 and y.min() < 0:
+        raise ValueError(f"{name} must hold non-negative class probabilities (one-hot rows) for categorical_crossentropy")
+    return y
 
 
 def as_sample_weight(sample_weight, n_rows: int, dtype: np.dtype, name: str = "sample_weight") -> np.ndarray:
