@@ -197,7 +197,9 @@ def test_terminate_on_nan_and_lambda_callback(backend, rng, capsys):
     seen = []
     h = model.fit(X, y, epochs=50, batch_size=60, verbose=0,
                   callbacks=[C.TerminateOnNaN(), C.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(e))])
-    assert not math.isfinite(h.history["loss"][-1]) and len(h.epoch) < 50 and seen == h.epoch
+    # it returns the finite epochs, the model at the last of them
+    assert all(math.isfinite(v) for v in h.history["loss"]) and len(h.epoch) < 50 and seen == h.epoch
+    assert np.isfinite(model.state.params).all() and model.epoch == len(h.epoch)
     assert "invalid loss" in capsys.readouterr().out
     with pytest.raises(TypeError, match="Callback instances"):
         model.fit(X, y, callbacks=[print], verbose=0)
@@ -265,3 +267,24 @@ def test_to_dataframe_without_pandas_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
     with pytest.raises(ImportError, match=r'pip install "densefit\[pandas\]"'):
         C.History().to_dataframe()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("verbose", [0, 2])  # all epochs in one backend call, or one per call
+def test_divergence_restores_the_last_finite_epoch_and_raises(backend, rng, verbose, capsys):
+    X, y = _data(rng)
+    model = _model(backend)
+    model.compile("mse", df.SGD(df.LambdaSchedule(0.05, lambda e, lr: lr if e < 4 else 50.0)))
+    with pytest.raises(df.TrainingDiverged, match="diverged in epoch") as info:
+        model.fit(X, y, epochs=30, batch_size=60, verbose=verbose)
+    error = info.value
+    assert isinstance(error, FloatingPointError) and error.history.epoch == list(range(error.epoch))
+    assert error.epoch >= 4 and all(math.isfinite(v) for v in error.history.history["loss"])
+    # the state is exactly that of a run stopped after the last finite epoch
+    fresh = _model(backend)
+    fresh.compile("mse", df.SGD(df.LambdaSchedule(0.05, lambda e, lr: lr if e < 4 else 50.0)))
+    fresh.fit(X, y, epochs=error.epoch, batch_size=60, verbose=0)
+    assert (model.epoch, model.step) == (fresh.epoch, fresh.step)
+    for a, b in zip((model.state.params, model.state.slots, model.state.stats),
+                    (fresh.state.params, fresh.state.slots, fresh.state.stats)):
+        assert np.array_equal(a, b)

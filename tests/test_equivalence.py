@@ -416,6 +416,8 @@ def training_runs(draw):
         ("Adagrad", {"learning_rate": 0.05}),
     ]))
     batch_size = draw(st.one_of(st.none(), st.integers(1, n + 2)))
+    if any(entry[0] == "batchnorm" for entry in hidden_layers) and min(batch_size or n, n) == 1:
+        n, batch_size = max(n, 2), batch_size if batch_size != 1 else 2  # fit refuses BatchNorm on 1-row batches
     epochs = draw(st.integers(1, 3))
     shuffle = draw(st.booleans())
     dtype = draw(st.sampled_from(DTYPES))
@@ -459,8 +461,11 @@ def test_random_networks_agree(pair, spec):
     reference, other = pair
     case = _build_case(spec)
     dtype, seeds = spec["dtype"], (spec["data_seed"], spec["seed"])
-    want = train(case, reference, dtype, *seeds)
     # a diverging run (random data, random step sizes) is chaos, not arithmetic: not compared
+    try:
+        want = train(case, reference, dtype, *seeds)
+    except df.TrainingDiverged:
+        assume(False)
     assume(np.all(np.abs(want.model.state.params) < 1e3) and np.all(np.isfinite(want.history["loss"])))
     got = train(case, other, dtype, *seeds)
     allowed, accuracy_slack = None, None

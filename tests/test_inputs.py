@@ -63,3 +63,35 @@ def test_numpy_integer_units_accepted_and_bools_refused():
         df.Dense(3, input_dim=True)
     with pytest.raises(ValueError, match="units"):
         df.Dense(np.bool_(True))
+
+
+def test_one_model_from_two_threads_refuses_instead_of_interleaving(backend):
+    import threading
+    from densefit import callbacks as C
+    X = np.random.default_rng(0).normal(size=(64, 3))
+    y = X[:, :1]
+    model, other = _model(backend), _model(backend)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(epoch, logs):  # keeps the first thread inside fit until the main thread has tried
+        inside.set()
+        release.wait(10)
+
+    errors = []
+    worker = threading.Thread(target=lambda: model.fit(X, y, epochs=2, verbose=0,
+                                                       callbacks=[C.LambdaCallback(on_epoch_begin=hold)]))
+    worker.start()
+    try:
+        assert inside.wait(10)
+        for call in (lambda: model.predict(X), lambda: model.fit(X, y, verbose=0), lambda: model.evaluate(X, y),
+                     lambda: model.set_weights(model.get_weights())):
+            with pytest.raises(RuntimeError, match="in use by another thread"):
+                call()
+        other.fit(X, y, epochs=1, verbose=0)  # another model trains meanwhile
+    except BaseException as exc:  # pragma: no cover - keep the worker from hanging
+        errors.append(exc)
+    finally:
+        release.set()
+        worker.join(30)
+    assert not errors and model.epoch == 2
+    model.predict(X)  # free again

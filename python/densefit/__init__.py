@@ -7,7 +7,7 @@ whole epochs without the GIL), ``numba`` and ``numpy``. See :func:`backend_info`
 from . import activations, callbacks, datasets, initializers, losses, metrics, optimizers, regularizers, schedules
 from .backends import available_backends, backend_info
 from .layers import Activation, BatchNorm, Dense, Dropout
-from .model import History, Sequential, load_model
+from .model import History, Sequential, TrainingDiverged, load_model
 from .optimizers import SGD, Adagrad, Adam, AdamW, RMSprop
 from .regularizers import l1, l1_l2, l2
 from .schedules import (Constant, CosineDecay, ExponentialDecay, InverseTimeDecay, LambdaSchedule, StepDecay)
@@ -24,7 +24,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'densefit' has no attribute {name!r}")
 
 __all__ = [
-    "Sequential", "History", "load_model",
+    "Sequential", "History", "TrainingDiverged", "load_model",
     "Dense", "Activation", "Dropout", "BatchNorm",
     "SGD", "Adam", "AdamW", "RMSprop", "Adagrad",
     "Constant", "ExponentialDecay", "StepDecay", "InverseTimeDecay", "CosineDecay", "LambdaSchedule",

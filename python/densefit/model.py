@@ -8,6 +8,7 @@ and the :class:`State`; every computation goes through one backend module.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import sys
@@ -23,16 +24,48 @@ from . import metrics as M
 from . import optimizers as O
 from . import schedules
 from .backends import numpy_
-from .callbacks import CallbackList, History
+from .callbacks import CallbackList, History, TerminateOnNaN
 from .savefile import INVALID, MAX_COUNTER, invalid, read_save_file, write_atomically
 from .plan import (BATCHNORM, KIND, N_IN, STAT_OFF, Plan, State, as_dtype, build_plan, infer_input_dim, init_state,
                    penalty)
-from .validation import as_features, as_sample_weight, as_targets, check_int
+from .validation import all_finite, as_features, as_sample_weight, as_targets, check_int
 
 FORMAT_VERSION = 1
 _MAX_ORDER_ENTRIES = 1 << 22      # sample indices handed to one backend call (32 MB of int64)
 _CALL_SECONDS = 0.1               # target length of one backend call when nothing needs Python
 _EVAL_ROWS = 1 << 16              # rows per chunk in evaluate/predict
+
+
+def _exclusive(method):
+    """One call at a time per model: a second thread entering fit, evaluate, predict,
+    loss_and_grad or set_weights while another runs gets a RuntimeError instead of an
+    interleaving (the backends update the state in place). Re-entrant within a thread, so
+    callbacks may call them during fit."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(f"Sequential.{method.__name__}: this model is in use by another thread (fit, evaluate, "
+                               "predict, loss_and_grad or set_weights); use one model per thread, or wait for that "
+                               "call to return")
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._lock.release()
+    return guarded
+
+
+class TrainingDiverged(FloatingPointError):
+    """``fit`` stopped because an epoch's loss or the weights became NaN or infinite. The model
+    holds the state after the last finite epoch; ``history`` has the finite epochs."""
+
+    def __init__(self, epoch: int, history):
+        super().__init__(
+            f"training diverged in epoch {epoch}: its loss or the weights became NaN or infinite. The model holds "
+            f"the state after epoch {epoch - 1}, the last finite one (history: {len(history.epoch)} epochs of this "
+            "fit). Try a lower learning rate, gradient clipping (clipnorm= or clipvalue= on the optimizer) or "
+            "standardized inputs.")
+        self.epoch, self.history = epoch, history
 
 
 class _ProgressBar:
@@ -115,6 +148,7 @@ class Sequential:
         self.penalty_per_weight = False
         self.stop_training = False  # a callback sets it to end fit after the current epoch
         self.history = None  # the History of the last fit (Keras' model.history)
+        self._lock = threading.RLock()  # see _exclusive
         self.plan: Plan | None = None
         self.state: State | None = None
 
@@ -213,6 +247,7 @@ class Sequential:
         per_sample = self.plan.n_outputs if self.plan.loss == L.BINARY_CROSSENTROPY else 1
         return correct / (seen * per_sample)
 
+    @_exclusive
     def fit(self, X, y, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
             validation_data=None, verbose: int = 1, sample_weight=None, class_weight=None,
             validation_split: float | None = None, callbacks=None) -> History:
@@ -284,16 +319,30 @@ class Sequential:
             progress = np.zeros(1, dtype=np.int64) if bar is not None and bar.watching(history) else None
             finish = bar.poll(progress, n) if progress is not None else None
             call_start = time.perf_counter()
+            backup = self.state.copy()
+
+            def train(offset, epochs_now, progress=None):
+                return backends.train_epochs(self._backend, self.plan, self.state, X, y,
+                                             self._orders(first + offset, epochs_now, n, shuffle),
+                                             lrs[offset:offset + epochs_now], batch_size,
+                                             check_finite=done == 0 and offset == 0, sample_weight=sample_weight,
+                                             progress=progress)
             try:
                 # The first call's first epoch reads every row: NaN/inf in X raises there, state untouched.
-                stats = backends.train_epochs(self._backend, self.plan, self.state, X, y,
-                                              self._orders(first, count, n, shuffle), lrs, batch_size,
-                                              check_finite=done == 0, sample_weight=sample_weight, progress=progress)
+                stats = train(0, count, progress)
             finally:
                 if finish is not None:
                     finish()
+            diverged = None
+            if not self._finite(stats):  # back to the last finite epoch, replayed from the backup
+                stats = self._last_finite(backup, stats, train)
+                count = stats.shape[0]
+                diverged = first + count
             elapsed = time.perf_counter() - call_start
-            chunk = max(1, min(2 * count, int(count * _CALL_SECONDS / max(elapsed, 1e-9))))
+            chunk = max(1, min(2 * max(count, 1), int(max(count, 1) * _CALL_SECONDS / max(elapsed, 1e-9))))
+            if count == 0:
+                self._stop_diverged(diverged, history, callbacks)
+                break
             logs = {"loss": stats[:, backends.LOSS_SUM] / stats[:, backends.SEEN]}
             for name in self.metrics:
                 if M.counted(name):
@@ -314,6 +363,41 @@ class Sequential:
                 bar.update(count, history)
             elif verbose == 2:
                 self._print_progress(done, epochs, history, time.perf_counter() - started)
+            if diverged is not None:
+                self._stop_diverged(diverged, history, callbacks)
+
+    def _finite(self, stats: np.ndarray) -> bool:
+        """Whether every epoch's loss and the weights after them are finite."""
+        return bool(np.isfinite(stats[:, backends.LOSS_SUM]).all() and all_finite(self.state.params))
+
+    def _restore(self, saved: State) -> None:
+        """Put ``saved`` back into the state's own arrays (views of them stay valid)."""
+        self.state.params[:], self.state.slots[:], self.state.stats[:] = saved.params, saved.slots, saved.stats
+        self.state.step, self.state.epoch = saved.step, saved.epoch
+
+    def _last_finite(self, backup: State, stats: np.ndarray, train) -> np.ndarray:
+        """After a call whose epochs went non-finite: restore ``backup`` and replay its epochs one
+        at a time (the same orders and rates, so the same numbers) up to the last finite one; the
+        state is then that epoch's, and its stats are returned."""
+        self._restore(backup)
+        kept = []
+        for offset in range(stats.shape[0] - 1):  # the last epoch of the call is the non-finite one at the latest
+            before = self.state.copy()
+            row = train(offset, 1)
+            if not self._finite(row):
+                self._restore(before)
+                break
+            kept.append(row)
+        return np.concatenate(kept) if kept else stats[:0]
+
+    def _stop_diverged(self, epoch: int, history, callbacks) -> None:
+        """End fit after divergence in ``epoch``: return quietly with TerminateOnNaN among the
+        callbacks (then ``fit`` returns the finite epochs' history), else raise."""
+        self.stop_training = True
+        if any(isinstance(cb, TerminateOnNaN) for cb in callbacks.callbacks):
+            print(f"Epoch {epoch}: invalid loss, terminating training")
+            return
+        raise TrainingDiverged(epoch, history)
 
     def _row_weights(self, y: np.ndarray, sample_weight, class_weight) -> np.ndarray | None:
         """``sample_weight`` times each row's ``class_weight`` (validated), or ``None``."""
@@ -347,6 +431,7 @@ class Sequential:
         print(" - ".join(parts), file=sys.stdout, flush=True)
 
     # ----------------------------------------------------------------------------- inference
+    @_exclusive
     def predict(self, X, batch_size: int | None = None) -> np.ndarray:
         """Outputs of the last layer in inference mode (probabilities for sigmoid/softmax)."""
         self._require_built()
@@ -359,6 +444,7 @@ class Sequential:
         batch_size = min(batch_size, max(1, X.shape[0]))  # any larger size means the same: one batch
         return backends.get(self._backend).predict(self.plan, self.state, X, batch_size, logits=logits)
 
+    @_exclusive
     def evaluate(self, X, y, batch_size: int | None = None, sample_weight=None) -> dict:
         """Mean loss (plus the regularization penalty, once) and metrics in inference mode;
         with ``sample_weight`` the loss is ``Σ wᵢ lossᵢ / Σ wᵢ`` (metrics stay unweighted)."""
@@ -391,6 +477,7 @@ class Sequential:
             result.update(M.compute(self.metrics, self.plan.loss, probabilities, y))
         return result
 
+    @_exclusive
     def loss_and_grad(self, X, y, sample_weight=None):
         """``(loss, grads)`` on one batch in training mode without updating anything; ``grads``
         in :meth:`get_weights` order. Dropout uses the mask of the next optimizer step.
@@ -411,6 +498,7 @@ class Sequential:
         self._require_built()
         return self._unflatten(self.state.params)
 
+    @_exclusive
     def set_weights(self, weights) -> None:
         """Overwrite the weights from a list in :meth:`get_weights` order."""
         self._require_built()

@@ -51,7 +51,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, colu
 
 from . import backends
 from .layers import Activation, BatchNorm, Dense, Dropout
-from .model import Sequential
+from .model import Sequential, TrainingDiverged
 from .optimizers import SGD, Adam
 from .plan import DENSE, KIND, N_IN, N_OUT, PARAM_OFF, USE_BIAS, as_dtype
 from .regularizers import l2
@@ -259,8 +259,12 @@ class _BaseMLP(BaseEstimator):
                 count = 1 if per_epoch else max(1, min(room, self.max_iter - self.n_iter_))
                 lr = self._learning_rate / c if self.solver == "sgd" else self._learning_rate
                 model.optimizer.learning_rate = Constant(lr)
-                history = model.fit(X, Y, epochs=count, batch_size=batch_size, shuffle=bool(self.shuffle),
-                                    verbose=0, sample_weight=weights)
+                try:
+                    history = model.fit(X, Y, epochs=count, batch_size=batch_size, shuffle=bool(self.shuffle),
+                                        verbose=0, sample_weight=weights)
+                except TrainingDiverged:  # scikit-learn's error for the same event
+                    raise ValueError("Solver produced non-finite parameter weights. The input data may contain "
+                                     "large values and need to be preprocessed.") from None
                 stop = False
                 for value in history.history["loss"]:
                     self.n_iter_ += 1
