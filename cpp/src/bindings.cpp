@@ -98,18 +98,18 @@ const T* sample_weight_array(const py::object& w, int64_t n, py::array& keep) {
     return state_array<T>(keep, "sample_weight", {n});
 }
 
-// Optional progress counter: None (null), or a writeable int64 array of shape (1,) into which
-// train_epochs stores the rows trained so far in the call after every batch (another Python thread
-// polls it while the GIL is released).
-int64_t* progress_array(const py::object& p, py::array& keep) {
+// Optional progress counter or cancel flag: None (null), or a writeable int64 array of shape (1,).
+// train_epochs stores the rows trained so far into progress after every batch, and polls cancel
+// between batches; another Python thread reads or sets them while the GIL is released.
+int64_t* progress_array(const py::object& p, py::array& keep, const char* name) {
     if (p.is_none()) return nullptr;
     if (!py::isinstance<py::array>(p))
-        throw py::type_error("progress must be None or an int64 numpy array of shape (1,), got " +
+        throw py::type_error(std::string(name) + " must be None or an int64 numpy array of shape (1,), got " +
                              py::str(py::type::of(p)).cast<std::string>());
     keep = py::reinterpret_borrow<py::array>(p);
     if (!keep.dtype().is(py::dtype::of<int64_t>()) || keep.ndim() != 1 || keep.shape(0) != 1 || !keep.writeable() ||
         reinterpret_cast<uintptr_t>(keep.data()) % alignof(int64_t) != 0)
-        throw py::value_error("progress must be a writeable, aligned int64 array of shape (1,)");
+        throw py::value_error(std::string(name) + " must be a writeable, aligned int64 array of shape (1,)");
     return static_cast<int64_t*>(keep.mutable_data());
 }
 
@@ -144,7 +144,8 @@ py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::ar
                                    const py::array& X, const py::array& y,
                                    const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs,
                                    int64_t batch_size, uint64_t step, bool check_finite,
-                                   const py::object& sample_weight, const py::object& progress) {
+                                   const py::object& sample_weight, const py::object& progress,
+                                   const py::object& cancel) {
     const int64_t P = net.n_params;
     T* p = writable_state_array<T>(params, "params", {P});
     T* s = writable_state_array<T>(slots, "slots", {2, P});
@@ -162,16 +163,20 @@ py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::ar
     py::array weights_array;  // kept alive while w points into it
     const T* w = sample_weight_array<T>(sample_weight, Xm.rows, weights_array);
     py::array progress_keep;  // kept alive while counter points into it
-    int64_t* counter = progress_array(progress, progress_keep);
+    int64_t* counter = progress_array(progress, progress_keep, "progress");
+    py::array cancel_keep;  // kept alive while flag points into it
+    const int64_t* flag = progress_array(cancel, cancel_keep, "cancel");
     std::vector<double> lr(lrs.data(), lrs.data() + E);  // forcecast made lrs contiguous float64
     py::array_t<double> out({E, int64_t{4}});
     double* o = out.mutable_data();
+    int64_t completed;
     {
         py::gil_scoped_release release;
-        df::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, orders.is_none() ? nullptr : &Om, E, lr.data(), batch_size,
-                            step, check_finite, w, counter);
+        completed = df::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, orders.is_none() ? nullptr : &Om, E, lr.data(),
+                                        batch_size, step, check_finite, w, counter, flag);
     }
-    return out;
+    if (completed == E) return out;
+    return out[py::slice(0, completed, 1)].cast<py::array_t<double>>();  // cancelled: the completed epochs' rows
 }
 
 template <class T>
@@ -334,22 +339,24 @@ PYBIND11_MODULE(_core, m) {
         "train_epochs",
         [](const BoundNet& b, py::array params, py::array slots, py::array stats, const py::array& X, const py::array& y,
            const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs, int64_t batch_size,
-           uint64_t step, bool check_finite, const py::object& sample_weight,
-           const py::object& progress) -> py::object {
+           uint64_t step, bool check_finite, const py::object& sample_weight, const py::object& progress,
+           const py::object& cancel) -> py::object {
             if (b.f64)
                 return train_epochs_t<double>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step,
-                                              check_finite, sample_weight, progress);
+                                              check_finite, sample_weight, progress, cancel);
             return train_epochs_t<float>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step, check_finite,
-                                         sample_weight, progress);
+                                         sample_weight, progress, cancel);
         },
         py::arg("net"), py::arg("params"), py::arg("slots"), py::arg("stats"), py::arg("X"), py::arg("y"),
         py::arg("orders"), py::arg("lrs"), py::arg("batch_size"), py::arg("step"), py::arg("check_finite") = false,
-        py::arg("sample_weight") = py::none(), py::arg("progress") = py::none(),
+        py::arg("sample_weight") = py::none(), py::arg("progress") = py::none(), py::arg("cancel") = py::none(),
         "Run len(lrs) epochs; update params, slots and stats in place; return (E, 4) float64 stats. With "
         "check_finite, a NaN or infinity in a row of X the first epoch reads raises ValueError and leaves the "
         "state as it was. sample_weight: None or (n,) weights (the plan's dtype, C-contiguous, finite, >= 0), "
         "gathered with each batch's rows. progress: None or an int64 array of shape (1,) that receives the rows "
-        "trained so far in the call after every batch.");
+        "trained so far in the call after every batch. cancel: None or an int64 array of shape (1,) polled "
+        "between batches: once nonzero, the epoch under way is undone and only the completed epochs' rows are "
+        "returned.");
 
     m.def(
         "predict",

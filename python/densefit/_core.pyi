@@ -63,6 +63,7 @@ def train_epochs(
     check_finite: bool = False,
     sample_weight: np.ndarray | None = None,
     progress: np.ndarray | None = None,
+    cancel: np.ndarray | None = None,
 ) -> npt.NDArray[np.float64]:
     """Run ``E = len(lrs)`` epochs with the GIL released: epoch ``e`` visits ``orders[e]`` (int64
     ``(E, n)``, values in ``[0, n)``; ``None``: rows ``0..n-1`` in order) in slices of ``batch_size``; the first optimizer step is number

@@ -55,6 +55,36 @@ def _exclusive(method):
     return guarded
 
 
+def _interruptible(call):
+    """``call(cancel)`` in a worker thread while this (main) thread waits, so that Ctrl-C arrives
+    at once even inside a long C++ or numba epoch: the KeyboardInterrupt sets ``cancel``, the
+    backend undoes the epoch under way and returns the completed ones. Returns ``(stats,
+    interrupted)``."""
+    cancel = np.zeros(1, dtype=np.int64)
+    result, finished = {}, threading.Event()
+
+    def run():
+        try:
+            result["stats"] = call(cancel)
+        except BaseException as exc:  # re-raised in the calling thread
+            result["error"] = exc
+        finally:
+            finished.set()
+
+    worker = threading.Thread(target=run, name="densefit-train", daemon=True)
+    worker.start()
+    while True:  # an Event, not Thread.join: a join interrupted by Ctrl-C can report a live thread as ended
+        try:
+            if finished.wait(0.05):
+                break
+        except KeyboardInterrupt:
+            cancel[0] = 1
+    worker.join()
+    if "error" in result:
+        raise result["error"]
+    return result["stats"], bool(cancel[0])
+
+
 class TrainingDiverged(FloatingPointError):
     """``fit`` stopped because an epoch's loss or the weights became NaN or infinite. The model
     holds the state after the last finite epoch; ``history`` has the finite epochs."""
@@ -321,18 +351,25 @@ class Sequential:
             call_start = time.perf_counter()
             backup = self.state.copy()
 
-            def train(offset, epochs_now, progress=None):
+            def train(offset, epochs_now, progress=None, cancel=None):
                 return backends.train_epochs(self._backend, self.plan, self.state, X, y,
                                              self._orders(first + offset, epochs_now, n, shuffle),
                                              lrs[offset:offset + epochs_now], batch_size,
                                              check_finite=done == 0 and offset == 0, sample_weight=sample_weight,
-                                             progress=progress)
+                                             progress=progress, cancel=cancel)
+            interrupted = False
             try:
                 # The first call's first epoch reads every row: NaN/inf in X raises there, state untouched.
-                stats = train(0, count, progress)
+                if self._may_be_long(history, count, n, batch_size):
+                    stats, interrupted = _interruptible(lambda cancel: train(0, count, progress, cancel))
+                    count = stats.shape[0]
+                else:
+                    stats = train(0, count, progress)
             finally:
                 if finish is not None:
                     finish()
+            if interrupted and count == 0:
+                raise KeyboardInterrupt
             diverged = None
             if not self._finite(stats):  # back to the last finite epoch, replayed from the backup
                 stats = self._last_finite(backup, stats, train)
@@ -365,6 +402,23 @@ class Sequential:
                 self._print_progress(done, epochs, history, time.perf_counter() - started)
             if diverged is not None:
                 self._stop_diverged(diverged, history, callbacks)
+            if interrupted:  # the model is as at the end of the last completed epoch, recorded above
+                raise KeyboardInterrupt
+
+    def _may_be_long(self, history, count: int, n: int, batch_size: int) -> bool:
+        """Whether a backend call of ``count`` epochs may outlast the ~0.25 s within which Ctrl-C
+        should take effect anyway, so that it runs in a worker thread (see :func:`_interruptible`;
+        that costs about a millisecond). The pace of the last epochs says so, or before the first
+        a generous estimate: 6 flops per parameter and row at 20 GFLOP/s (5 for numpy) plus a
+        per-batch cost. Only the main thread receives Ctrl-C."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        if history.seconds:
+            return history.seconds[-1] * count > 0.25
+        numpy = self._backend == "numpy"
+        batches = -(-n // batch_size)
+        per_epoch = 6.0 * n * self.plan.n_params / (5e9 if numpy else 2e10) + batches * (5e-5 if numpy else 2e-6)
+        return per_epoch * count > 0.25
 
     def _finite(self, stats: np.ndarray) -> bool:
         """Whether every epoch's loss and the weights after them are finite."""

@@ -388,15 +388,20 @@ struct NonFiniteInput : std::domain_error {
 // is: its objective is Σ w_i ℓ_i / Σw + penalty (see batch_scale; net.penalty_per_weight divides the
 // penalty by Σw, or by m without weights).
 //
+// cancel (null: none): polled between batches (another thread sets it on Ctrl-C). When it is set
+// the epoch under way is undone (params, slots and stats back to its start) and train_epochs
+// returns the number of epochs completed; their rows of out hold their stats, the rest zeros.
+// Otherwise it returns E.
+//
 // check_finite: each batch of X is checked while the first epoch reads it (in cache, instead of a
 // separate pass over all of X before training: a quarter of W5's time). On a NaN or infinity the
 // parameters, slots and statistics are restored to their values at the call and NonFiniteInput
 // names the row, so the caller sees an error and an untouched model, as with a check up front.
 template <class T>
-void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Net& net, const StridedMatrix<T>& X,
-                  const StridedMatrix<T>& Y, const StridedMatrix<int64_t>* orders, int64_t E, const double* lrs,
-                  int64_t batch_size, uint64_t step, bool check_finite = false, const T* sample_weight = nullptr,
-                  int64_t* progress = nullptr) {
+int64_t train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Net& net, const StridedMatrix<T>& X,
+                     const StridedMatrix<T>& Y, const StridedMatrix<int64_t>* orders, int64_t E, const double* lrs,
+                     int64_t batch_size, uint64_t step, bool check_finite = false, const T* sample_weight = nullptr,
+                     int64_t* progress = nullptr, const int64_t* cancel = nullptr) {
     const int64_t n = X.rows;
     require(batch_size >= 1, "batch_size must be >= 1");
     require(orders == nullptr || (orders->rows == E && orders->cols == n), "orders must have shape (E, n)");
@@ -417,7 +422,7 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
         }
     }
     std::fill(out, out + 4 * E, 0.0);
-    if (n == 0 || E == 0) return;
+    if (n == 0 || E == 0) return E;
     Workspace<T> ws = make_workspace<T>(net, std::min(batch_size, n), Y.cols, true, sample_weight != nullptr);
     const int64_t P = net.n_params, S = net.n_stats;
     std::vector<T> backup;  // params, slot0, slot1, stats as they were at the call
@@ -454,9 +459,30 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
     T* update_slot0 = tiny != nullptr ? tiny->slot0() : slot0;
     T* update_slot1 = tiny != nullptr ? tiny->slot1() : slot1;
     T* update_grad = tiny != nullptr ? tiny->grad() : ws.grad;
+    // With a cancel flag: the live state (TinyPass's padded copies when it runs) as each epoch began.
+    const int64_t live_P = update_net.n_params;
+    std::vector<T> epoch_start;
+    auto save_epoch_start = [&] {
+        epoch_start.assign(update_params, update_params + live_P);
+        epoch_start.insert(epoch_start.end(), update_slot0, update_slot0 + live_P);
+        epoch_start.insert(epoch_start.end(), update_slot1, update_slot1 + live_P);
+        epoch_start.insert(epoch_start.end(), stats, stats + S);
+    };
+    auto cancelled = [&] { return cancel != nullptr && __atomic_load_n(cancel, __ATOMIC_RELAXED) != 0; };
     for (int64_t e = 0; e < E; e++) {
         double* epoch = out + 4 * e;
+        if (cancel != nullptr) save_epoch_start();
         for (int64_t start = 0; start < n; start += batch_size) {
+            if (cancelled()) {  // undo the epoch under way: the state is that of the last completed one
+                const T* saved = epoch_start.data();
+                std::copy(saved, saved + live_P, update_params);
+                std::copy(saved + live_P, saved + 2 * live_P, update_slot0);
+                std::copy(saved + 2 * live_P, saved + 3 * live_P, update_slot1);
+                std::copy(saved + 3 * live_P, saved + 3 * live_P + S, stats);
+                std::fill(epoch, epoch + 4, 0.0);
+                if (tiny != nullptr) tiny->store(params, slot0, slot1);
+                return e;
+            }
             const int64_t m = std::min(batch_size, n - start);
             int64_t* index = ws.index.data();
             int64_t first = start;  // rows first..first+m-1 of a contiguous X are used where they are
@@ -520,6 +546,7 @@ void train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Ne
         }
     }
     if (tiny != nullptr) tiny->store(params, slot0, slot1);
+    return E;
 }
 
 // out (n × K) = the network's output on X in inference mode, batch_size rows at a time; the

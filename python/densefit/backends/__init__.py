@@ -18,7 +18,10 @@ Every backend is a module with the same three functions (the numpy module is the
   ``m ×`` each batch's objective (batches weigh by their row count, as Keras' and scikit-learn's
   epoch losses do); ``CORRECT`` counts unweighted. ``progress`` (``None``, or an ``(1,)`` int64
   array) receives the rows trained so far in the call after every batch; another thread may
-  read it while the call runs (the cpp and numba backends release the GIL).
+  read it while the call runs (the cpp and numba backends release the GIL). ``cancel`` (the
+  same kind of array) is polled between batches: once nonzero, the backend undoes the epoch under
+  way (state as that epoch began) and returns only the completed epochs' rows, so the counters
+  advance by those.
 - ``predict(plan, state, X, batch_size, logits=False) -> (n, K)``: inference mode.
 - ``loss_and_grad(plan, state, X, y) -> (loss, grad)``: one batch in training mode, no update of
   anything (BatchNorm running statistics included); ``grad`` has the flat parameter layout.
@@ -114,7 +117,7 @@ def backend_info() -> dict:
 
 def train_epochs(name: str, plan, state, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int,
                  check_finite: bool = False, sample_weight: np.ndarray | None = None,
-                 progress: np.ndarray | None = None) -> np.ndarray:
+                 progress: np.ndarray | None = None, cancel: np.ndarray | None = None) -> np.ndarray:
     """Run ``len(lrs)`` epochs on backend ``name`` and advance the state's counters.
 
     ``check_finite``: raise ``ValueError`` if ``X`` holds a NaN or infinity, with the state
@@ -125,16 +128,17 @@ def train_epochs(name: str, plan, state, X, y, orders: np.ndarray, lrs: np.ndarr
     kwargs = {}
     if sample_weight is not None:
         kwargs["sample_weight"] = as_sample_weight(sample_weight, X.shape[0], plan.dtype)
-    if progress is not None:
-        if not (isinstance(progress, np.ndarray) and progress.dtype == np.int64 and progress.shape == (1,)
-                and progress.flags.writeable):
-            raise ValueError("progress must be a writeable int64 numpy array of shape (1,)")
-        kwargs["progress"] = progress
+    for name, flag in (("progress", progress), ("cancel", cancel)):
+        if flag is not None:
+            if not (isinstance(flag, np.ndarray) and flag.dtype == np.int64 and flag.shape == (1,)
+                    and flag.flags.writeable):
+                raise ValueError(f"{name} must be a writeable int64 numpy array of shape (1,)")
+            kwargs[name] = flag
     if check_finite and getattr(module, "CHECKS_FINITE_IN_PASS", False):
         kwargs["check_finite"] = True
     elif check_finite and not all_finite(X):
         raise ValueError("X contains NaN or infinity")
     stats = module.train_epochs(plan, state, X, y, orders, np.asarray(lrs, dtype=np.float64), batch_size, **kwargs)
     state.step += int(stats[:, STEPS].sum())
-    state.epoch += len(lrs)
+    state.epoch += stats.shape[0]  # fewer than len(lrs) when cancelled
     return stats

@@ -45,9 +45,9 @@ CHECKS_FINITE_IN_PASS = True
 
 def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int,
                  check_finite: bool = False, sample_weight: np.ndarray | None = None,
-                 progress: np.ndarray | None = None) -> np.ndarray:
+                 progress: np.ndarray | None = None, cancel: np.ndarray | None = None) -> np.ndarray:
     return _core.train_epochs(_net(plan), state.params, state.slots, state.stats, X, y, _row_indices(orders), lrs,
-                              int(batch_size), state.step, bool(check_finite), sample_weight, progress)
+                              int(batch_size), state.step, bool(check_finite), sample_weight, progress, cancel)
 
 
 def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) -> np.ndarray:

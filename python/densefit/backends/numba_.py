@@ -926,7 +926,7 @@ TRAIN, GRADIENT, PREDICT = range(3)
 
 @jit
 def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, penalty_per_weight, params, slots,
-           stats, grad, outputs, X, y, sample_weight, orders, lrs, batch_size, step, progress):
+           stats, grad, outputs, X, y, sample_weight, orders, lrs, batch_size, step, progress, cancel):
     """The network run over batches, in one of three modes:
 
     - ``TRAIN``: all epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one
@@ -939,7 +939,9 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
     ``sample_weight`` is the ``(n, 1)`` column of row weights, gathered with each batch as its targets are,
     or ``(0, 1)``: none, every batch its mean (see densefit.backends for the weighted objective).
     ``penalty_per_weight``: the plan's flag (:func:`penalty_scale`). ``progress`` (``(1,)`` int64, or
-    ``(0,)``: none) receives the rows trained so far after every batch, for a bar another thread polls.
+    ``(0,)``: none) receives the rows trained so far after every batch, for a bar another thread polls;
+    ``cancel`` (the same kinds) is polled between batches: once nonzero the epoch under way is undone and the
+    completed epochs' rows of the stats are returned.
 
     The forward and backward loops over the ops are written out here, in the loop over batches, rather
     than in functions of their own: a function given arrays (even one numba pastes in) takes a reference on
@@ -961,10 +963,20 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
     weighted = training and sample_weight.shape[0] > 0
     wb = np.empty(rows if weighted else 0, X.dtype)  # the batch's weights, then its row scales
     out = np.zeros((lrs.size, 4))
+    watch = cancel.size > 0
+    saved_params, saved_slots, saved_stats = params[:0].copy(), slots[:, :0].copy(), stats[:0].copy()
     for e in range(lrs.size):
         order = orders[min(e, orders.shape[0] - 1)]
         in_order = is_identity(order)  # then every batch is rows start..start + m - 1 (always if order is empty)
+        if watch:  # the state as the epoch began, to undo it if cancelled
+            saved_params, saved_slots, saved_stats = params.copy(), slots.copy(), stats.copy()
         for start in range(0, n, batch_size):
+            if watch and cancel[0] != 0:
+                params[:] = saved_params
+                slots[:, :] = saved_slots
+                stats[:] = saved_stats
+                out[e, :] = 0.0
+                return out[:e]
             m = min(batch_size, n - start)
             if in_order and m == 1:  # one sample: its few values copied here rather than in two calls
                 for c in range(X.shape[1]):
@@ -1177,16 +1189,17 @@ _NO_PROGRESS = np.zeros(0, dtype=np.int64)
 
 
 def _run(mode, plan: Plan, state: State, X, y, orders, lrs, batch_size, grad, outputs, stats=None, output_act=0,
-         sample_weight=None, progress=None):
+         sample_weight=None, progress=None, cancel=None):
     return kernel(mode, plan.ops, plan.op_params, plan.opt_params, plan.loss, plan.optimizer, output_act,
                   _seed(plan), bool(plan.penalty_per_weight), state.params, state.slots,
                   state.stats if stats is None else stats, grad, outputs, X, y,
                   _sample_weight(plan, sample_weight, X.shape[0]), orders, lrs, int(batch_size), int(state.step),
-                  _NO_PROGRESS if progress is None else progress)
+                  _NO_PROGRESS if progress is None else progress, _NO_PROGRESS if cancel is None else cancel)
 
 
 def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int,
-                 sample_weight: np.ndarray | None = None, progress: np.ndarray | None = None) -> np.ndarray:
+                 sample_weight: np.ndarray | None = None, progress: np.ndarray | None = None,
+                 cancel: np.ndarray | None = None) -> np.ndarray:
     X, y = _data(plan, X, "X"), _data(plan, y, "y")
     _check_features(plan, X)
     _check_targets(plan, X, y)
@@ -1204,7 +1217,7 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.nda
         orders = np.ascontiguousarray(orders, dtype=np.int64)
     grad = np.empty(plan.n_params, dtype=plan.dtype)
     return _run(TRAIN, plan, state, X, y, orders, lrs, batch_size, grad, grad[:0], sample_weight=sample_weight,
-                progress=progress)
+                progress=progress, cancel=cancel)
 
 
 def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) -> np.ndarray:

@@ -417,7 +417,7 @@ LOSS_ROWS = 1 << 14
 
 def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | None, lrs: np.ndarray,
                  batch_size: int, sample_weight: np.ndarray | None = None,
-                 progress: np.ndarray | None = None) -> np.ndarray:
+                 progress: np.ndarray | None = None, cancel: np.ndarray | None = None) -> np.ndarray:
     """The loss and the correct count of the epoch's statistics are computed from the logits, which
     each step keeps (in ``logits``, a buffer of :data:`LOSS_ROWS` rows) for when that buffer is full
     or the epoch ends: a step then only computes the gradient at the logits, and the loss of the rows
@@ -433,6 +433,7 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | None, lrs:
     factors = None if sample_weight is None else np.empty(logits.shape[0])
     grad = np.empty(plan.n_params, dtype=plan.dtype)
     for e, lr in enumerate(lrs):
+        saved = state.copy() if cancel is not None else None  # to undo this epoch if cancelled
         order = None if orders is None else orders[e]
         in_order = order is None or np.array_equal(order, identity)  # then batches are slices: no gathers
         loss_sum, right, steps = 0.0, 0, 0
@@ -444,6 +445,9 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | None, lrs:
                                         None if factors is None else factors[:kept])
 
         for start in range(0, n, batch_size):
+            if saved is not None and cancel[0]:
+                state.params[:], state.slots[:], state.stats[:] = saved.params, saved.slots, saved.stats
+                return out[:e]
             if in_order:
                 rows = slice(start, start + batch_size)
             else:
