@@ -143,8 +143,7 @@ class _ProgressBar:
         postfix["samples/s"] = f"{history.samples_per_s[-1]:.3g}"
         self.done += count
         self.bar.set_postfix(postfix, refresh=False)
-        self.bar.n = self.done
-        self.bar.refresh()
+        self.bar.update(self.done - self.bar.n)  # tqdm redraws at most every mininterval
 
     def close(self) -> None:
         self.bar.close()
