@@ -348,6 +348,7 @@ def test_incremental_and_grid_search_on_a_dask_cluster():
     X, y = make_classification(n_samples=2000, n_features=8, random_state=0)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
+        client.wait_for_workers(2, timeout=60)  # under load a worker may register after the client connects
         assert len(client.scheduler_info()["workers"]) == 2
         dX, dy = da.from_array(X, chunks=(250, 8)), da.from_array(y, chunks=250)
         inc = wrappers.Incremental(MLPClassifier(hidden_layer_sizes=(16,), random_state=0, learning_rate_init=0.01),

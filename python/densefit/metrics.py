@@ -122,6 +122,11 @@ def counted(name: str) -> bool:
     return REGISTRY[name].fn is None
 
 
+def needs_predictions(names) -> bool:
+    """Whether any of ``names`` is computed from predictions (so fit evaluates after each epoch)."""
+    return not all(counted(name) for name in names)
+
+
 def compute(names, loss: int, probabilities: np.ndarray, y: np.ndarray) -> dict:
     """The predicted-value metrics among ``names`` on ``probabilities`` (n, K) and targets ``y``
     as the backends read them ((n, K), or (n, 1) class indices)."""

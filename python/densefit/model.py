@@ -317,7 +317,7 @@ class Sequential:
         callbacks = CallbackList(callbacks, self)
         history = self.history = History()
         per_epoch = (validation_data is not None or verbose == 2 or callbacks.needs_each_epoch
-                     or not all(M.counted(name) for name in self.metrics))
+                     or M.needs_predictions(self.metrics))
         # Epochs per backend call: one when Python has work after every epoch; all of them when
         # nothing is printed (bounded by the size of the sample orders); else growing calls of
         # about _CALL_SECONDS so progress lines keep coming.
@@ -367,42 +367,44 @@ class Sequential:
             finally:
                 if finish is not None:
                     finish()
-            if interrupted and count == 0:
-                raise KeyboardInterrupt
             diverged = None
             if not self._finite(stats):  # back to the last finite epoch, replayed from the backup
                 stats = self._last_finite(backup, stats, train)
                 count = stats.shape[0]
                 diverged = first + count
-            elapsed = time.perf_counter() - call_start
-            chunk = max(1, min(2 * max(count, 1), int(max(count, 1) * _CALL_SECONDS / max(elapsed, 1e-9))))
-            if count == 0:
-                self._stop_diverged(diverged, history, callbacks)
-                break
-            logs = {"loss": stats[:, backends.LOSS_SUM] / stats[:, backends.SEEN]}
-            for name in self.metrics:
-                if M.counted(name):
-                    logs[name] = self._accuracy(stats[:, backends.CORRECT], stats[:, backends.SEEN])
-            if not all(M.counted(name) for name in self.metrics):  # count == 1 here
-                logs.update({k: [v] for k, v in M.compute(self.metrics, self.plan.loss, self._forward(X, None, logits=False),
-                                                          y).items()})
-            if validation:  # count == 1 here
-                logs.update({f"val_{k}": [v] for k, v in self._evaluate(*validation[:2], None, validation[2]).items()})
-            logs["learning_rate"] = lrs
-            history._extend(range(first, first + count), logs, elapsed, n)
-            for i in range(count):
-                if not per_epoch:
-                    callbacks.on_epoch_begin(first + i, {})
-                callbacks.on_epoch_end(first + i, {k: float(v[i]) for k, v in logs.items()})
-            done += count
-            if bar is not None:
-                bar.update(count, history)
-            elif verbose == 2:
-                self._print_progress(done, epochs, history, time.perf_counter() - started)
+            if count:  # (none when the first epoch of the call diverged or was interrupted)
+                elapsed = time.perf_counter() - call_start
+                chunk = max(1, min(2 * count, int(count * _CALL_SECONDS / max(elapsed, 1e-9))))
+                self._record(first, stats, lrs[:count], elapsed, X, y, validation, history, callbacks, per_epoch)
+                done += count
+                if bar is not None:
+                    bar.update(count, history)
+                elif verbose == 2:
+                    self._print_progress(done, epochs, history, time.perf_counter() - started)
             if diverged is not None:
                 self._stop_diverged(diverged, history, callbacks)
             if interrupted:  # the model is as at the end of the last completed epoch, recorded above
                 raise KeyboardInterrupt
+
+    def _record(self, first, stats, lrs, elapsed, X, y, validation, history, callbacks, per_epoch) -> None:
+        """The logs of the epochs ``first, first + 1, …`` that one backend call trained (``stats``,
+        one row each) into the history, then to the callbacks."""
+        count, n = stats.shape[0], X.shape[0]
+        logs = {"loss": stats[:, backends.LOSS_SUM] / stats[:, backends.SEEN]}
+        for name in self.metrics:
+            if M.counted(name):
+                logs[name] = self._accuracy(stats[:, backends.CORRECT], stats[:, backends.SEEN])
+        if M.needs_predictions(self.metrics):  # count == 1 here
+            predictions = self._forward(X, None, logits=False)
+            logs.update({k: [v] for k, v in M.compute(self.metrics, self.plan.loss, predictions, y).items()})
+        if validation:  # count == 1 here
+            logs.update({f"val_{k}": [v] for k, v in self._evaluate(*validation[:2], None, validation[2]).items()})
+        logs["learning_rate"] = lrs
+        history._extend(range(first, first + count), logs, elapsed, n)
+        for i in range(count):
+            if not per_epoch:
+                callbacks.on_epoch_begin(first + i, {})
+            callbacks.on_epoch_end(first + i, {k: float(v[i]) for k, v in logs.items()})
 
     def _may_be_long(self, history, count: int, n: int, batch_size: int) -> bool:
         """Whether a backend call of ``count`` epochs may outlast the ~0.25 s within which Ctrl-C
@@ -510,7 +512,7 @@ class Sequential:
     def _evaluate(self, X: np.ndarray, y: np.ndarray, batch_size, sample_weight=None) -> dict:
         """:meth:`evaluate` on already validated arrays (``fit`` validates its validation data once)."""
         total, correct = 0.0, 0
-        predicted = not all(M.counted(name) for name in self.metrics)
+        predicted = M.needs_predictions(self.metrics)
         probabilities = np.empty((X.shape[0], self.plan.n_outputs), dtype=self.plan.dtype) if predicted else None
         for start in range(0, X.shape[0], _EVAL_ROWS):
             rows = slice(start, start + _EVAL_ROWS)

@@ -134,29 +134,25 @@ class _BaseMLP(BaseEstimator):
         drawn = []
         for fan_in, fan_out in zip(units[:-1], units[1:]):
             bound = np.sqrt(factor / (fan_in + fan_out))
-            drawn.append(rs.uniform(-bound, bound, (fan_in, fan_out)))
-            drawn.append(rs.uniform(-bound, bound, fan_out))
+            drawn.append((rs.uniform(-bound, bound, (fan_in, fan_out)), rs.uniform(-bound, bound, fan_out)))
         # shuffling and dropout masks; an integer random_state is used as it is, so that rs next
         # splits off early stopping's validation set as scikit-learn's does
         seed = self.random_state if isinstance(self.random_state, numbers.Integral) else int(
             rs.randint(0, np.iinfo(np.int32).max))
         model = Sequential(layers, seed=seed, dtype=self.dtype, backend=self.backend)
         model.compile(_LOSSES[self.out_activation_], self._optimizer(), penalty_per_weight=True)
-        weights, k = [], 0
-        for w in model.get_weights():  # Dense W, b from the draws; BatchNorm's γ, β as built
-            if k < len(drawn) and w.shape == drawn[k].shape:
-                w = drawn[k]
-                k += 1
-            weights.append(w)
-        model.set_weights(weights)
         self._model = model
+        for (W, b), (W0, b0) in zip(self._dense_views(), drawn):  # BatchNorm's γ, β stay as built
+            W[...], b[...] = W0, b0
 
     def _dense_views(self):
+        """``(W, b)`` of each Dense layer: views of the model's flat parameters."""
         plan, params = self._model.plan, self._model.state.params
         for row in plan.ops:
             if row[KIND] == DENSE:
                 off, n_in, n_out = int(row[PARAM_OFF]), int(row[N_IN]), int(row[N_OUT])
-                yield params[off:off + n_in * n_out].reshape(n_in, n_out), params[off + n_in * n_out:off + n_in * n_out + n_out]
+                end = off + n_in * n_out
+                yield params[off:end].reshape(n_in, n_out), params[end:end + n_out]
 
     @property
     def coefs_(self) -> list[np.ndarray]:
