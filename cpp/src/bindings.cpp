@@ -31,7 +31,14 @@ struct BoundNet {
 
 template <class T>
 const char* dtype_name() {
+    if constexpr (std::is_same_v<T, int64_t>) return "int64";
     return sizeof(T) == 4 ? "float32" : "float64";
+}
+
+// "a float32", "an int64": for messages.
+template <class T>
+std::string a_dtype() {
+    return std::string(std::is_same_v<T, int64_t> ? "an " : "a ") + dtype_name<T>();
 }
 
 std::string shape_string(const py::array& a) {
@@ -49,8 +56,26 @@ std::string dims_string(const std::vector<int64_t>& dims) {
 template <class T>
 void require_dtype(const py::array& a, const char* name, const char* why) {
     if (!py::isinstance<py::array_t<T>>(a))
-        throw py::type_error(std::string(name) + " must be a " + dtype_name<T>() + " array (" + why + "), got dtype " +
+        throw py::type_error(std::string(name) + " must be " + a_dtype<T>() + " array (" + why + "), got dtype " +
                              py::str(a.dtype()).cast<std::string>());
+}
+
+// A counter or size from Python (any integer, numpy's included) in [low, 2**62): a TypeError or
+// ValueError naming it otherwise, never pybind11's "incompatible function arguments".
+int64_t integer_arg(const py::object& value, const char* name, int64_t low) {
+    if (py::isinstance<py::bool_>(value) || !PyIndex_Check(value.ptr()))
+        throw py::type_error(std::string(name) + " must be an integer, got " +
+                             py::str(py::type::of(value).attr("__name__")).cast<std::string>());
+    const auto index = py::reinterpret_steal<py::object>(PyNumber_Index(value.ptr()));
+    if (!index) throw py::error_already_set();
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+    if (overflow < 0 || (!overflow && v < low))
+        throw py::value_error(std::string(name) + " must be >= " + std::to_string(low) + ", got " +
+                              py::str(index).cast<std::string>());
+    if (overflow > 0 || v >= (int64_t{1} << 62))
+        throw py::value_error(std::string(name) + " must be < 2**62, got " + py::str(index).cast<std::string>());
+    return v;
 }
 
 // dims: the expected shape, -1 for any size.
@@ -338,13 +363,15 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "train_epochs",
         [](const BoundNet& b, py::array params, py::array slots, py::array stats, const py::array& X, const py::array& y,
-           const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs, int64_t batch_size,
-           uint64_t step, bool check_finite, const py::object& sample_weight, const py::object& progress,
-           const py::object& cancel) -> py::object {
+           const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs,
+           const py::object& batch_size, const py::object& step, bool check_finite, const py::object& sample_weight,
+           const py::object& progress, const py::object& cancel) -> py::object {
+            const int64_t size = integer_arg(batch_size, "batch_size", 1);
+            const auto t = static_cast<uint64_t>(integer_arg(step, "step", 0));
             if (b.f64)
-                return train_epochs_t<double>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step,
-                                              check_finite, sample_weight, progress, cancel);
-            return train_epochs_t<float>(b.net, params, slots, stats, X, y, orders, lrs, batch_size, step, check_finite,
+                return train_epochs_t<double>(b.net, params, slots, stats, X, y, orders, lrs, size, t, check_finite,
+                                              sample_weight, progress, cancel);
+            return train_epochs_t<float>(b.net, params, slots, stats, X, y, orders, lrs, size, t, check_finite,
                                          sample_weight, progress, cancel);
         },
         py::arg("net"), py::arg("params"), py::arg("slots"), py::arg("stats"), py::arg("X"), py::arg("y"),
@@ -360,10 +387,11 @@ PYBIND11_MODULE(_core, m) {
 
     m.def(
         "predict",
-        [](const BoundNet& b, const py::array& params, const py::array& stats, const py::array& X, int64_t batch_size,
-           bool logits) -> py::object {
-            if (b.f64) return predict_t<double>(b.net, params, stats, X, batch_size, logits);
-            return predict_t<float>(b.net, params, stats, X, batch_size, logits);
+        [](const BoundNet& b, const py::array& params, const py::array& stats, const py::array& X,
+           const py::object& batch_size, bool logits) -> py::object {
+            const int64_t size = integer_arg(batch_size, "batch_size", 1);
+            if (b.f64) return predict_t<double>(b.net, params, stats, X, size, logits);
+            return predict_t<float>(b.net, params, stats, X, size, logits);
         },
         py::arg("net"), py::arg("params"), py::arg("stats"), py::arg("X"), py::arg("batch_size"),
         py::arg("logits") = false, "Inference-mode outputs (n, K); the output activation unless logits.");
@@ -371,9 +399,10 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "loss_and_grad",
         [](const BoundNet& b, const py::array& params, const py::array& stats, const py::array& X, const py::array& y,
-           uint64_t step, const py::object& sample_weight) -> py::tuple {
-            if (b.f64) return loss_and_grad_t<double>(b.net, params, stats, X, y, step, sample_weight);
-            return loss_and_grad_t<float>(b.net, params, stats, X, y, step, sample_weight);
+           const py::object& step, const py::object& sample_weight) -> py::tuple {
+            const auto t = static_cast<uint64_t>(integer_arg(step, "step", 0));
+            if (b.f64) return loss_and_grad_t<double>(b.net, params, stats, X, y, t, sample_weight);
+            return loss_and_grad_t<float>(b.net, params, stats, X, y, t, sample_weight);
         },
         py::arg("net"), py::arg("params"), py::arg("stats"), py::arg("X"), py::arg("y"), py::arg("step"),
         py::arg("sample_weight") = py::none(),

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
@@ -340,7 +341,7 @@ void apply_gradient(T* params, T* slot0, T* slot1, T* grad, const Net& net, doub
 // ---------------------------------------------------------------------------------------------
 // entry points
 
-// y must be (n × K), or (n × 1) class indices in [0, K) for categorical cross-entropy.
+// y must be (n × K), or (n × 1) whole class indices in [0, K) for categorical cross-entropy.
 template <class T>
 void check_targets(const Net& net, const StridedMatrix<T>& Y) {
     const int64_t K = net.n_outputs;
@@ -352,9 +353,9 @@ void check_targets(const Net& net, const StridedMatrix<T>& Y) {
     if (!index_targets) return;
     for (int64_t r = 0; r < Y.rows; r++) {
         const T label = Y.at(r, 0);
-        if (!(label >= T(0) && label < T(K)))  // NaN fails too
+        if (!(label >= T(0) && label < T(K) && label == std::floor(label)))  // NaN fails too
             throw std::invalid_argument("y holds class indices: row " + std::to_string(r) + " has " +
-                                        std::to_string(static_cast<double>(label)) + ", not in [0, " +
+                                        std::to_string(static_cast<double>(label)) + ", not a whole number in [0, " +
                                         std::to_string(K) + ")");
     }
 }

@@ -47,11 +47,11 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.nda
                  check_finite: bool = False, sample_weight: np.ndarray | None = None,
                  progress: np.ndarray | None = None, cancel: np.ndarray | None = None) -> np.ndarray:
     return _core.train_epochs(_net(plan), state.params, state.slots, state.stats, X, y, _row_indices(orders), lrs,
-                              int(batch_size), state.step, bool(check_finite), sample_weight, progress, cancel)
+                              batch_size, state.step, bool(check_finite), sample_weight, progress, cancel)
 
 
 def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) -> np.ndarray:
-    return _core.predict(_net(plan), state.params, state.stats, X, int(batch_size), bool(logits))
+    return _core.predict(_net(plan), state.params, state.stats, X, batch_size, bool(logits))
 
 
 def loss_and_grad(plan: Plan, state: State, X, y, sample_weight: np.ndarray | None = None):

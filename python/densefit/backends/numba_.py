@@ -52,7 +52,7 @@ from .. import losses as L
 from .. import optimizers as O
 from ..plan import (ACT, ACTIVATION, ALPHA, BATCHNORM, BN_EPSILON, BN_MOMENTUM, DENSE, DROPOUT, KIND, L1, L2,
                     LAYER, N_IN, N_OUT, PARAM_OFF, RATE, STAT_OFF, USE_BIAS, Plan, State)
-from . import CORRECT, LOSS_SUM, SEEN, STEPS
+from . import CORRECT, LOSS_SUM, SEEN, STEPS, contract
 
 # Products with at most this many multiply-adds run as loops: below it BLAS call overhead dominates.
 SMALL_GEMM = 512
@@ -549,7 +549,7 @@ def bce_element(x, t):
 def softmax_crossentropy_row(dzr, zr, yr, K, y_cols, scale, acc):
     """One row's softmax cross-entropy: return ``acc`` plus it (float64) and whether the row's argmax is
     the target's; ``dzr`` gets the gradient at the logits ``zr`` times ``scale``. ``yr`` is the row's
-    ``K`` targets, or one class index (``y_cols == 1``, ``K > 1``; in range: check_class_indices). The
+    ``K`` targets, or one class index (``y_cols == 1``, ``K > 1``; in range: backends.contract checks). The
     row's terms are added to ``acc`` one by one: the batch mean passes its running total, so its sum
     is the one it has always been, term by term; the weighted sum passes 0 and weighs the row's sum."""
     T = zr.dtype.type
@@ -874,12 +874,10 @@ def copy_rows(dst, out_at, X, start, m):
 
 @jit
 def gather_rows(dst, out_at, X, order, start, m):
-    """``out (m, cols) = X[order[start:start + m]]`` at ``dst[out_at:]``, for ``X`` of any strides."""
-    n, cols = X.shape
+    """``out (m, cols) = X[order[start:start + m]]`` at ``dst[out_at:]``, for ``X`` of any strides
+    (the indices were checked at the call's entry, :func:`densefit.backends.contract.epochs`)."""
+    cols = X.shape[1]
     out = dst[out_at:out_at + m * cols]
-    for r in range(m):  # checked in a loop of its own: a raise in the copy loop would cost refcounting
-        if order[start + r] < 0 or order[start + r] >= n:
-            raise IndexError("order holds a row index outside X")
     for r in range(m):
         row = order[start + r]
         for c in range(cols):
@@ -904,18 +902,6 @@ def check_codes(ops, loss, optimizer):
         raise ValueError("unknown loss code")
     if not O.SGD_ <= optimizer <= O.ADAGRAD:
         raise ValueError("unknown optimizer code")
-
-
-@jit
-def check_class_indices(y, K, loss):
-    """With categorical cross-entropy, ``y`` of one column and ``K > 1`` holds class indices: each must
-    lie in ``[0, K)``."""
-    if loss != L.CATEGORICAL_CROSSENTROPY or y.shape[1] != 1 or K < 2:
-        return
-    for r in range(y.shape[0]):
-        label = np.int64(y[r, 0])
-        if label < 0 or label >= K:
-            raise ValueError("class index out of range for categorical_crossentropy")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -953,7 +939,6 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
     Moving the one-sample Dense loops here as well measured slower (4.2)."""
     n_ops, K = ops.shape[0], ops[ops.shape[0] - 1, N_OUT]
     check_codes(ops, loss, optimizer)
-    check_class_indices(y, K, loss)
     training = mode != PREDICT
     penalized = has_penalty(ops, op_params)
     n, y_cols = X.shape[0], y.shape[1]
@@ -1120,43 +1105,12 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
 # the backend interface (see densefit.backends)
 
 
-def _data(plan: Plan, X, name: str) -> np.ndarray:
-    """``X`` as a read-only 2-D view in the plan's dtype: not copied when it already is in that dtype,
-    never written, and typed alike for numba whether the caller's array is writable or not."""
-    X = np.asarray(X)
-    if X.dtype != plan.dtype:
-        X = X.astype(plan.dtype)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got shape {X.shape}")
-    view = X.view()
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a``: never written, and typed alike for numba whether the caller's
+    array is writable or not (one compiled specialization)."""
+    view = a.view()
     view.flags.writeable = False
     return view
-
-
-def _check_features(plan: Plan, X: np.ndarray) -> None:
-    if X.shape[1] != plan.n_features:
-        raise ValueError(f"X has {X.shape[1]} features, the model expects {plan.n_features}")
-
-
-def _check_targets(plan: Plan, X: np.ndarray, y: np.ndarray) -> None:
-    class_indices = plan.loss == L.CATEGORICAL_CROSSENTROPY and y.shape[1] == 1
-    if y.shape[0] != X.shape[0] or (y.shape[1] != plan.n_outputs and not class_indices):
-        hint = f" or ({X.shape[0]}, 1) class indices" if plan.loss == L.CATEGORICAL_CROSSENTROPY else ""
-        raise ValueError(f"y has shape {y.shape}, expected ({X.shape[0]}, {plan.n_outputs}){hint}")
-
-
-def _check_state(plan: Plan, state: State) -> None:
-    """The kernels write into the state's buffers through flat views: they must be what
-    :func:`densefit.plan.init_state` makes."""
-    for name in ("params", "slots", "stats"):
-        a = getattr(state, name)
-        if a.dtype != plan.dtype or not a.flags.c_contiguous or not a.flags.writeable:
-            raise TypeError(f"state.{name} must be a writable C-contiguous {plan.dtype} array")
-
-
-def _check_batch_size(batch_size: int) -> None:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
 
 def _seed(plan: Plan) -> np.uint64:
@@ -1168,17 +1122,8 @@ def _sample_weight(plan: Plan, sample_weight, n: int) -> np.ndarray:
     gathered with each batch by the functions that gather its targets (typed as ``y`` usually is, so
     they compile nothing more); ``(0, 1)`` for none. Values (finite, ≥ 0) are the dispatcher's check."""
     if sample_weight is None:
-        w = np.empty((0, 1), dtype=plan.dtype)
-    else:
-        w = np.asarray(sample_weight)
-        if w.shape != (n,):
-            raise ValueError(f"sample_weight must have shape ({n},), one weight per row, got shape {w.shape}")
-        if w.dtype != plan.dtype:
-            raise ValueError(f"sample_weight must be {plan.dtype} (the plan's dtype), got {w.dtype}")
-        w = np.ascontiguousarray(w).reshape(n, 1)
-    view = w.view()
-    view.flags.writeable = False
-    return view
+        return _read_only(np.empty((0, 1), dtype=plan.dtype))
+    return _read_only(np.ascontiguousarray(sample_weight).reshape(n, 1))
 
 
 _IN_ORDER = np.zeros((1, 0), dtype=np.int64)  # an empty order: rows 0..n-1 every epoch
@@ -1200,18 +1145,12 @@ def _run(mode, plan: Plan, state: State, X, y, orders, lrs, batch_size, grad, ou
 def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int,
                  sample_weight: np.ndarray | None = None, progress: np.ndarray | None = None,
                  cancel: np.ndarray | None = None) -> np.ndarray:
-    X, y = _data(plan, X, "X"), _data(plan, y, "y")
-    _check_features(plan, X)
-    _check_targets(plan, X, y)
-    _check_state(plan, state)
-    _check_batch_size(batch_size)
-    lrs = np.ascontiguousarray(lrs, dtype=np.float64).reshape(-1)
+    X, y, orders, lrs, batch_size, sample_weight = contract.training(plan, state, X, y, orders, lrs, batch_size,
+                                                                    sample_weight)
+    X, y, lrs = _read_only(X), _read_only(y), np.ascontiguousarray(lrs, dtype=np.float64)
     if orders is None:
         orders = _IN_ORDER
     else:
-        orders = np.asarray(orders)
-        if orders.shape != (lrs.size, X.shape[0]):
-            raise ValueError(f"orders has shape {orders.shape}, expected ({lrs.size}, {X.shape[0]})")
         if orders.shape[0] > 1 and orders.strides[0] == 0:
             orders = orders[:1]  # the same order every epoch (an unshuffled fit): one row, not a copy per epoch
         orders = np.ascontiguousarray(orders, dtype=np.int64)
@@ -1221,10 +1160,8 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.nda
 
 
 def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) -> np.ndarray:
-    X = _data(plan, X, "X")
-    _check_features(plan, X)
-    _check_state(plan, state)
-    _check_batch_size(batch_size)
+    X, batch_size = contract.prediction(plan, state, X, batch_size)
+    X = _read_only(X)
     out = np.empty(X.shape[0] * plan.n_outputs, dtype=plan.dtype)
     no_targets = X[:0, :1]  # typed as y always is: 2-D, read-only, the plan's dtype
     output_act = A.IDENTITY if logits else plan.output_activation
@@ -1233,10 +1170,8 @@ def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) 
 
 
 def loss_and_grad(plan: Plan, state: State, X, y, sample_weight: np.ndarray | None = None):
-    X, y = _data(plan, X, "X"), _data(plan, y, "y")
-    _check_features(plan, X)
-    _check_targets(plan, X, y)
-    _check_state(plan, state)
+    X, y, sample_weight = contract.gradient(plan, state, X, y, sample_weight)
+    X, y = _read_only(X), _read_only(y)
     grad = np.empty(plan.n_params, dtype=plan.dtype)
     scratch_stats = state.stats.copy()  # the training-mode forward moves running statistics: not the state's
     stats = _run(GRADIENT, plan, state, X, y, _IN_ORDER, _ONE_PASS, max(X.shape[0], 1), grad, grad[:0],

@@ -17,6 +17,7 @@ from .. import optimizers as O
 from .. import rng
 from ..plan import (ACT, ACTIVATION, ALPHA, BATCHNORM, BN_EPSILON, DENSE, DROPOUT, KIND, L1, L2, LAYER, N_IN,
                     N_OUT, PARAM_OFF, STAT_OFF, USE_BIAS, Plan, State)
+from . import contract
 
 # ---------------------------------------------------------------------------------------------
 # activations
@@ -424,6 +425,8 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | None, lrs:
     of many batches is computed with one call per operation instead of one per batch (on small
     batches each numpy call costs more than its arithmetic). The rows kept are consecutive in the
     epoch's order, and the logits are those of the parameters at the step, as if computed then."""
+    X, y, orders, lrs, batch_size, sample_weight = contract.training(plan, state, X, y, orders, lrs, batch_size,
+                                                                    sample_weight)
     n = X.shape[0]
     out = np.zeros((len(lrs), 4))
     step = state.step
@@ -479,6 +482,7 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | None, lrs:
 
 
 def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) -> np.ndarray:
+    X, batch_size = contract.prediction(plan, state, X, batch_size)
     out = np.empty((X.shape[0], plan.n_outputs), dtype=plan.dtype)
     for start in range(0, X.shape[0], batch_size):
         z = forward(plan, state, np.asarray(X[start:start + batch_size]), training=False)[0][-1]
@@ -487,6 +491,7 @@ def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) 
 
 
 def loss_and_grad(plan: Plan, state: State, X, y, sample_weight: np.ndarray | None = None):
-    value, _, grad = batch_loss_and_grad(plan, state, np.asarray(X), np.asarray(y), state.step, update_stats=False,
+    X, y, sample_weight = contract.gradient(plan, state, X, y, sample_weight)
+    value, _, grad = batch_loss_and_grad(plan, state, X, y, state.step, update_stats=False,
                                          sample_weight=sample_weight)
     return value, grad
