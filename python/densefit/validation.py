@@ -56,9 +56,10 @@ def as_features(X, dtype: np.dtype, n_features: int | None, name: str = "X", che
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features but the model expects {n_features}")
     if X.dtype != dtype:
-        X = np.asarray(X, dtype=dtype)
+        with np.errstate(over="ignore"):  # a value too large for dtype becomes inf: refused as such
+            X = np.asarray(X, dtype=dtype)
     if check_finite and not all_finite(X):
-        raise ValueError(f"{name} contains NaN or infinity")
+        raise ValueError(f"{name} contains NaN or infinity (or a value too large for {dtype})")
     return X
 
 
