@@ -17,10 +17,11 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # densefit.sklearn imports scikit-learn: loaded on first use, not with densefit
-    if name == "sklearn":
+    # densefit.sklearn imports scikit-learn: loaded on first use, not with densefit; densefit.plot
+    # (matplotlib) and densefit.sweep (tqdm; pandas and distributed when asked) likewise
+    if name in ("sklearn", "plot", "sweep"):
         import importlib
-        return importlib.import_module(".sklearn", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'densefit' has no attribute {name!r}")
 
 __all__ = [
