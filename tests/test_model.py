@@ -836,3 +836,17 @@ def test_fit_rejects_nan_in_x_and_leaves_the_model_untouched(backend, shuffle, e
     for a, b in zip(before[:3], after[:3]):
         np.testing.assert_array_equal(a, b)
     assert before[3:] == after[3:]
+
+
+def test_summary_counts_every_parameter_of_the_plan(capsys):
+    """summary() reads the lowered network: its counts add up to the plan's, layer by layer."""
+    model = df.Sequential([df.Dense(4, activation="relu", input_dim=3), df.BatchNorm(), df.Dropout(0.2),
+                           df.Activation("tanh"), df.Dense(2, use_bias=False), df.Dense(1)])
+    model.compile(loss="mse", optimizer="sgd")
+    model.fit(np.zeros((4, 3)), np.zeros(4), epochs=1, verbose=0)
+    rows = [line.split() for line in model.summary().splitlines()[1:]]
+    assert [row[1:] for row in rows] == [["4", "16"], ["4", "8"], ["4", "0"], ["4", "0"], ["2", "8"], ["1", "3"]]
+    assert sum(int(row[2]) for row in rows) == model.plan.n_params
+    unknown = df.Sequential([df.Dense(3), df.Dense(1)]).summary()
+    assert unknown.splitlines()[1].split()[1:] == ["?", "?"]
+    assert "Dense(relu)" in capsys.readouterr().out

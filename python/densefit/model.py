@@ -23,12 +23,11 @@ from . import losses as L
 from . import metrics as M
 from . import optimizers as O
 from . import schedules
-from .backends import numpy_
 from .callbacks import CallbackList, History, TerminateOnNaN
 from .savefile import INVALID, MAX_COUNTER, invalid, read_save_file, write_atomically
-from .plan import (BATCHNORM, KIND, N_IN, STAT_OFF, Plan, State, as_dtype, build_plan, infer_input_dim, init_state,
-                   penalty)
-from .validation import all_finite, as_features, as_sample_weight, as_targets, check_int
+from .plan import (BATCHNORM, KIND, LAYER, N_IN, N_OUT, STAT_OFF, Plan, State, as_dtype, build_plan, infer_input_dim,
+                   init_state, lower, penalty)
+from .validation import as_features, as_sample_weight, as_targets, check_int
 
 FORMAT_VERSION = 1
 _MAX_ORDER_ENTRIES = 1 << 22      # sample indices handed to one backend call (32 MB of int64)
@@ -423,7 +422,7 @@ class Sequential:
 
     def _finite(self, stats: np.ndarray) -> bool:
         """Whether every epoch's loss and the weights after them are finite."""
-        return bool(np.isfinite(stats[:, backends.LOSS_SUM]).all() and all_finite(self.state.params))
+        return bool(np.isfinite(stats[:, backends.LOSS_SUM]).all() and backends.all_finite(self.state.params))
 
     def _restore(self, saved: State) -> None:
         """Put ``saved`` back into the state's own arrays (views of them stay valid)."""
@@ -518,11 +517,11 @@ class Sequential:
             rows = slice(start, start + _EVAL_ROWS)
             z = self._forward(X[rows], batch_size, logits=True)
             w = None if sample_weight is None else sample_weight[rows].astype(np.float64)
-            value, right = numpy_.loss_sum_and_correct(self.plan.loss, z, y[rows], w)
+            value, right = backends.score_logits(self.plan, z, y[rows], w)
             total += value
             correct += right
             if predicted:
-                probabilities[rows] = numpy_.output_activation(self.plan, z)
+                probabilities[rows] = backends.output_activation(self.plan, z)
         weight = X.shape[0] if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
         result = {"loss": float(total / weight + penalty(self.plan, self.state.params))}
         for name in self.metrics:
@@ -576,18 +575,19 @@ class Sequential:
         return self.plan.n_params
 
     def summary(self) -> str:
-        """A table of the layers with their output widths and parameter counts (also printed)."""
+        """A table of the layers with their output widths and parameter counts (also printed);
+        ``?`` where the input width is not known yet."""
+        n_features = self.plan.n_features if self.plan else infer_input_dim(self.layers)
+        lowered = lower(self.layers, n_features) if n_features else None
         lines = [f"{'layer':<28}{'output':>10}{'params':>10}"]
-        width = self.plan.n_features if self.plan else infer_input_dim(self.layers)
-        for layer in self.layers:
-            params = 0
-            if isinstance(layer, layer_specs.Dense):
-                params = (width * layer.units if width else 0) + (layer.units if layer.use_bias else 0)
-                width = layer.units
-            elif isinstance(layer, layer_specs.BatchNorm):
-                params = 2 * width if width else 0
+        for position, layer in enumerate(self.layers):
             name = type(layer).__name__ + (f"({layer.activation})" if hasattr(layer, "activation") else "")
-            lines.append(f"{name:<28}{width if width else '?':>10}{params:>10}")
+            if lowered is None:
+                lines.append(f"{name:<28}{'?':>10}{'?':>10}")
+                continue
+            width = [row[N_OUT] for row in lowered.ints if row[LAYER] == position][-1]
+            params = sum(w.size for w in lowered.weights if w.layer == position)
+            lines.append(f"{name:<28}{width:>10}{params:>10}")
         text = "\n".join(lines)
         print(text)
         return text

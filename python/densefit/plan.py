@@ -61,10 +61,12 @@ def as_dtype(dtype) -> np.dtype:
 
 @dataclass(frozen=True)
 class WeightSpec:
-    """Where one user-visible weight array lives in the flat parameter buffer."""
+    """Where one user-visible weight array lives in the flat parameter buffer, and the position
+    of the layer it belongs to."""
 
     offset: int
     shape: tuple[int, ...]
+    layer: int = 0
 
     @property
     def size(self) -> int:
@@ -124,47 +126,83 @@ def infer_input_dim(layers: list[Layer]) -> int | None:
     return first.input_dim if isinstance(first, Dense) else None
 
 
+@dataclass
+class Lowered:
+    """A network's layers as op rows, with the weights and the buffer sizes they need."""
+
+    ints: list = field(default_factory=list)
+    floats: list = field(default_factory=list)
+    weights: list = field(default_factory=list)
+    n_params: int = 0
+    n_stats: int = 0
+    width: int = 0
+
+    def add(self, kind: int, n_out: int, layer: int, **fields) -> None:
+        row_ints, row_floats = _op(kind, self.width, n_out, layer, **fields)
+        self.ints.append(row_ints)
+        self.floats.append(row_floats)
+        self.width = n_out
+
+    def weight(self, shape: tuple, layer: int) -> None:
+        self.weights.append(WeightSpec(self.n_params, shape, layer))
+        self.n_params += math.prod(shape)
+
+
+def _lower_dense(layer: Dense, position: int, out: Lowered) -> None:
+    if position > 0 and layer.input_dim is not None and layer.input_dim != out.width:
+        raise ValueError(f"layer {position} (Dense) has input_dim={layer.input_dim} but receives {out.width} features")
+    reg = layer.kernel_regularizer
+    n_in, offset = out.width, out.n_params
+    out.weight((n_in, layer.units), position)
+    if layer.use_bias:
+        out.weight((layer.units,), position)
+    out.add(DENSE, layer.units, position, param_off=offset, use_bias=int(layer.use_bias),
+            l1=reg.l1 if reg else 0.0, l2=reg.l2 if reg else 0.0)
+    if layer.activation != "identity":
+        out.add(ACTIVATION, layer.units, position, act=A.CODES[layer.activation], alpha=layer.alpha)
+
+
+def _lower_activation(layer: Activation, position: int, out: Lowered) -> None:
+    out.add(ACTIVATION, out.width, position, act=A.CODES[layer.activation], alpha=layer.alpha)
+
+
+def _lower_dropout(layer: Dropout, position: int, out: Lowered) -> None:
+    out.add(DROPOUT, out.width, position, rate=layer.rate)
+
+
+def _lower_batchnorm(layer: BatchNorm, position: int, out: Lowered) -> None:
+    width, param_off, stat_off = out.width, out.n_params, out.n_stats
+    out.weight((width,), position)  # γ
+    out.weight((width,), position)  # β
+    out.n_stats += 2 * width        # running mean, running variance
+    out.add(BATCHNORM, width, position, param_off=param_off, stat_off=stat_off, momentum=layer.momentum,
+            epsilon=layer.epsilon)
+
+
+# Each layer kind's lowering into op rows: the one place build_plan learns a layer kind.
+LOWERINGS = {Dense: _lower_dense, Activation: _lower_activation, Dropout: _lower_dropout, BatchNorm: _lower_batchnorm}
+
+
+def lower(layers: list[Layer], n_features: int) -> Lowered:
+    """The op rows, weights and buffer sizes of ``layers`` on ``n_features`` inputs."""
+    out = Lowered(width=n_features)
+    for position, layer in enumerate(layers):
+        lowering = LOWERINGS.get(type(layer))
+        if lowering is None:
+            raise TypeError(f"layer {position} is a {type(layer).__name__}, not a densefit layer")
+        lowering(layer, position, out)
+    return out
+
+
 def build_plan(layers: list[Layer], n_features: int, loss: str, optimizer: O.Optimizer, dtype, seed: int,
                penalty_per_weight: bool = False) -> Plan:
     """Compile layer specs into a :class:`Plan`; raise ``ValueError`` on an impossible network."""
     if not layers:
         raise ValueError("the model has no layers; add at least one Dense layer")
     loss_code = L.loss_code(loss)
-    ints, floats, weights = [], [], []
-    width, n_params, n_stats = n_features, 0, 0
-    for position, layer in enumerate(layers):
-        if isinstance(layer, Dense):
-            if position > 0 and layer.input_dim is not None and layer.input_dim != width:
-                raise ValueError(f"layer {position} (Dense) has input_dim={layer.input_dim} but receives {width} features")
-            reg = layer.kernel_regularizer
-            op = _op(DENSE, width, layer.units, position, param_off=n_params, use_bias=int(layer.use_bias),
-                     l1=reg.l1 if reg else 0.0, l2=reg.l2 if reg else 0.0)
-            ints.append(op[0]), floats.append(op[1])
-            weights.append(WeightSpec(n_params, (width, layer.units)))
-            n_params += width * layer.units
-            if layer.use_bias:
-                weights.append(WeightSpec(n_params, (layer.units,)))
-                n_params += layer.units
-            width = layer.units
-            if layer.activation != "identity":
-                op = _op(ACTIVATION, width, width, position, act=A.CODES[layer.activation], alpha=layer.alpha)
-                ints.append(op[0]), floats.append(op[1])
-        elif isinstance(layer, Activation):
-            op = _op(ACTIVATION, width, width, position, act=A.CODES[layer.activation], alpha=layer.alpha)
-            ints.append(op[0]), floats.append(op[1])
-        elif isinstance(layer, Dropout):
-            op = _op(DROPOUT, width, width, position, rate=layer.rate)
-            ints.append(op[0]), floats.append(op[1])
-        elif isinstance(layer, BatchNorm):
-            op = _op(BATCHNORM, width, width, position, param_off=n_params, stat_off=n_stats,
-                     momentum=layer.momentum, epsilon=layer.epsilon)
-            ints.append(op[0]), floats.append(op[1])
-            weights.append(WeightSpec(n_params, (width,)))
-            weights.append(WeightSpec(n_params + width, (width,)))
-            n_params += 2 * width
-            n_stats += 2 * width
-        else:
-            raise TypeError(f"layer {position} is a {type(layer).__name__}, not a densefit layer")
+    lowered = lower(layers, n_features)
+    ints, floats, weights = lowered.ints, lowered.floats, lowered.weights
+    n_params, n_stats, width = lowered.n_params, lowered.n_stats, lowered.width
     if n_params == 0:
         raise ValueError("the model has no trainable parameters; add a Dense layer")
 
@@ -214,9 +252,11 @@ def init_state(plan: Plan, layers: list[Layer], seed: int) -> State:
             params[off:off + n_in * n_out] = layer.kernel_initializer(rng, (n_in, n_out), n_in, n_out).ravel()
             if row[USE_BIAS]:
                 params[off + n_in * n_out:off + n_in * n_out + n_out] = layer.bias_initializer(rng, (n_out,), n_in, n_out)
-        else:
+        elif kind == BATCHNORM:
             params[off:off + n_in] = 1.0
             stats[row[STAT_OFF] + n_in:row[STAT_OFF] + 2 * n_in] = 1.0
+        else:
+            raise ValueError(f"op kind {kind} has no parameters to initialize")
     return State(params=params, slots=np.zeros((2, plan.n_params), dtype=plan.dtype), stats=stats)
 
 

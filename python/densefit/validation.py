@@ -7,9 +7,7 @@ import numbers
 import numpy as np
 
 from . import losses as L
-from ._native import core
-
-_FINITE_CHUNK = 1 << 20  # elements checked per pass, so the check never allocates much
+from .backends import all_finite
 
 
 def check_int(name: str, value, low: int, allow_none: bool = False):
@@ -20,18 +18,6 @@ def check_int(name: str, value, low: int, allow_none: bool = False):
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
     return int(value)
-
-
-def all_finite(a: np.ndarray) -> bool:
-    """True if every element is finite: the compiled core's scan (memory bandwidth, stops at the
-    first bad value) when it loads, else numpy over row blocks so memory stays flat."""
-    if a.size == 0:
-        return True
-    compiled = core()
-    if compiled is not None and a.dtype in (np.float32, np.float64):
-        return bool(compiled.all_finite(a))
-    rows = max(1, _FINITE_CHUNK // max(1, a.size // max(1, a.shape[0])))
-    return all(np.isfinite(a[start:start + rows]).all() for start in range(0, a.shape[0], rows))
 
 
 def as_features(X, dtype: np.dtype, n_features: int | None, name: str = "X", check_finite: bool = True) -> np.ndarray:

@@ -39,7 +39,8 @@ from types import ModuleType
 
 import numpy as np
 
-from ..validation import all_finite, as_sample_weight
+from .. import validation  # (a module: validation imports all_finite from here)
+from .._native import core as _compiled
 
 NAMES = ("cpp", "numba", "numpy")
 _MODULES = {"cpp": "densefit.backends.cpp", "numba": "densefit.backends.numba_", "numpy": "densefit.backends.numpy_"}
@@ -115,6 +116,41 @@ def backend_info() -> dict:
             "unavailable": {n: _errors[n] for n in NAMES if n in _errors}}
 
 
+_FINITE_CHUNK = 1 << 20  # elements checked per numpy pass, so the check never allocates much
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """True if every element is finite: the compiled core's scan (memory bandwidth, stops at the
+    first bad value) when it loads, else numpy over row blocks so memory stays flat."""
+    if a.size == 0:
+        return True
+    compiled = _compiled()
+    if compiled is not None and a.dtype in (np.float32, np.float64):
+        return bool(compiled.all_finite(a))
+    rows = max(1, _FINITE_CHUNK // max(1, a.size // max(1, a.shape[0])))
+    return all(np.isfinite(a[start:start + rows]).all() for start in range(0, a.shape[0], rows))
+
+
+def score_logits(plan, z: np.ndarray, y: np.ndarray, row_weights: np.ndarray | None = None) -> tuple[float, int]:
+    """The loss summed over rows (weighted by ``row_weights``, float64) and the correct count of
+    logits ``z`` that any backend's ``predict(..., logits=True)`` gave: ``evaluate`` scores every
+    backend's outputs with the reference formulas, so its numbers differ between backends only by
+    their logits."""
+    return _reference().loss_sum_and_correct(plan.loss, z, y, row_weights)
+
+
+def output_activation(plan, z: np.ndarray) -> np.ndarray:
+    """The plan's output activation (sigmoid, softmax or identity) applied to logits ``z``."""
+    return _reference().output_activation(plan, z)
+
+
+def _reference() -> ModuleType:
+    module = _load("numpy")
+    if module is None:
+        raise RuntimeError(f"the numpy reference backend does not load: {_errors['numpy']}")
+    return module
+
+
 def train_epochs(name: str, plan, state, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int,
                  check_finite: bool = False, sample_weight: np.ndarray | None = None,
                  progress: np.ndarray | None = None, cancel: np.ndarray | None = None) -> np.ndarray:
@@ -127,7 +163,7 @@ def train_epochs(name: str, plan, state, X, y, orders: np.ndarray, lrs: np.ndarr
     module = get(name)
     kwargs = {}
     if sample_weight is not None:
-        kwargs["sample_weight"] = as_sample_weight(sample_weight, X.shape[0], plan.dtype)
+        kwargs["sample_weight"] = validation.as_sample_weight(sample_weight, X.shape[0], plan.dtype)
     for name, flag in (("progress", progress), ("cancel", cancel)):
         if flag is not None:
             if not (isinstance(flag, np.ndarray) and flag.dtype == np.int64 and flag.shape == (1,)
