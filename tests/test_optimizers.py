@@ -318,3 +318,10 @@ def test_restarting_the_counter_would_differ(backend):
     continued.fit(X, y, epochs=2, batch_size=3, shuffle=False, verbose=0)
     restarted.fit(X, y, epochs=2, batch_size=3, shuffle=False, verbose=0)
     assert relative_error(restarted.get_weights()[0], continued.get_weights()[0]) > 1e-6
+
+
+def test_the_registry_has_one_code_per_optimizer():
+    from densefit import optimizers as O
+    assert sorted(O.BY_CODE) == list(range(len(O.BY_NAME)))
+    assert {cls.code for cls in O.BY_NAME.values()} == set(O.BY_CODE)
+    assert [name for name, cls in O.BY_NAME.items() if not cls.adaptive] == ["sgd"]

@@ -94,9 +94,6 @@ def train(spec, backend, X, y, batch_size, dtype):
     return model, history, diverged
 
 
-ADAPTIVE = {"adam", "adamw", "rmsprop", "adagrad"}
-
-
 def amplifies_rounding(spec, dtype) -> bool:
     """The set-ups where the README does not promise the tolerance, both with BatchNorm:
     - under an adaptive optimizer, the parameters before a BatchNorm have directions whose exact
@@ -105,7 +102,7 @@ def amplifies_rounding(spec, dtype) -> bool:
     - in float32, a batch whose spread is small beside its mean loses digits to the centring
       ``x − μ``, and the backward pass multiplies that error by 1/σ."""
     has_batchnorm = any(extra == "batchnorm" for _, _, extra in spec["hidden"])
-    return has_batchnorm and (spec["optimizer"] in ADAPTIVE or dtype == "float32")
+    return has_batchnorm and (OPTIMIZERS[spec["optimizer"]]().adaptive or dtype == "float32")
 
 
 @SWEEP

@@ -46,6 +46,9 @@ class Optimizer:
 
     code: int
     default_learning_rate: float
+    #: Whether the step divides by a running root of squared gradients (Adam, RMSprop, Adagrad):
+    #: a gradient that is rounding noise then still moves the weight by about the learning rate.
+    adaptive: bool = True
 
     def __init__(self, learning_rate, clipnorm: float | None = None, clipvalue: float | None = None):
         self.learning_rate = schedules.get(learning_rate, self.default_learning_rate)
@@ -71,7 +74,7 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum and dampening."""
 
-    code, default_learning_rate = SGD_, 0.01
+    code, default_learning_rate, adaptive = SGD_, 0.01, False
 
     def __init__(self, learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False, dampening: float = 0.0,
                  clipnorm: float | None = None, clipvalue: float | None = None):
@@ -157,8 +160,11 @@ class Adagrad(Optimizer):
         return out
 
 
+# The registry: every optimizer by name, class name and code (tests/test_optimizers.py checks the
+# codes are 0..N-1, one each, and tests/test_codes.py that the core reads them alike).
 BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
 _BY_CLASS = {cls.__name__: cls for cls in BY_NAME.values()}
+BY_CODE = {cls.code: cls for cls in BY_NAME.values()}
 
 
 def get(value) -> Optimizer:
