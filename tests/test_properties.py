@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import densefit as df
+from densefit import backends
 from densefit.activations import CODES, SOFTMAX
 
 from conftest import BACKENDS, TOLERANCE, relative_error
@@ -110,9 +111,16 @@ def amplifies_rounding(spec, dtype) -> bool:
 def test_random_networks_train_and_the_backends_agree(setup):
     spec, X, y, batch_size, dtype = setup
     runs = {backend: train(spec, backend, X, y, batch_size, dtype) for backend in BACKENDS}
-    if amplifies_rounding(spec, dtype):
-        return  # trained, finite, no crash: all that is promised there
     reference, ref_history, ref_diverged = runs["numpy"]
+    if amplifies_rounding(spec, dtype):
+        # the whole runs may drift apart; one step from the same state still agrees
+        Xp, yp = reference._prepare(X, y)
+        want_loss, want_grad = backends.get("numpy").loss_and_grad(reference.plan, reference.state.copy(), Xp, yp)
+        for backend in BACKENDS:
+            loss, grad = backends.get(backend).loss_and_grad(reference.plan, reference.state.copy(), Xp, yp)
+            assert relative_error(loss, want_loss) < TOLERANCE[dtype], backend
+            assert relative_error(grad, want_grad) < TOLERANCE[dtype], backend
+        return
     for backend, (model, history, diverged) in runs.items():
         assert diverged == ref_diverged, backend
         assert model.epoch == reference.epoch and model.step == reference.step, backend
