@@ -3,6 +3,8 @@
     python -m densefit.bench.report [--scale S] [--workloads W1,W2] [--peers torch,jax-scan]
                                       [--threads N] [--rounds R] [--out section.md] [--png chart.png]
     densefit bench ...                    (the same, through the densefit command)
+    densefit bench --matrix [--rows ...] [--trainers ...] [--repeats R] [--quick] [--threads N] [--out f.md]
+                                          (the benchmark matrix of :mod:`.matrix` instead)
 
 Per workload and trainer: one warm-up run (it absorbs JIT compilation; its extra time over
 the median is reported as "first run +s", which is the compile time for numba, JAX and
@@ -43,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3, help="timed runs per trainer (median reported)")
     parser.add_argument("--out", default=None, help="also write the markdown report to this file")
     parser.add_argument("--png", default=None, help="write a bar chart of samples/s (needs matplotlib)")
+    from . import matrix        # numpy only (already loaded by densefit); torch and JAX start when it runs
+    matrix.add_arguments(parser.add_argument_group("benchmark matrix (--matrix; also --threads, --out)"), prefix=True)
     return parser
 
 
@@ -218,7 +222,11 @@ def main(argv=None) -> int:
 
 
 def run(args, command: str) -> int:
-    """The report for parsed ``args`` (see :func:`add_arguments`); ``command`` is how it was started."""
+    """The report for parsed ``args`` (see :func:`add_arguments`); ``command`` is how it was started.
+    With ``--matrix``, the benchmark matrix of :mod:`.matrix` instead."""
+    if getattr(args, "matrix", False):
+        from . import matrix
+        return matrix.run(args, command)
     threads_env.configure(args.threads)     # before torch, JAX and numba start
     from . import peers, workloads
     if args.scale is None:
