@@ -742,3 +742,18 @@ def test_bad_sample_weights_are_refused_with_a_clear_error():
     read_only = w.copy()
     read_only.flags.writeable = False  # weights are only read
     cpp.train_epochs(plan, state.copy(), X, y, orders, lrs, batch_size, sample_weight=read_only)
+
+
+def test_stub_lists_every_bound_name():
+    """python/densefit/_core.pyi declares exactly the names the compiled module binds (and Net's members)."""
+    import ast
+    import pathlib
+
+    import densefit
+
+    tree = ast.parse((pathlib.Path(densefit.__file__).parent / "_core.pyi").read_text())
+    stub = {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    bound = {name for name in dir(_core) if not name.startswith("_")}
+    assert set(stub) == bound
+    members = {node.name for node in stub["Net"].body if isinstance(node, ast.FunctionDef)} - {"__init__"}
+    assert members == {name for name in dir(_core.Net) if not name.startswith("_")}

@@ -279,7 +279,6 @@ py::array_t<T> gemm_t(const py::array& a, const py::array& b, bool trans_a, bool
     if ((trans_b ? b.shape(1) : b.shape(0)) != K) throw py::value_error("inner dimensions of op(a) and op(b) differ");
     using Kernel = void (*)(T*, int64_t, const T*, int64_t, bool, const T*, int64_t, bool, int64_t, int64_t, int64_t, T, T);
     Kernel run = kernel == "auto" ? Kernel(&df::gemm<T>) : kernel == "naive" ? Kernel(&df::gemm_naive<T>)
-               : kernel == "tiled" ? Kernel(&df::gemm_tiled<T>)
                : kernel == "skinny" ? Kernel(&df::gemm_skinny<T>) : kernel == "blas" ? Kernel(&df::blas_gemm) : nullptr;
     if constexpr (std::is_same_v<T, float>) {
         if (kernel == "block") {
@@ -291,7 +290,7 @@ py::array_t<T> gemm_t(const py::array& a, const py::array& b, bool trans_a, bool
         }
     }
     if (run == nullptr)
-        throw py::value_error("kernel must be 'auto', 'naive', 'tiled', 'skinny', 'blas' or 'block' (float32), got '" +
+        throw py::value_error("kernel must be 'auto', 'naive', 'skinny', 'blas' or 'block' (float32), got '" +
                               kernel + "'");
     if (kernel == "skinny" && !((M == 1 || N == 1) && M >= 1 && N >= 1 && K >= 1))
         throw py::value_error("the 'skinny' kernel needs M == 1 or N == 1 (and no empty dimension)");
@@ -420,7 +419,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("kernel") = "auto",
         py::arg("alpha") = 1.0, py::arg("beta") = 0.0, py::arg("out") = py::none(),
         "out = alpha · op(a) @ op(b) + beta · out with one of the core's GEMM kernels ('auto', 'naive', "
-        "'tiled', 'skinny' (M or N = 1), 'blas', 'block' (float32, AVX-512 builds)); a, b and out need contiguous rows (column slices test leading dimensions); out is "
+        "'skinny' (M or N = 1), 'blas', 'block' (float32, AVX-512 builds)); a, b and out need contiguous rows (column slices test leading dimensions); out is "
         "updated in place and returned, or allocated when None (then beta must be 0). For tests and benchmarks.");
 
     m.def(
@@ -481,8 +480,37 @@ PYBIND11_MODULE(_core, m) {
             info["vector_bytes"] = df::kVectorBytes;
             info["tiny_pass"] = df::kTinyPassBuilt;
             info["block_gemm"] = df::kBlockGemmBuilt;
+            py::dict tuning;  // every constant of dispatch.hpp
+            tuning["narrow"] = df::kNarrow;
+            tuning["small_gemm_macs"] = df::kSmallGemmMacs;
+            tuning["block_gemm_b_elements"] = df::kBlockGemmBElements;
+            tuning["sparse_share"] = df::kSparseShare;
+            tuning["transpose_b_elements"] = df::kTransposeBElements;
+            tuning["parallel_gemm_macs"] = df::kParallelGemmMacs;
+            tuning["parallel_update_params"] = df::kParallelUpdateParams;
+            tuning["prefetch_batch_bytes"] = df::kPrefetchBatchBytes;
+            tuning["linear_block_bytes"] = df::kLinearBlockBytes;
+            tuning["tiny_width"] = df::kTinyWidth;
+            tuning["bce_inline_math_elements"] = df::kBceInlineMathElements;
+            info["tuning"] = tuning;
             return info;
         },
         "How this core was built: -march=native or portable, the OpenBLAS build, the small-GEMM "
-        "threshold, the widest vector it was compiled for, whether TinyPass and block_gemm are in it.");
+        "threshold, the widest vector it was compiled for, whether TinyPass and block_gemm are in it, "
+        "and every tuning constant of the kernel selection (cpp/include/densefit/dispatch.hpp) under 'tuning'.");
+
+    m.def(
+        "codes",
+        []() {
+            py::dict all;
+            for (const df::CodeTable& table : df::kCodeTables) {
+                py::dict entries;
+                for (int i = 0; i < table.count; i++) entries[table.entries[i].name] = table.entries[i].code;
+                all[table.concept] = entries;
+            }
+            return all;
+        },
+        "The Plan's integer codes and table columns as the core reads them (cpp/include/densefit/codes.hpp): "
+        "{concept: {Python constant name: value}} for 'activation', 'loss', 'optimizer', 'opt_params', "
+        "'op_kind', 'ops' (op-table columns) and 'op_params'.");
 }

@@ -110,10 +110,15 @@ def gemm(
 ) -> np.ndarray:
     """``out = alpha · op(a) @ op(b) + beta · out`` for float32/float64 matrices with contiguous
     rows, with one of the core's kernels: ``'auto'`` (the dispatch training uses, large products
-    split over the thread pool), ``'naive'`` (reference), ``'tiled'``
-    (register-blocked), ``'skinny'`` (M or N = 1) or ``'blas'`` (single-threaded OpenBLAS).
+    split over the thread pool), ``'naive'`` (reference), ``'skinny'`` (M or N = 1), ``'blas'``
+    (single-threaded OpenBLAS) or ``'block'`` (float32, AVX-512 builds: ``b`` not transposed,
+    ``alpha = 1``, ``beta = 0``, N ≥ 16 and K·N ≤ ``build_info()["tuning"]["block_gemm_b_elements"]``).
     ``out`` is updated in place and returned, or allocated when ``None`` (then ``beta`` must be 0).
     For tests and benchmarks."""
+
+def elementary(name: str, x: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """The float32 ``exp`` (``name='exp_nonpositive'``, for x ≤ 0) or ``log1p`` (``'log1p_unit'``, for
+    x in [0, 1]) of the binary cross-entropy loss on each element of ``x``, flattened. For tests."""
 
 def all_finite(a: np.ndarray) -> bool:
     """True iff every element of ``a`` (float32 or float64, at most 2 dimensions, any strides,
@@ -128,5 +133,16 @@ def get_num_threads() -> int:
     """The number of threads of the core's GEMM pool."""
 
 def build_info() -> dict[str, Any]:
-    """``{"native": bool, "openblas": str, "small_gemm_macs": int}``: -march=native or portable,
-    the OpenBLAS build, the size below which GEMMs run as direct loops."""
+    """``{"native": bool, "openblas": str, "small_gemm_macs": int, "vector_bytes": int,
+    "tiny_pass": bool, "block_gemm": bool, "tuning": dict[str, int | float]}``: -march=native or
+    portable, the OpenBLAS build, the size below which Dense products run as direct loops, the
+    widest vector the core was compiled for, whether TinyPass and block_gemm are in it, and every
+    tuning constant of the kernel selection (``cpp/include/densefit/dispatch.hpp``)."""
+
+def codes() -> dict[str, dict[str, int]]:
+    """The Plan's integer codes and table columns as the core reads them
+    (``cpp/include/densefit/codes.hpp``): ``{concept: {Python constant name: value}}`` for
+    ``'activation'``, ``'loss'``, ``'optimizer'`` (``SGD`` is ``optimizers.SGD_``), ``'opt_params'``,
+    ``'op_kind'``, ``'ops'`` (op-table columns, with ``N_OP_COLUMNS``) and ``'op_params'``.
+    ``tests/test_codes.py`` compares every entry with :mod:`densefit.activations`,
+    :mod:`densefit.losses`, :mod:`densefit.optimizers` and :mod:`densefit.plan`."""

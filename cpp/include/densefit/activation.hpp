@@ -9,11 +9,10 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "codes.hpp"
 #include "inline.hpp"
 
 namespace densefit {
-
-enum Activation : int64_t { IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SOFTMAX };
 
 // sigmoid(x) given e = exp(-|x|), which callers may share with other terms (never overflows:
 // exp of a non-positive number only).
@@ -64,6 +63,7 @@ DENSEFIT_ALWAYS_INLINE void with_activation(int64_t act, F&& f) {
         case ELU: f(ActivationCode<ELU>{}); break;
         case SOFTPLUS: f(ActivationCode<SOFTPLUS>{}); break;
         case GELU: f(ActivationCode<GELU>{}); break;
+        default: unknown_code("activation", act);  // SOFTMAX is not elementwise; decode_net allows none here
     }
 }
 

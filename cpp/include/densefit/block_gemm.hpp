@@ -6,12 +6,9 @@
 // relu's backward and the bias gradient of the layer below (dinp), into the product instead of
 // sweeping the (m × n) buffer again. Rows of A that are mostly zeros (a relu's output, or a
 // gradient through one) skip their zero terms in pairs (block_gemm_sparse_six), same bits.
-//
-// Measured (one thread, Zen 4, 64 × 64 × 64, NN and TN): 4.6 µs (114 GFLOP/s), level with
-// OpenBLAS's small-matrix kernels, the machine's FMA peak; same bits as OpenBLAS there (both sum
-// k in order with one FMA per step). A callback per block of 6 finished rows instead of
-// register epilogues (the existing bias_activation sweep on those rows) made W3 2.5 % slower.
-// W3 with the zero-skipping pairs: 2.94 → 3.13 M samples/s (A/B of the .so, thread time).
+// Where it runs is dispatch.hpp's block_gemm_applies. It is level with OpenBLAS's small-matrix
+// kernels and gives OpenBLAS's bits there (both sum k in order with one FMA per step); the
+// epilogues in registers are its point (a callback per block of finished rows was slower).
 #pragma once
 
 #include <algorithm>
@@ -21,28 +18,14 @@
 #include <immintrin.h>
 #endif
 
+#include "dispatch.hpp"
 #include "inline.hpp"
 
 // The loops over a tile's rows and vectors must unroll completely, or the accumulators live in
-// memory instead of registers (an epilogue's loops were left rolled: W3 at 1.87 M samples/s).
+// memory instead of registers.
 #define DENSEFIT_UNROLL _Pragma("GCC unroll 8")
 
 namespace densefit {
-
-#if defined(__AVX512F__)
-constexpr bool kBlockGemmBuilt = true;
-#else
-constexpr bool kBlockGemmBuilt = false;
-#endif
-
-// B (K × N) up to this many elements (64 KB of float): read once per block of 6 rows, it has to
-// stay in cache unpacked. Larger products go to the BLAS, which packs.
-constexpr int64_t kBlockGemmBElements = 128 * 128;
-constexpr int64_t kBlockGemmMaxK = kBlockGemmBElements / 16;  // N ≥ 16
-
-inline bool block_gemm_applies(int64_t M, int64_t N, int64_t K) {
-    return kBlockGemmBuilt && M >= 1 && N >= 16 && K >= 1 && K * N <= kBlockGemmBElements;
-}
 
 // Epilogues, finishing each tile of C in registers before it is stored (finish() below):
 // A plain product.
@@ -121,7 +104,7 @@ DENSEFIT_ALWAYS_INLINE void block_gemm_tile(float* __restrict C, int64_t ldc, co
     for (int r = 0; r < MR; r++)
         DENSEFIT_UNROLL
         for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
-#pragma GCC unroll 2  // unrolled once: 2-4 % behind OpenBLAS without, level with it with
+#pragma GCC unroll 2  // unrolled once: behind OpenBLAS without, level with it with
     for (int64_t t = 0; t < K; t++) {
         const int64_t k = LISTED ? ks[t] : t;
         const float* b = B + k * ldb;
@@ -183,13 +166,13 @@ inline int64_t nonzero_columns(int32_t* ks, const float* A, int64_t lda, int64_t
 }
 
 // Six rows of C from op(A) not transposed, as three pairs that skip the columns of A where both
-// rows are 0, when that leaves at most kSparseShare of the work; false (nothing done) otherwise.
+// rows are 0, when that leaves at most kSparseShare (dispatch.hpp) of the work; false (nothing
+// done) otherwise.
 // A skipped term adds 0 · B[k, j] = ±0 to a sum that is never -0 (it starts at +0, and x + ±0 = x
 // for x ≠ 0, +0 + ±0 = +0), so C has the bits of the full product, for finite B. (An infinite
 // or NaN weight makes 0 · B NaN in the full product; skipped, it reaches only the rows that use
-// it.) Relu outputs and the gradients gated by them are about half zeros: a pair skips a quarter
-// of W3's second-layer products and their dinp, which then run 20 % faster (64 × 64 × 64).
-constexpr double kSparseShare = 0.85;
+// it.) Relu outputs and the gradients gated by them are about half zeros, so a pair skips about
+// a quarter of the terms of a hidden layer's products and of their dinp.
 
 template <class Epilogue>
 bool block_gemm_sparse_six(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t N,

@@ -10,20 +10,16 @@
 #include <type_traits>
 
 #include "activation.hpp"
+#include "dispatch.hpp"
 #include "gemm.hpp"
 #include "inline.hpp"
 #include "rng.hpp"
 
 namespace densefit {
 
-// Below this many columns a rank-1 (row by row) accumulation is one long chain of dependent
-// load-add-stores per column; a dot product down each column keeps independent partial sums.
-constexpr int64_t kNarrow = 8;
-
-// Whether column_sums takes a dot product down each column (else it adds the rows in order).
-inline bool sums_down_columns(int64_t rows, int64_t cols) { return cols < kNarrow && rows >= kNarrow; }
-
-// sums (cols) = Σ_rows a (rows × cols), rows ≥ 1.
+// sums (cols) = Σ_rows a (rows × cols), rows ≥ 1: a dot product down each column where
+// sums_down_columns (a narrow matrix: independent partial sums instead of one chain of dependent
+// adds per column), else the rows added in order.
 template <class T>
 void column_sums(T* __restrict sums, const T* __restrict a, int64_t rows, int64_t cols) {
     if (sums_down_columns(rows, cols)) {
@@ -36,14 +32,6 @@ void column_sums(T* __restrict sums, const T* __restrict a, int64_t rows, int64_
         const T* row = a + r * cols;
         for (int64_t j = 0; j < cols; j++) sums[j] += row[j];
     }
-}
-
-// Dense shapes that skip gemm(): tiny layers (the fixed cost of a call and of gemm's generic
-// strided loops is most of a step). Single-output layers go through gemm(), whose matrix-vector
-// kernels (gemm_skinny) handle N = 1.
-inline bool dense_is_direct(int64_t m, int64_t n_in, int64_t n_out) {
-    const bool small = m < kSmallGemmMacs && n_in < kSmallGemmMacs && n_out < kSmallGemmMacs;  // no overflow below
-    return small && m * n_in * n_out < kSmallGemmMacs;
 }
 
 // out (m × n_out) += b (n_out) on every row; b may be null. One output is one loop down the rows.
@@ -153,29 +141,28 @@ DENSEFIT_ALWAYS_INLINE void single_output_dinp(T* __restrict dinp, const T* __re
         for (int64_t k = 0; k < n_in; k++) dinp[r * n_in + k] = dout[r] * W[k];
 }
 
-// out (m × n_out) = inp (m × n_in) · W (n_in × n_out).
+// out (m × n_out) = inp (m × n_in) · W (n_in × n_out), by dispatch.hpp's dense_kernel.
 template <class T>
 DENSEFIT_ALWAYS_INLINE void dense_product(T* __restrict out, const T* __restrict inp, const T* __restrict W, int64_t m,
                                           int64_t n_in, int64_t n_out) {
-    if (!dense_is_direct(m, n_in, n_out)) {
-        gemm(out, n_out, inp, n_in, false, W, n_out, false, m, n_out, n_in, T(1), T(0));
-        return;
+    switch (dense_kernel(m, n_in, n_out)) {
+        case DenseKernel::GEMM: gemm(out, n_out, inp, n_in, false, W, n_out, false, m, n_out, n_in, T(1), T(0)); break;
+        case DenseKernel::DOWN_COLUMNS:
+            for (int64_t r = 0; r < m; r++) out[r] = inp[r * n_in] * W[0];
+            for (int64_t k = 1; k < n_in; k++)
+                for (int64_t r = 0; r < m; r++) out[r] += inp[r * n_in + k] * W[k];
+            break;
+        case DenseKernel::SINGLE_OUTPUT:
+            with_small_width(n_in, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+                single_output_product(out, inp, W, m, width);
+            });
+            break;
+        case DenseKernel::RANK1:
+            with_small_width(n_out, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+                rank1_product(out, inp, W, m, n_in, width);
+            });
+            break;
     }
-    if (n_out == 1 && n_in < kNarrow && m >= kNarrow) {  // column by column down the rows: vectorizes across rows
-        for (int64_t r = 0; r < m; r++) out[r] = inp[r * n_in] * W[0];
-        for (int64_t k = 1; k < n_in; k++)
-            for (int64_t r = 0; r < m; r++) out[r] += inp[r * n_in + k] * W[k];
-        return;
-    }
-    if (n_out == 1) {
-        with_small_width(n_in, [&](auto width) DENSEFIT_INLINE_LAMBDA {
-            single_output_product(out, inp, W, m, width);
-        });
-        return;
-    }
-    with_small_width(n_out, [&](auto width) DENSEFIT_INLINE_LAMBDA {
-        rank1_product(out, inp, W, m, n_in, width);
-    });
 }
 
 // The sweeps of bias_activation and its backward for one activation A (functions with restrict
@@ -195,8 +182,7 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_rows(T* __restrict z, T* __restrict 
     }
 }
 
-// (W3, same bits: four rows per pass, so db waits on memory once per four rows, 1.3 % slower;
-// columns in cache-line blocks down all rows with the sums in a register did not vectorize.)
+// (Same bits, measured slower: four rows per pass; columns in cache-line blocks down all rows.)
 template <int64_t A, class T, class Width>
 DENSEFIT_ALWAYS_INLINE void bias_activation_backward_rows(T* __restrict d, T* __restrict db, const T* __restrict z,
                                                           const T* __restrict a, int64_t m, Width n, T alpha) {
@@ -216,7 +202,7 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_backward_rows(T* __restrict d, T* __
 // another buffer). Then z keeps the biased values only if act's derivative reads its input
 // (kGradientReadsInput; nothing else reads z), so relu's sweep reads z and writes only a.
 // a may be z when act's derivative does not read its input: then z is overwritten by act(z), and
-// the next passes read one buffer less (W3's relu layers: 2 × 16 KB, see forward()).
+// the next passes read one buffer less (see forward()).
 template <class T>
 DENSEFIT_ALWAYS_INLINE void bias_activation(T* z, T* a, const T* b, int64_t m, int64_t n, int64_t act, T alpha) {
     if (a == nullptr) return add_bias(z, b, m, n);
@@ -233,15 +219,15 @@ DENSEFIT_ALWAYS_INLINE void bias_activation(T* z, T* a, const T* b, int64_t m, i
 // z (m × n_out) = inp (m × n_in) · W (n_in × n_out) + b (b may be null), and a = act(z) when a is
 // not null (see bias_activation). The bias is added after the product (numpy's order, x @ W + b),
 // not copied into C first for beta = 1: a copy per row is a memmove call per row, which with one
-// output (W5: 256 rows of one float) cost more than the matrix-vector product itself.
-// With block_gemm (float, AVX-512), a bias and a relu or no activation are added to each tile of
-// the product in registers (BiasRelu).
+// output cost more than the matrix-vector product itself.
+// Where dense_fuses_in_registers (block_gemm), a bias and a relu or no activation are added to
+// each tile of the product in registers (BiasRelu).
 template <class T>
 DENSEFIT_ALWAYS_INLINE void dense_forward(T* z, T* a, const T* inp, const T* W, const T* b, int64_t m, int64_t n_in,
                                           int64_t n_out, int64_t act, T alpha) {
     if constexpr (std::is_same_v<T, float>) {
         const bool in_registers = a == nullptr || (a == z && (act == RELU || act == IDENTITY));
-        if (in_registers && !dense_is_direct(m, n_in, n_out) && gemm_takes_block_gemm<T>(m, n_out, n_in)) {
+        if (dense_fuses_in_registers<T>(m, n_in, n_out, in_registers)) {
             block_gemm(z, n_out, inp, n_in, false, W, n_out, m, n_out, n_in, BiasRelu{b, a != nullptr && act == RELU});
             return;
         }
@@ -252,9 +238,8 @@ DENSEFIT_ALWAYS_INLINE void dense_forward(T* z, T* a, const T* inp, const T* W, 
 
 // The backward of bias_activation: d (m × n) = d · act'(z) in place, given a = act(z), and
 // db (n, may be null) = Σ_rows of the result, in the same sweep unless column_sums would sum
-// down the columns (then after it, as for an unfused Dense). (Folding a single-output Dense's
-// dinp, dz ⊗ w, into this sweep gained 1.6 % on W3 with AVX-512 but made W3 30 % slower in
-// AVX2 and SSE2 builds: reverted.)
+// down the columns (then after it, as for an unfused Dense). (A single-output Dense's dinp folded
+// into this sweep was much slower in AVX2 and SSE2 builds; AVX-512 builds have gated_outer_dinp.)
 template <class T>
 DENSEFIT_ALWAYS_INLINE void bias_activation_backward(T* d, T* db, const T* z, const T* a, int64_t m, int64_t n,
                                                      int64_t act, T alpha) {
@@ -265,14 +250,6 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_backward(T* d, T* db, const T* z, co
         });
     });
     if (db != nullptr && !sums_in_sweep) column_sums(db, d, m, n);
-}
-
-// Whether dense_backward can take a relu gate for its dinp: block_gemm's ReluGate epilogue, or
-// for a single output gated_outer_dinp (float, AVX-512 builds).
-template <class T>
-bool gated_dinp_applies(int64_t m, int64_t n_in, int64_t n_out) {
-    if (n_out == 1) return std::is_same_v<T, float> && kBlockGemmBuilt && n_in >= 16;
-    return !dense_is_direct(m, n_in, n_out) && gemm_takes_block_gemm<T>(m, n_in, n_out);
 }
 
 #if defined(__AVX512F__)
@@ -318,44 +295,45 @@ template <class T>
 DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW, T* __restrict db,
                                            const T* __restrict dout, const T* __restrict inp, const T* __restrict W,
                                            int64_t m, int64_t n_in, int64_t n_out, const ReluGate* gate = nullptr) {
-    const bool direct = dense_is_direct(m, n_in, n_out);
-    if (!direct) {
-        gemm(dW, n_out, inp, n_in, true, dout, n_out, false, n_in, n_out, m, T(1), T(0));
-    } else if (n_out == 1 && n_in < kNarrow && m >= kNarrow) {  // dW[k] = Σ_r inp[r, k] · dout[r]: a dot down column k
-        for (int64_t k = 0; k < n_in; k++) dW[k] = dot(inp + k, n_in, dout, 1, m);
-    } else if (n_out == 1) {
-        with_small_width(n_in, [&](auto width) DENSEFIT_INLINE_LAMBDA {
-            single_output_gradient(dW, inp, dout, m, width);
-        });
-    } else {
-        with_small_width(n_out, [&](auto width) DENSEFIT_INLINE_LAMBDA {
-            rank1_gradient(dW, inp, dout, m, n_in, width);
-        });
+    switch (dense_kernel(m, n_in, n_out)) {
+        case DenseKernel::GEMM: gemm(dW, n_out, inp, n_in, true, dout, n_out, false, n_in, n_out, m, T(1), T(0)); break;
+        case DenseKernel::DOWN_COLUMNS:  // dW[k] = Σ_r inp[r, k] · dout[r]: a dot down column k
+            for (int64_t k = 0; k < n_in; k++) dW[k] = dot(inp + k, n_in, dout, 1, m);
+            break;
+        case DenseKernel::SINGLE_OUTPUT:
+            with_small_width(n_in, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+                single_output_gradient(dW, inp, dout, m, width);
+            });
+            break;
+        case DenseKernel::RANK1:
+            with_small_width(n_out, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+                rank1_gradient(dW, inp, dout, m, n_in, width);
+            });
+            break;
     }
     if (db != nullptr) column_sums(db, dout, m, n_out);
     if (dinp == nullptr) return;
-    if constexpr (std::is_same_v<T, float> && kBlockGemmBuilt) {
-        if (gate != nullptr && n_out == 1) {
+    switch (dinp_kernel(m, n_in, n_out, gate != nullptr)) {
+        case DinpKernel::GATED_OUTER:  // gate is only given where gated_dinp_applies: float, AVX-512
 #if defined(__AVX512F__)
-            gated_outer_dinp(dinp, gate->db, gate->gate, dout, W, m, n_in);
+            if constexpr (std::is_same_v<T, float>) gated_outer_dinp(dinp, gate->db, gate->gate, dout, W, m, n_in);
 #endif
-            return;
-        }
-        if (gate != nullptr) {
-            block_gemm(dinp, n_in, dout, n_out, false, transposed(W, n_out, n_in, n_out), n_in, m, n_in, n_out, *gate);
-            return;
-        }
-    }
-    if (n_out == 1) {
-        with_small_width(n_in, [&](auto width) DENSEFIT_INLINE_LAMBDA {
-            single_output_dinp(dinp, dout, W, m, width);
-        });
-    } else if (!direct) {
-        gemm(dinp, n_in, dout, n_out, false, W, n_out, true, m, n_in, n_out, T(1), T(0));
-    } else {
-        with_small_width(n_out, [&](auto width) DENSEFIT_INLINE_LAMBDA {
-            rowwise_dinp(dinp, dout, W, m, n_in, width);
-        });
+            break;
+        case DinpKernel::GATED_BLOCK:
+            if constexpr (std::is_same_v<T, float>)
+                block_gemm(dinp, n_in, dout, n_out, false, transposed(W, n_out, n_in, n_out), n_in, m, n_in, n_out, *gate);
+            break;
+        case DinpKernel::OUTER:
+            with_small_width(n_in, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+                single_output_dinp(dinp, dout, W, m, width);
+            });
+            break;
+        case DinpKernel::GEMM: gemm(dinp, n_in, dout, n_out, false, W, n_out, true, m, n_in, n_out, T(1), T(0)); break;
+        case DinpKernel::ROWWISE:
+            with_small_width(n_out, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+                rowwise_dinp(dinp, dout, W, m, n_in, width);
+            });
+            break;
     }
 }
 

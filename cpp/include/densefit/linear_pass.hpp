@@ -3,21 +3,10 @@
 //
 // The general path reads a batch of X three times: the finite check (from memory), z = x W + b
 // and dW = xᵀ dz (from L2), each pass over the whole batch. Here the batch is visited in blocks of
-// rows that stay in L1 (kLinearBlockBytes): z of the block (the first read, from memory), its
-// finite check through z (see forward: only a row whose z is not finite is scanned), the loss of
-// the block (loss.hpp's loss_rows, the general path's formulas) and the block's share of dW, read
-// from L1.
-//
-// Measured on W5 (C++ harness calling train_epochs, thread CPU time, Zen 4; µs per batch of 256
-// rows): general path 10.1-10.8; these blocks with a check of each row before its dot product
-// 9.1-9.2; with the check through z 7.4-7.5 (5.95 with X in cache). Blocks of 2, 8, 16 and 128 KiB:
-// 8.1, 7.6-7.7, 8.5-8.8, 8.9-9.1. Tried and dropped: the check as its own pass over the block or
-// the batch (11.2-11.6); software prefetch of rows 16 to 512 ahead, into L1 or L2 (13.6-15.4: the
-// prefetches stall on the core's outstanding misses); the batch's two halves on the pool's two
-// threads, each with its own dW (W5 11-14 M samples/s wall time against 26 with one: a pool run
-// per batch of a few µs costs more than it saves, on a machine whose second core is busy); dW
-// through gemv_cols directly instead of gemm() (no change); a branch-free sigmoid_of_exp in the
-// loss (no change).
+// rows that stay in L1 (dispatch.hpp's linear_block_rows): z of the block (the first read, from
+// memory), its finite check through z (see forward: only a row whose z is not finite is scanned),
+// the loss of the block (loss.hpp's loss_rows, the general path's formulas) and the block's share
+// of dW, read from L1. (What else was tried, with the figures: docs/performance.md.)
 //
 // Several outputs (K > 1) stay on the general path (not measured fused): the work per row grows
 // with K while the read of X does not, and the general path runs one BLAS GEMM over the batch
@@ -28,15 +17,13 @@
 #include <cstdint>
 #include <vector>
 
+#include "dispatch.hpp"
 #include "gemm.hpp"
 #include "layers.hpp"
 #include "loss.hpp"
 #include "matrix.hpp"
 
 namespace densefit {
-
-// Rows per block: about this many bytes of X (2, 4, 8, 16 and 128 KiB measured: 4 best).
-constexpr int64_t kLinearBlockBytes = 4 * 1024;
 
 // The layer, in plain pointers: W (d), b (1) or null, and their gradients dW, db (db null when b
 // is).
@@ -55,7 +42,7 @@ class LinearPass {
 public:
     // For batches of up to `batch` rows of d features.
     LinearPass(int64_t batch, int64_t d)
-        : block_(std::max<int64_t>(1, std::min<int64_t>(batch, kLinearBlockBytes / (d * static_cast<int64_t>(sizeof(T)))))),
+        : block_(linear_block_rows(batch, d * static_cast<int64_t>(sizeof(T)))),
           z_(static_cast<size_t>(block_)),
           dz_(static_cast<size_t>(block_)) {}
 
@@ -106,7 +93,7 @@ private:
         const int64_t d = layer.d;
         if (d < kNarrow) {  // narrow rows: dense_forward's loops down the columns
             dense_forward(z, static_cast<T*>(nullptr), xb, layer.W, layer.b, rows, d, int64_t{1}, int64_t{IDENTITY}, T(0));
-        } else {  // a dot product per row, as gemv_rows then add_bias (dense_forward via gemm(): W5 2-4% slower)
+        } else {  // a dot product per row, as gemv_rows then add_bias (dense_forward via gemm() is slower)
             const T bias = layer.b != nullptr ? layer.b[0] : T(0);
             for (int64_t k = 0; k < rows; k++) z[k] = dot(xb + k * d, 1, layer.W, 1, d) + bias;
         }

@@ -11,11 +11,10 @@
 #include <cstring>
 
 #include "activation.hpp"
+#include "dispatch.hpp"
 #include "inline.hpp"
 
 namespace densefit {
-
-enum Loss : int64_t { MSE, BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY };
 
 struct LossValue {
     double value;     // mean over the batch (and over outputs for mse / binary cross-entropy), or weighted mean
@@ -104,7 +103,7 @@ inline T log1p_unit(T x) {
 // log1p(x) for x in [0, 1] through the library's logf and the correction of Goldberg ("What every
 // computer scientist should know about floating-point arithmetic", thm. 4): log(u)·x/(u - 1) with
 // u = 1 + x rounded; within 2 ulp of log1pf, and a shorter chain of dependent operations than
-// log1p_unit for a lone element (glibc's own log1pf is slower: 5-7 ns against 3.8).
+// log1p_unit for a lone element (glibc's own log1pf is slower).
 template <class T>
 inline T log1p_unit_libm(T x) {
     const T u = T(1) + x;
@@ -114,8 +113,8 @@ inline T log1p_unit_libm(T x) {
 // One element of binary cross-entropy: dz = (sigmoid(z) - y) · scale; returns the loss term
 // max(z, 0) - z y + log1p(exp(-|z|)) and adds 1 to correct for a right prediction. Branch-free.
 // In float32, kInline uses exp_nonpositive and log1p_unit (a loop over elements vectorizes), else
-// the library's expf and log1p_unit_libm (faster for one element at a time: W1's batch-1 steps ran
-// 8% slower with the inline forms, W5's batches of 256 run 30% faster with them).
+// the library's expf and log1p_unit_libm (faster for one element at a time; the inline forms for
+// a loop over many: dispatch.hpp's bce_inline_math).
 template <bool kInline, class T>
 DENSEFIT_ALWAYS_INLINE T bce_element(T& dz, int64_t& correct, T z, T y, T scale) {
     constexpr bool inline_math = kInline && sizeof(T) == sizeof(float);
@@ -129,13 +128,13 @@ DENSEFIT_ALWAYS_INLINE T bce_element(T& dz, int64_t& correct, T z, T y, T scale)
 // Σ max(z, 0) - z y + log1p(exp(-|z|)), dz = (sigmoid(z) - y) · scale over n = rows × K elements;
 // scale = 1 / (batch K). In chunks: a loop over the elements (it vectorizes in float32, where exp
 // and log1p are inline), then the chunk's terms summed in double in 4 partial sums. A few elements
-// (W1: one per step) go one by one through the library's exp and log (see bce_element).
+// (!bce_inline_math, e.g. one per step) go one by one through the library's exp and log.
 template <class T>
 LossSum bce_rows(T* dz, const T* z, const T* y, int64_t n, T scale) {
-    constexpr int64_t kChunk = 64, kFew = 8;
+    constexpr int64_t kChunk = 64;
     double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     int64_t correct = 0;
-    if (n < kFew) {
+    if (!bce_inline_math(n)) {
         for (int64_t i = 0; i < n; i++) s0 += static_cast<double>(bce_element<false>(dz[i], correct, z[i], y[i], scale));
         return {s0, correct};
     }
@@ -200,8 +199,10 @@ LossSum loss_rows(T* dz, const T* z, const T* y, int64_t m, int64_t K, int64_t y
     switch (loss) {
         case MSE: return mse_rows(dz, z, y, m * K, T(2.0 / static_cast<double>(batch * K)));
         case BINARY_CROSSENTROPY: return bce_rows(dz, z, y, m * K, T(1.0 / static_cast<double>(batch * K)));
-        default: return cce_rows(dz, z, y, m, K, y_cols == 1 && K > 1, T(1.0 / static_cast<double>(batch)));
+        case CATEGORICAL_CROSSENTROPY:
+            return cce_rows(dz, z, y, m, K, y_cols == 1 && K > 1, T(1.0 / static_cast<double>(batch)));
     }
+    unknown_code("loss", loss);
 }
 
 // The mean loss of a batch of m rows from its LossSum: over the elements for mse and binary

@@ -9,15 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "activation.hpp"
-#include "loss.hpp"
+#include "codes.hpp"
 #include "optimizer.hpp"
 
 namespace densefit {
-
-enum OpKind : int64_t { DENSE, ACTIVATION, DROPOUT, BATCHNORM };
-enum OpColumn : int64_t { KIND, N_IN, N_OUT, PARAM_OFF, STAT_OFF, ACT, LAYER, USE_BIAS, N_OP_COLUMNS };
-enum OpParamColumn : int64_t { ALPHA = 0, RATE = 0, BN_MOMENTUM = 0, BN_EPSILON = 1, L1 = 2, L2 = 3, N_OP_PARAMS = 4 };
 
 struct Op {
     int64_t kind, n_in, n_out;
@@ -128,6 +123,7 @@ inline Net decode_net(const int64_t* ops, const double* op_params, int64_t n_ops
                 op.bn_momentum = p[BN_MOMENTUM];
                 op.bn_epsilon = p[BN_EPSILON];
                 break;
+            default: unknown_code("op kind", op.kind);  // rejected above
         }
         width = op.n_out;
         net.max_width = std::max(net.max_width, width);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "activation.hpp"
+#include "dispatch.hpp"
 #include "layers.hpp"
 #include "linear_pass.hpp"
 #include "loss.hpp"
@@ -136,7 +137,7 @@ void forward(Workspace<T>& ws, const Net& net, const T* params, const T* stats, 
             case DENSE: {
                 // Fused in training only (inference has two ping-pong buffers): the activation's output goes
                 // to the ACTIVATION op's buffer and that op is skipped (++i). An activation whose derivative
-                // reads only its output overwrites z instead (W3, A/B of the .so files: +0.2-0.5 %).
+                // reads only its output overwrites z instead (one buffer less for the next passes to read).
                 const bool fused = op.fused && ws.training;
                 T* a = fused ? (gradient_reads_input(op.act) ? ws.out[i + 1] : out) : nullptr;
                 dense_forward(out, a, inp, p, op.use_bias ? p + op.n_in * op.n_out : nullptr, m, op.n_in, op.n_out,
@@ -166,6 +167,7 @@ void forward(Workspace<T>& ws, const Net& net, const T* params, const T* stats, 
                 }
                 break;
             }
+            default: unknown_code("op kind", op.kind);
         }
         ws.ins[i + 1] = result;
     }
@@ -218,6 +220,7 @@ void backward(T* grad, Workspace<T>& ws, const Net& net, const T* params, int64_
                                    ws.invstd[i], params + op.param_off, m, op.n_in);
                 break;
             }
+            default: unknown_code("op kind", op.kind);
         }
     }
 }
@@ -273,31 +276,6 @@ LossValue batch_loss_and_grad(T* grad, Workspace<T>& ws, const Net& net, const T
     return result;
 }
 
-// Batches of X up to this size are prefetched one batch ahead by train_epochs (see there).
-constexpr int64_t kPrefetchBatchBytes = 32 * 1024;
-
-// Parameters from which the optimizer update is split over the pool's threads.
-constexpr int64_t kParallelUpdateParams = int64_t{1} << 15;
-
-// A network that is one Dense layer with one output trains through LinearPass (linear_pass.hpp).
-inline bool is_linear(const Net& net) {
-    return net.ops.size() == 1 && net.ops[0].kind == DENSE && net.ops[0].n_out == 1;
-}
-
-// The pass train_epochs runs batches of up to `batch` rows through: LinearPass, TinyPass or the
-// general op-by-op passes (forward, loss, backward). The choice never changes a result beyond
-// rounding in the order DESIGN.md allows (TinyPass: not at all). Sample weights and
-// penalty_per_weight do not enter it: every pass takes a batch's BatchScale (its loss through
-// loss.hpp's weighted_loss_rows, its penalty through add_penalties' scale), so the same networks
-// keep their fast pass with weights.
-enum class TrainingPass { GENERAL, LINEAR, TINY };
-
-inline TrainingPass training_pass(const Net& net, int64_t batch) {
-    if (is_linear(net)) return TrainingPass::LINEAR;
-    if (tiny_pass_applies(net, batch)) return TrainingPass::TINY;
-    return TrainingPass::GENERAL;
-}
-
 // batch_loss_and_grad for is_linear(net), with X's finite check of the batch in the same pass when
 // check_finite: false when x holds a NaN or an infinity.
 template <class T>
@@ -314,16 +292,14 @@ bool linear_loss_and_grad(LossValue& result, LinearPass<T>& pass, T* grad, const
 }
 
 // Clip grad, then one optimizer step t (from 1) on params and slots. (Updating each Dense right
-// after its backward, while its gradient is in L1, measured W3 0.8 % slower: the update's writes
-// evict what the next GEMMs read. Updating each kernel tile in the epilogue of its dW product in
-// block_gemm, the gradient never stored, with or without prefetching the tile's weights and
-// momentum, measured 0-2 % slower than this pass too.)
+// after its backward, or each kernel tile in the epilogue of its dW product, measured slower: the
+// update's writes evict what the next GEMMs read. docs/performance.md.)
 template <class T>
 void apply_gradient(T* params, T* slot0, T* slot1, T* grad, const Net& net, double lr, int64_t t) {
     const Optimizer& opt = net.optimizer;
     const T gscale = clip_gradient(grad, net.n_params, opt.clipvalue, opt.clipnorm);
     // The update is elementwise, so large buffers are split over the pool with the same result
-    // (W4: Adam over 269 k parameters, three reads and three writes of each, once per batch of 128).
+    // (from kParallelUpdateParams on: Adam reads and writes three values per parameter).
     auto update = [&](int64_t begin, int64_t end, T decay) {
         parallel_ranges(end - begin, kParallelUpdateParams, [&](int64_t b, int64_t e) {
             optimizer_step(params + begin + b, slot0 + begin + b, slot1 + begin + b, grad + begin + b, e - b, opt, lr, t,
@@ -379,6 +355,141 @@ struct NonFiniteInput : std::domain_error {
     using std::domain_error::domain_error;
 };
 
+// Every entry of orders (E × n) must be a row index in [0, n).
+inline void check_orders(const StridedMatrix<int64_t>& orders, int64_t n) {
+    for (int64_t e = 0; e < orders.rows; e++) {
+        uint64_t largest = 0;  // as unsigned, so negatives are huge; a max vectorizes, the message searches again
+        const int64_t* row = orders.row(e);
+        if (row != nullptr)
+            for (int64_t k = 0; k < n; k++) largest = std::max(largest, static_cast<uint64_t>(row[k]));
+        else
+            for (int64_t k = 0; k < n; k++) largest = std::max(largest, static_cast<uint64_t>(orders.at(e, k)));
+        for (int64_t k = 0; largest >= static_cast<uint64_t>(n) && k < n; k++) {
+            const int64_t r = orders.at(e, k);
+            if (r < 0 || r >= n)
+                throw std::invalid_argument("orders[" + std::to_string(e) + ", " + std::to_string(k) + "] = " +
+                                            std::to_string(r) + " is not a row index in [0, " + std::to_string(n) + ")");
+        }
+    }
+}
+
+// A copy of the training state (parameters and both slots, P each, then S statistics), to put
+// back when a call must leave the model as it was (a NaN in X) or an epoch is cancelled.
+template <class T>
+struct StateCopy {
+    std::vector<T> saved;
+
+    void save(const T* params, const T* slot0, const T* slot1, int64_t P, const T* stats, int64_t S) {
+        saved.assign(params, params + P);
+        saved.insert(saved.end(), slot0, slot0 + P);
+        saved.insert(saved.end(), slot1, slot1 + P);
+        saved.insert(saved.end(), stats, stats + S);
+    }
+    void restore(T* params, T* slot0, T* slot1, int64_t P, T* stats) const {
+        const T* p = saved.data();
+        std::copy(p, p + P, params);
+        std::copy(p + P, p + 2 * P, slot0);
+        std::copy(p + 2 * P, p + 3 * P, slot1);
+        std::copy(p + 3 * P, p + saved.size(), stats);
+    }
+};
+
+// The pass train_epochs runs (dispatch.hpp's training_pass, chosen once per call) and the buffers
+// its optimizer step updates: the plan's, or TinyPass's padded copies of them (written back by
+// finish()).
+template <class T>
+struct TrainingState {
+    TrainingPass pass;
+    std::unique_ptr<LinearPass<T>> linear;
+    std::unique_ptr<TinyPass<T>> tiny;
+    const Net* net;  // the network as the update sees the buffers
+    T *params, *slot0, *slot1, *grad;
+
+    TrainingState(const Net& plan_net, Workspace<T>& ws, T* plan_params, T* plan_slot0, T* plan_slot1)
+        : pass(training_pass(plan_net, ws.batch)),
+          net(&plan_net),
+          params(plan_params),
+          slot0(plan_slot0),
+          slot1(plan_slot1),
+          grad(ws.grad) {
+        if (pass == TrainingPass::LINEAR) linear = std::make_unique<LinearPass<T>>(ws.batch, plan_net.n_features);
+        if (pass == TrainingPass::TINY) {
+            tiny = std::make_unique<TinyPass<T>>(plan_net, ws.batch);
+            tiny->load(plan_params, plan_slot0, plan_slot1);
+            net = &tiny->padded_net();
+            params = tiny->params(), slot0 = tiny->slot0(), slot1 = tiny->slot1(), grad = tiny->grad();
+        }
+    }
+    // Write what the update changed back into the plan's buffers.
+    void finish(T* plan_params, T* plan_slot0, T* plan_slot1) const {
+        if (tiny != nullptr) tiny->store(plan_params, plan_slot0, plan_slot1);
+    }
+};
+
+// One batch's rows: x (m × d) and y (m × y_cols) read in place when the batch is rows first,
+// first + 1, ... of a contiguous X (Y), else gathered into the workspace; w the batch's weights
+// (null without). consecutive: the rows are first.. in order (else ws.index lists them).
+template <class T>
+struct BatchRows {
+    const T* x;
+    const T* y;
+    const T* w;
+    int64_t first;
+    bool consecutive;
+};
+
+// The rows start..start+m-1 of epoch e's order (0..n-1 when orders is null).
+template <class T>
+DENSEFIT_ALWAYS_INLINE BatchRows<T> batch_rows(Workspace<T>& ws, const StridedMatrix<T>& X, const StridedMatrix<T>& Y,
+                                               const T* X_direct, const T* Y_direct,
+                                               const StridedMatrix<int64_t>* orders, const T* sample_weight, int64_t e,
+                                               int64_t start, int64_t m) {
+    int64_t* index = ws.index.data();
+    int64_t first = start;  // rows first..first+m-1 of a contiguous X are used where they are
+    bool consecutive = true;
+    if (orders != nullptr) {
+        const int64_t* row = orders->row(e);
+        if (row != nullptr)
+            std::copy(row + start, row + start + m, index);
+        else
+            for (int64_t k = 0; k < m; k++) index[k] = orders->at(e, start + k);
+        first = index[0];
+        int64_t mismatch = 0;
+        for (int64_t k = 0; k < m; k++) mismatch |= index[k] ^ (first + k);
+        consecutive = mismatch == 0;
+    }
+    const T* x = consecutive && X_direct != nullptr ? X_direct + first * X.cols : ws.x;
+    const T* y = consecutive && Y_direct != nullptr ? Y_direct + first * Y.cols : ws.y;
+    if ((x == ws.x || y == ws.y) && orders == nullptr)  // rows in order, from a strided X or Y
+        for (int64_t k = 0; k < m; k++) index[k] = start + k;
+    if (x == ws.x) gather_rows(ws.x, X, index, m);
+    if (y == ws.y) gather_rows(ws.y, Y, index, m);
+    // The batch's weights go with its rows, as y does: read in place when consecutive, else gathered.
+    const T* w = sample_weight != nullptr && consecutive ? sample_weight + first : nullptr;
+    if (sample_weight != nullptr && !consecutive) {
+        for (int64_t k = 0; k < m; k++) ws.w[k] = sample_weight[index[k]];
+        w = ws.w;
+    }
+    return {x, y, w, first, consecutive};
+}
+
+// Loss and gradient of one batch through the call's pass, into state.grad; with check, false
+// (nothing else defined) when x holds a NaN or an infinity.
+template <class T>
+DENSEFIT_ALWAYS_INLINE bool train_batch(LossValue& lv, TrainingState<T>& state, Workspace<T>& ws, const Net& net,
+                                        T* params, T* stats, const T* x, const T* y, int64_t y_cols, int64_t d,
+                                        int64_t m, uint64_t step, bool check, const BatchScale<T>& scale) {
+    if (state.linear != nullptr) return linear_loss_and_grad(lv, *state.linear, ws.grad, net, params, x, y, m, check, scale);
+    if (check && !all_finite(x, m * d, 1)) return false;
+    if (state.tiny != nullptr) {
+        lv = state.tiny->loss_and_grad(x, y, y_cols, m, scale.row_scale);
+        lv.value += add_penalties(state.grad, *state.net, state.params, scale.penalty);
+    } else {
+        lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, x, y, y_cols, m, step, scale);
+    }
+    return true;
+}
+
 // Epoch e (of E) visits orders[e] (rows 0..n-1 in order when orders is null) in consecutive
 // slices of batch_size (the last one smaller) with learning rate lrs[e]; the first step is number
 // `step` (0-based). Updates params, slots (slot0, slot1: P each) and stats in place and writes
@@ -395,9 +506,9 @@ struct NonFiniteInput : std::domain_error {
 // Otherwise it returns E.
 //
 // check_finite: each batch of X is checked while the first epoch reads it (in cache, instead of a
-// separate pass over all of X before training: a quarter of W5's time). On a NaN or infinity the
-// parameters, slots and statistics are restored to their values at the call and NonFiniteInput
-// names the row, so the caller sees an error and an untouched model, as with a check up front.
+// separate pass over all of X before training). On a NaN or infinity the parameters, slots and
+// statistics are restored to their values at the call and NonFiniteInput names the row, so the
+// caller sees an error and an untouched model, as with a check up front.
 template <class T>
 int64_t train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Net& net, const StridedMatrix<T>& X,
                      const StridedMatrix<T>& Y, const StridedMatrix<int64_t>* orders, int64_t E, const double* lrs,
@@ -408,134 +519,52 @@ int64_t train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const
     require(orders == nullptr || (orders->rows == E && orders->cols == n), "orders must have shape (E, n)");
     check_targets(net, Y);
     check_weights(sample_weight, n);
-    for (int64_t e = 0; orders != nullptr && e < E; e++) {
-        uint64_t largest = 0;  // as unsigned, so negatives are huge; a max vectorizes, the message searches again
-        const int64_t* row = orders->row(e);
-        if (row != nullptr)
-            for (int64_t k = 0; k < n; k++) largest = std::max(largest, static_cast<uint64_t>(row[k]));
-        else
-            for (int64_t k = 0; k < n; k++) largest = std::max(largest, static_cast<uint64_t>(orders->at(e, k)));
-        for (int64_t k = 0; largest >= static_cast<uint64_t>(n) && k < n; k++) {
-            const int64_t r = orders->at(e, k);
-            if (r < 0 || r >= n)
-                throw std::invalid_argument("orders[" + std::to_string(e) + ", " + std::to_string(k) + "] = " +
-                                            std::to_string(r) + " is not a row index in [0, " + std::to_string(n) + ")");
-        }
-    }
+    if (orders != nullptr) check_orders(*orders, n);
     std::fill(out, out + 4 * E, 0.0);
     if (n == 0 || E == 0) return E;
     Workspace<T> ws = make_workspace<T>(net, std::min(batch_size, n), Y.cols, true, sample_weight != nullptr);
     const int64_t P = net.n_params, S = net.n_stats;
-    std::vector<T> backup;  // params, slot0, slot1, stats as they were at the call
-    if (check_finite) {
-        backup.reserve(static_cast<size_t>(3 * P + S));
-        for (const T* a : {params, slot0, slot1}) backup.insert(backup.end(), a, a + P);
-        backup.insert(backup.end(), stats, stats + S);
-    }
-    // x holds the batch's rows first, first + 1, ... when consecutive, else the rows ws.index.
-    auto reject = [&](const T* x, int64_t m, int64_t first, bool consecutive) {
+    StateCopy<T> at_call;  // params, slot0, slot1, stats as they were at the call
+    if (check_finite) at_call.save(params, slot0, slot1, P, stats, S);
+    // b holds the batch's rows first, first + 1, ... when consecutive, else the rows ws.index.
+    auto reject = [&](const BatchRows<T>& b, int64_t m) {
         int64_t k = 0;
-        while (k + 1 < m && all_finite(x + k * X.cols, X.cols, 1)) k++;
-        std::copy(backup.begin(), backup.begin() + P, params);
-        std::copy(backup.begin() + P, backup.begin() + 2 * P, slot0);
-        std::copy(backup.begin() + 2 * P, backup.begin() + 3 * P, slot1);
-        std::copy(backup.begin() + 3 * P, backup.end(), stats);
-        const int64_t r = consecutive ? first + k : ws.index[k];
+        while (k + 1 < m && all_finite(b.x + k * X.cols, X.cols, 1)) k++;
+        at_call.restore(params, slot0, slot1, P, stats);
+        const int64_t r = b.consecutive ? b.first + k : ws.index[k];
         throw NonFiniteInput("X contains NaN or infinity (row " + std::to_string(r) + ")");
     };
     const T* X_direct = X.contiguous();
     const T* Y_direct = Y.contiguous();
-    const TrainingPass pass = training_pass(net, ws.batch);
-    std::unique_ptr<LinearPass<T>> linear;
-    if (pass == TrainingPass::LINEAR) linear = std::make_unique<LinearPass<T>>(ws.batch, net.n_features);
-    // A tiny network trains on a padded copy of params and slots (tiny_pass.hpp), written back at the
-    // end; the update runs on the copy with the padded network's layout.
-    std::unique_ptr<TinyPass<T>> tiny;
-    if (pass == TrainingPass::TINY) {
-        tiny = std::make_unique<TinyPass<T>>(net, ws.batch);
-        tiny->load(params, slot0, slot1);
-    }
-    const Net& update_net = tiny != nullptr ? tiny->padded_net() : net;
-    T* update_params = tiny != nullptr ? tiny->params() : params;
-    T* update_slot0 = tiny != nullptr ? tiny->slot0() : slot0;
-    T* update_slot1 = tiny != nullptr ? tiny->slot1() : slot1;
-    T* update_grad = tiny != nullptr ? tiny->grad() : ws.grad;
+    TrainingState<T> state(net, ws, params, slot0, slot1);
     // With a cancel flag: the live state (TinyPass's padded copies when it runs) as each epoch began.
-    const int64_t live_P = update_net.n_params;
-    std::vector<T> epoch_start;
-    auto save_epoch_start = [&] {
-        epoch_start.assign(update_params, update_params + live_P);
-        epoch_start.insert(epoch_start.end(), update_slot0, update_slot0 + live_P);
-        epoch_start.insert(epoch_start.end(), update_slot1, update_slot1 + live_P);
-        epoch_start.insert(epoch_start.end(), stats, stats + S);
-    };
+    const int64_t live_P = state.net->n_params;
+    StateCopy<T> epoch_start;
     auto cancelled = [&] { return cancel != nullptr && __atomic_load_n(cancel, __ATOMIC_RELAXED) != 0; };
     for (int64_t e = 0; e < E; e++) {
         double* epoch = out + 4 * e;
-        if (cancel != nullptr) save_epoch_start();
+        if (cancel != nullptr) epoch_start.save(state.params, state.slot0, state.slot1, live_P, stats, S);
         for (int64_t start = 0; start < n; start += batch_size) {
             if (cancelled()) {  // undo the epoch under way: the state is that of the last completed one
-                const T* saved = epoch_start.data();
-                std::copy(saved, saved + live_P, update_params);
-                std::copy(saved + live_P, saved + 2 * live_P, update_slot0);
-                std::copy(saved + 2 * live_P, saved + 3 * live_P, update_slot1);
-                std::copy(saved + 3 * live_P, saved + 3 * live_P + S, stats);
+                epoch_start.restore(state.params, state.slot0, state.slot1, live_P, stats);
                 std::fill(epoch, epoch + 4, 0.0);
-                if (tiny != nullptr) tiny->store(params, slot0, slot1);
+                state.finish(params, slot0, slot1);
                 return e;
             }
             const int64_t m = std::min(batch_size, n - start);
-            int64_t* index = ws.index.data();
-            int64_t first = start;  // rows first..first+m-1 of a contiguous X are used where they are
-            bool consecutive = true;
-            if (orders != nullptr) {
-                const int64_t* row = orders->row(e);
-                if (row != nullptr)
-                    std::copy(row + start, row + start + m, index);
-                else
-                    for (int64_t k = 0; k < m; k++) index[k] = orders->at(e, start + k);
-                first = index[0];
-                int64_t mismatch = 0;
-                for (int64_t k = 0; k < m; k++) mismatch |= index[k] ^ (first + k);
-                consecutive = mismatch == 0;
-            }
-            const T* x = consecutive && X_direct != nullptr ? X_direct + first * X.cols : ws.x;
-            const T* y = consecutive && Y_direct != nullptr ? Y_direct + first * Y.cols : ws.y;
-            if ((x == ws.x || y == ws.y) && orders == nullptr)  // rows in order, from a strided X or Y
-                for (int64_t k = 0; k < m; k++) index[k] = start + k;
-            if (x == ws.x) gather_rows(ws.x, X, index, m);
-            if (y == ws.y) gather_rows(ws.y, Y, index, m);
-            // The batch's weights go with its rows, as y does: read in place when consecutive, else gathered.
-            const T* w = sample_weight != nullptr && consecutive ? sample_weight + first : nullptr;
-            if (sample_weight != nullptr && !consecutive) {
-                for (int64_t k = 0; k < m; k++) ws.w[k] = sample_weight[index[k]];
-                w = ws.w;
-            }
-            const BatchScale<T> scale = batch_scale(ws.row_scale, net, w, m);
-            // The general pass reads an unshuffled small batch (W3: 8 KB) in place: the next batch's rows
-            // are fetched while this one trains (W3 +1.5 %). Not for LinearPass, which streams X at
-            // memory speed: prefetching W5's 100 KB batches took it from 42 to 27.5 M samples/s.
-            if (pass == TrainingPass::GENERAL && x != ws.x &&
-                m * X.cols * static_cast<int64_t>(sizeof(T)) <= kPrefetchBatchBytes) {
-                const char* next = reinterpret_cast<const char*>(x + m * X.cols);
-                const char* end = reinterpret_cast<const char*>(X_direct + std::min(n, first + 2 * m) * X.cols);
+            const BatchRows<T> b = batch_rows(ws, X, Y, X_direct, Y_direct, orders, sample_weight, e, start, m);
+            const BatchScale<T> scale = batch_scale(ws.row_scale, net, b.w, m);
+            // The next batch's rows of a small batch read in place are fetched while this one trains.
+            if (b.x != ws.x && prefetch_next_batch(state.pass, m * X.cols * static_cast<int64_t>(sizeof(T)))) {
+                const char* next = reinterpret_cast<const char*>(b.x + m * X.cols);
+                const char* end = reinterpret_cast<const char*>(X_direct + std::min(n, b.first + 2 * m) * X.cols);
                 for (; next < end; next += 64) __builtin_prefetch(next);
             }
-            const bool check = check_finite && e == 0;
             LossValue lv;
-            if (linear != nullptr) {
-                if (!linear_loss_and_grad(lv, *linear, ws.grad, net, params, x, y, m, check, scale))
-                    reject(x, m, first, consecutive);
-            } else {
-                if (check && !all_finite(x, m * X.cols, 1)) reject(x, m, first, consecutive);
-                if (tiny != nullptr) {
-                    lv = tiny->loss_and_grad(x, y, Y.cols, m, scale.row_scale);
-                    lv.value += add_penalties(update_grad, update_net, update_params, scale.penalty);
-                } else {
-                    lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, x, y, Y.cols, m, step, scale);
-                }
-            }
-            apply_gradient(update_params, update_slot0, update_slot1, update_grad, update_net, lrs[e],
+            if (!train_batch(lv, state, ws, net, params, stats, b.x, b.y, Y.cols, X.cols, m, step,
+                             check_finite && e == 0, scale))
+                reject(b, m);
+            apply_gradient(state.params, state.slot0, state.slot1, state.grad, *state.net, lrs[e],
                            static_cast<int64_t>(step) + 1);
             step++;
             epoch[0] += lv.value * static_cast<double>(m);
@@ -546,7 +575,7 @@ int64_t train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const
             if (progress != nullptr) __atomic_store_n(progress, e * n + start + m, __ATOMIC_RELAXED);
         }
     }
-    if (tiny != nullptr) tiny->store(params, slot0, slot1);
+    state.finish(params, slot0, slot1);
     return E;
 }
 

@@ -10,12 +10,9 @@
 #include <cmath>
 #include <cstdint>
 
-namespace densefit {
+#include "codes.hpp"
 
-enum OptimizerKind : int64_t { SGD, ADAM, ADAMW, RMSPROP, ADAGRAD };
-enum OptimizerColumn : int64_t {
-    MOMENTUM, DAMPENING, NESTEROV, BETA_1, BETA_2, EPSILON, RHO, WEIGHT_DECAY, CLIPNORM, CLIPVALUE, N_OPT_PARAMS
-};
+namespace densefit {
 
 struct Optimizer {
     int64_t kind;
@@ -123,6 +120,7 @@ void optimizer_step(T* w, T* slot0, T* slot1, const T* grad, int64_t n, const Op
             }
             break;
         }
+        default: unknown_code("optimizer", opt.kind);
     }
 }
 

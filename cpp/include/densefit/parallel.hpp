@@ -3,8 +3,8 @@
 //
 // Why not OpenBLAS's threads: its workers spin-wait for each other inside every call, with a
 // fixed share of the work each. On a machine whose cores are shared (another process on one of
-// two cores) a 2-thread sgemm waits for a descheduled partner: W4 ran 5.5× slower with 2
-// OpenBLAS threads than with 1 (12.7 k vs 70 k samples/s under a load average of 3). Here
+// two cores) a 2-thread sgemm waits for a descheduled partner, and W4 ran several times slower
+// with 2 OpenBLAS threads than with 1 under load (docs/performance.md). Here
 // blocks are claimed dynamically, so the thread that runs does the work that is left (the caller
 // can do all of it); an idle worker spins only briefly before it sleeps on a condition variable.
 #pragma once

@@ -2,7 +2,7 @@
 // kNarrow (8) units and inputs, on batches of fewer than kNarrow rows. W1 (2-3-4-1 relu, batch 1)
 // and the teaching networks of the tutorials: a step is a few dozen multiply-adds, so the general
 // path's per-op dispatch (workspace pointers, the kind switch, the direct-loop choice, the width
-// and activation switches of every sweep) was nearly all of its ~125 ns.
+// and activation switches of every sweep) was nearly all of its time.
 //
 // Here every layer is padded to rows of kTinyWidth lanes: the pass keeps its own copy of the
 // parameters, each Dense as n_in rows of kTinyWidth kernel values and one row of biases, zero in
@@ -15,12 +15,12 @@
 // original order). Every sum runs in the general path's order (layers.hpp below kNarrow rows and
 // widths: over k, then the rows in order), so results are those of the general path bit for bit
 // (tests/test_tiny_pass.py: parameters, slots and history equal to a plan the pass does not take).
+// Where it runs is dispatch.hpp's tiny_pass_applies.
 //
-// W1, A/B of the core .so (median of 9 fits, same session): 8.0-8.1 → 9.9-10.0 M samples/s. The
-// first version, with lambdas writing vector lanes by reference and lanes read at run-time
-// indices, ran 6.8: GCC put those vectors through the stack, and a vector load of a row just
-// written lane by lane waits for the stores (no store forwarding). Hence the rules below: lanes
-// at run-time indices are read from memory, rows are written whole, relu stays off the switch.
+// GCC puts vectors written lane by lane through lambdas by reference, or read at run-time lane
+// indices, through the stack, and a vector load of a row just written lane by lane waits for the
+// stores (no store forwarding). Hence the rules below: lanes at run-time indices are read from
+// memory, rows are written whole, relu stays off the switch.
 #pragma once
 
 #include <algorithm>
@@ -29,34 +29,13 @@
 #include <vector>
 
 #include "activation.hpp"
+#include "dispatch.hpp"
 #include "inline.hpp"
 #include "layers.hpp"
 #include "loss.hpp"
 #include "net.hpp"
 
 namespace densefit {
-
-constexpr int64_t kTinyWidth = 8;
-
-// Only in builds for AVX-512 (kVectorBytes 64: float rows in one ymm with AVX-512VL's two-source
-// permutes for the transpose, double rows in one zmm). Elsewhere GCC emulates the 8-lane shuffles
-// and selects, and the general path is faster: W1 in an AVX2 build (-march=haswell) 7.1 M
-// samples/s with the pass against 8.3 without, in an SSE2 build 3.1 against 8.4; with AVX-512
-// 10.1 against 8.0. Without it train_epochs takes the general path, with the same results.
-constexpr bool kTinyPassBuilt = kVectorBytes == 64;
-
-// Whether train_epochs runs batches of up to `batch` rows of this network through TinyPass: only
-// Dense ops, each followed by at most its (fused) activation, every width below kNarrow (from 8 on
-// the general path sums products in another order: dot()'s partial sums).
-inline bool tiny_pass_applies(const Net& net, int64_t batch) {
-    if (!kTinyPassBuilt || batch >= kNarrow) return false;
-    for (const Op& op : net.ops) {
-        const bool fused_activation = op.kind == ACTIVATION && op.fused;
-        if (op.kind != DENSE && !fused_activation) return false;
-        if (op.n_in >= kNarrow || op.n_out >= kNarrow) return false;  // the general path's dot() sums 8 in a tree
-    }
-    return true;
-}
 
 template <class T>
 class TinyPass {
