@@ -5,6 +5,7 @@ Cross-backend equivalence in general lives in test_equivalence.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,10 +17,11 @@ import pytest
 
 numba_ = pytest.importorskip("densefit.backends.numba_", reason="numba is not installed")
 
+from densefit import activations as A  # noqa: E402
 from densefit import optimizers as O  # noqa: E402
 from densefit.backends import numpy_  # noqa: E402
 from densefit.layers import Activation, BatchNorm, Dense, Dropout  # noqa: E402
-from densefit.plan import build_plan, init_state  # noqa: E402
+from densefit.plan import ACT, ACTIVATION, KIND, build_plan, init_state  # noqa: E402
 
 SEED = 7
 
@@ -71,12 +73,13 @@ def test_matches_numpy_reference_float64():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("activation", ["relu", "linear", "sigmoid", "tanh", "leaky_relu", "elu", "softplus", "gelu"])
+@pytest.mark.parametrize("activation", [s.name for s in A.REGISTRY if s.standalone])
 def test_one_sample_activations_match_numpy_reference(activation, dtype):
     """At one sample per step the kernel runs each Activation op's loop itself (no call): every
     activation, as a fused Dense activation and as an Activation layer of its own, forward and
     backward, against the numpy reference (last batches of 1 row after batches of 2, too)."""
-    layers = [Dense(4, activation=activation, alpha=0.2 if activation in ("leaky_relu", "elu") else None),
+    alpha = 0.2 if A.REGISTRY[A.CODES[activation]].alpha is not None else None
+    layers = [Dense(4, activation=activation, alpha=alpha),
               Activation(activation), Dense(3, activation="tanh"), Dense(1, activation="sigmoid")]
     plan = build_plan(layers, 3, "binary_crossentropy", O.Adam(0.01), dtype, SEED)
     state = init_state(plan, layers, SEED)
@@ -361,3 +364,35 @@ def test_a_second_process_loads_the_kernels_from_the_cache():
     second = runs[1]
     assert not any(second["misses"].values()), second["misses"]
     assert second["hits"]["kernel"] >= 1, second["hits"]
+
+
+@pytest.mark.parametrize("backend_module", ["numba", "numpy"])
+@pytest.mark.parametrize("what", ["activation", "loss", "optimizer", "op kind"])
+def test_an_unknown_code_is_an_error(what, backend_module):
+    """A plan whose activation, loss, optimizer or op code no registry has is refused, never run as
+    another one (the numba backend once fell through to Adagrad)."""
+    module = numba_ if backend_module == "numba" else numpy_
+    plan, state, X, y, orders, lrs = make_problem()
+    ops = plan.ops.copy()
+    changes = {}
+    if what == "activation":
+        ops[ops[:, KIND] == ACTIVATION, ACT] = len(A.REGISTRY)
+    elif what == "op kind":
+        ops[0, KIND] = 99
+    elif what == "loss":
+        changes["loss"] = 99
+        y = np.eye(plan.n_outputs, dtype=y.dtype)[y[:, 0].astype(int)]  # (targets an unknown loss could take)
+    else:
+        changes["optimizer"] = 99
+    bad = dataclasses.replace(plan, ops=ops, **changes)
+    before = state.copy()
+    with pytest.raises(ValueError, match="unknown|no standalone"):
+        module.train_epochs(bad, state, X, y, orders, lrs, 8)
+    if what != "optimizer":
+        with pytest.raises(ValueError, match="unknown|no standalone"):
+            module.loss_and_grad(bad, state, X, y)
+    if what in ("activation", "op kind"):
+        with pytest.raises(ValueError, match="unknown|no standalone"):
+            module.predict(bad, state, X, 16)
+    if backend_module == "numba":  # checked before any pass runs
+        np.testing.assert_array_equal(state.params, before.params)

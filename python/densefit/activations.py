@@ -1,4 +1,5 @@
-"""Activation names and the integer codes every backend dispatches on.
+"""The activations: one registry (:data:`REGISTRY`) of names, integer codes, parameters and
+properties, and each formula written once.
 
 The formulas (``x`` the input, ``y`` the output):
 
@@ -15,27 +16,167 @@ softplus   ``y = log1p(exp(-|x|)) + max(x, 0)``                  ``sigmoid(x)``
 gelu       ``0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))``        the exact derivative of it
 softmax    ``exp(x - max) / Σ exp(x - max)`` over the last axis  output only, fused with the loss
 ========== ===================================================== ==========================
+
+Each elementwise formula is a plain Python function in the numpy subset that means the same on
+an array and on a scalar: ``forward(x, a, T)`` and ``backward(d, x, y, a, T)`` (``d · act'(x)``,
+``y = act(x)``), with ``a`` the parameter α and every constant built with ``T``, the dtype's scalar
+type (so float32 stays float32 in numba as in numpy). The numpy backend applies them to whole
+arrays. They are written so that numba can compile the same functions element by element (with
+:func:`select` as the scalar ``a if cond else b``); the numba backend does not use them yet: its
+rewrite onto them is slower today (issue #13), so it keeps its own loops for now. Adding an
+activation: a :class:`Spec` in :data:`REGISTRY` with its two functions here, its loops in
+``backends/numba_.py`` and the C++ function in ``cpp/``; the tests read the registry.
 """
 
 from __future__ import annotations
 
-IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SOFTMAX = range(9)
+import math
+from dataclasses import dataclass
+from typing import Callable
 
-CODES: dict[str, int] = {
-    "identity": IDENTITY,
-    "linear": IDENTITY,
-    "sigmoid": SIGMOID,
-    "tanh": TANH,
-    "relu": RELU,
-    "leaky_relu": LEAKY_RELU,
-    "elu": ELU,
-    "softplus": SOFTPLUS,
-    "gelu": GELU,
-    "softmax": SOFTMAX,
-}
+import numpy as np
+
+
+def select(cond, a, b):
+    """``a`` where ``cond`` else ``b``: ``numpy.where`` here; numba would compile it as the
+    scalar ``a if cond else b`` (both sides are computed either way)."""
+    return np.where(cond, a, b)
+
+
+def sigmoid(x, T):
+    """``1 / (1 + exp(-x))`` without overflow: ``exp(x) / (1 + exp(x))`` for negative ``x``."""
+    e = np.exp(-np.abs(x))
+    one_plus_e = T(1) + e
+    return select(x >= T(0), T(1) / one_plus_e, e / one_plus_e)
+
+
+GELU_C = math.sqrt(2 / math.pi)
+GELU_K = 0.044715
+
+
+# ------------------------------------------------------------------ forward(x, a, T), backward(d, x, y, a, T)
+
+def identity_forward(x, a, T):
+    return x
+
+
+def identity_backward(d, x, y, a, T):
+    return d
+
+
+def sigmoid_forward(x, a, T):
+    return sigmoid(x, T)
+
+
+def sigmoid_backward(d, x, y, a, T):
+    return d * y * (T(1) - y)
+
+
+def tanh_forward(x, a, T):
+    return np.tanh(x)
+
+
+def tanh_backward(d, x, y, a, T):
+    return d * (T(1) - y * y)
+
+
+def relu_forward(x, a, T):
+    return np.maximum(x, T(0))
+
+
+def relu_backward(d, x, y, a, T):
+    return d * (x > T(0))  # as select(x > 0, d, 0) for finite d (a masked 0 may be -0), at half its numpy cost
+
+
+def leaky_relu_forward(x, a, T):
+    return select(x > T(0), x, x * a)
+
+
+def leaky_relu_backward(d, x, y, a, T):
+    return select(x > T(0), d, d * a)
+
+
+def elu_forward(x, a, T):
+    return select(x > T(0), x, a * np.expm1(np.minimum(x, T(0))))
+
+
+def elu_backward(d, x, y, a, T):
+    return select(x > T(0), d, d * (y + a))
+
+
+def softplus_forward(x, a, T):
+    return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, T(0))
+
+
+def softplus_backward(d, x, y, a, T):
+    return d * sigmoid(x, T)
+
+
+def gelu_forward(x, a, T):
+    t = np.tanh(T(GELU_C) * (x + T(GELU_K) * (x * x * x)))
+    return T(0.5) * x * (T(1) + t)
+
+
+def gelu_backward(d, x, y, a, T):
+    t = np.tanh(T(GELU_C) * (x + T(GELU_K) * (x * x * x)))
+    du = T(GELU_C) * (T(1) + T(3 * GELU_K) * x * x)
+    return d * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du)
+
+
+def softmax(z):
+    """Row-wise softmax of ``z (m, K)`` (numpy arrays; the numba backend loops it per row)."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+# ------------------------------------------------------------------ the registry
+
+@dataclass(frozen=True)
+class Spec:
+    """One activation. ``reads``: what its derivative is written in, ``"input"``, ``"output"``,
+    ``"both"`` or ``"none"``; ``alpha``: the default of its parameter α, ``None`` if it takes none;
+    ``standalone``: it can be an op of its own (softmax is only an output, fused with its loss)."""
+
+    name: str
+    code: int
+    forward: Callable | None
+    backward: Callable | None
+    reads: str
+    alpha: float | None = None
+    aliases: tuple[str, ...] = ()
+    standalone: bool = True
+
+
+REGISTRY: tuple[Spec, ...] = (
+    Spec("identity", 0, identity_forward, identity_backward, "none", aliases=("linear",)),
+    Spec("sigmoid", 1, sigmoid_forward, sigmoid_backward, "output"),
+    Spec("tanh", 2, tanh_forward, tanh_backward, "output"),
+    Spec("relu", 3, relu_forward, relu_backward, "input"),
+    Spec("leaky_relu", 4, leaky_relu_forward, leaky_relu_backward, "input", alpha=0.01),
+    Spec("elu", 5, elu_forward, elu_backward, "both", alpha=1.0),
+    Spec("softplus", 6, softplus_forward, softplus_backward, "input"),
+    Spec("gelu", 7, gelu_forward, gelu_backward, "input"),
+    Spec("softmax", 8, None, None, "output", standalone=False),
+)
+assert [s.code for s in REGISTRY] == list(range(len(REGISTRY))), "codes are the registry's positions"
+
+IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SOFTMAX = (s.code for s in REGISTRY)
+
+#: Name (and alias) → code.
+CODES: dict[str, int] = {name: s.code for s in REGISTRY for name in (s.name, *s.aliases)}
 
 #: The parameter ``α`` each activation uses unless the user gives one.
-DEFAULT_ALPHA: dict[int, float] = {LEAKY_RELU: 0.01, ELU: 1.0}
+DEFAULT_ALPHA: dict[int, float] = {s.code: s.alpha for s in REGISTRY if s.alpha is not None}
+
+#: The codes that can be ops of their own (every backend's elementwise forward and backward).
+STANDALONE: tuple[int, ...] = tuple(s.code for s in REGISTRY if s.standalone)
+
+
+def spec(code) -> Spec:
+    """The :class:`Spec` of ``code``; ``ValueError`` for a code no activation has."""
+    if isinstance(code, (int, np.integer)) and not isinstance(code, bool) and 0 <= code < len(REGISTRY):
+        return REGISTRY[code]
+    raise ValueError(f"unknown activation code {code!r}")
 
 
 def canonical_name(name: str | None) -> str:
@@ -47,4 +188,4 @@ def canonical_name(name: str | None) -> str:
     key = name.lower()
     if key not in CODES:
         raise ValueError(f"unknown activation {name!r}; expected one of {sorted(CODES)}")
-    return "identity" if key == "linear" else key
+    return REGISTRY[CODES[key]].name

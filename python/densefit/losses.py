@@ -1,4 +1,5 @@
-"""Loss names and codes. Every loss is computed from the logits ``z`` of the last layer.
+"""The losses: one registry (:data:`REGISTRY`) of names, codes and properties, and the elementwise
+formulas written once. Every loss is computed from the logits ``z`` of the last layer.
 
 - ``mse``: ``mean((ŷ - y)²)`` over all elements; gradient ``2 (ŷ - y) / (m K)``.
 - ``binary_crossentropy``: ``mean(max(z, 0) - z y + log1p(exp(-|z|)))`` over all elements, the
@@ -9,25 +10,83 @@
 
 The gradient with respect to the logits is always this fused form, never the chain rule
 through the output activation's own derivative.
+
+The elementwise formulas (``term``: one element's loss before the mean, ``dz``: the gradient of
+the row's mean over its ``K`` outputs, before the batch's row scale ``1/m`` or ``wᵢ / Σw``) are
+in the numpy subset that means the same on arrays (the numpy backend) and scalars (for numba to
+compile; its backend does not use them yet), as in :mod:`densefit.activations`.
+Categorical cross-entropy is a row-wise formula (a max and a sum over the row) that each backend
+writes in its own shape.
 """
 
 from __future__ import annotations
 
-MSE, BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY = range(3)
+from dataclasses import dataclass
+from typing import Callable
 
-CODES: dict[str, int] = {
-    "mse": MSE,
-    "mean_squared_error": MSE,
-    "binary_crossentropy": BINARY_CROSSENTROPY,
-    "categorical_crossentropy": CATEGORICAL_CROSSENTROPY,
-    "sparse_categorical_crossentropy": CATEGORICAL_CROSSENTROPY,
-}
+import numpy as np
 
-CANONICAL: dict[int, str] = {
-    MSE: "mse",
-    BINARY_CROSSENTROPY: "binary_crossentropy",
-    CATEGORICAL_CROSSENTROPY: "categorical_crossentropy",
-}
+from . import activations as A
+
+
+def mse_term(z, y, T):
+    """``(z - y)²`` in float64 (of the difference in ``T``)."""
+    diff = np.float64(z - y)
+    return diff * diff
+
+
+def mse_dz(z, y, K, T):
+    """The gradient of the row's mean over its ``K`` outputs (before the batch's row scale)."""
+    return (z - y) * T(2 / K)
+
+
+def binary_crossentropy_term(z, y, T):
+    return np.maximum(z, T(0)) - z * y + np.log1p(np.exp(-np.abs(z)))
+
+
+def binary_crossentropy_dz(z, y, K, T):
+    return (A.sigmoid(z, T) - y) * T(1 / K)
+
+
+def binary_crossentropy_hit(z, y, T):
+    """Whether the logit predicts the target: ``(z > 0) == (y > 0.5)``."""
+    return (z > T(0)) == (y > T(0.5))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One loss. ``output``: the output activation it is fused with (its code); ``correct``: what
+    the correct count counts, ``"elements"``, ``"rows"`` or ``"none"``; ``term``/``dz``: the
+    elementwise formulas (``None`` for the row-wise categorical cross-entropy)."""
+
+    name: str
+    code: int
+    output: int
+    correct: str
+    term: Callable | None = None
+    dz: Callable | None = None
+    aliases: tuple[str, ...] = ()
+
+
+REGISTRY: tuple[Spec, ...] = (
+    Spec("mse", 0, A.IDENTITY, "none", mse_term, mse_dz, aliases=("mean_squared_error",)),
+    Spec("binary_crossentropy", 1, A.SIGMOID, "elements", binary_crossentropy_term, binary_crossentropy_dz),
+    Spec("categorical_crossentropy", 2, A.SOFTMAX, "rows", aliases=("sparse_categorical_crossentropy",)),
+)
+assert [s.code for s in REGISTRY] == list(range(len(REGISTRY))), "codes are the registry's positions"
+
+MSE, BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY = (s.code for s in REGISTRY)
+
+CODES: dict[str, int] = {name: s.code for s in REGISTRY for name in (s.name, *s.aliases)}
+
+CANONICAL: dict[int, str] = {s.code: s.name for s in REGISTRY}
+
+
+def spec(code) -> Spec:
+    """The :class:`Spec` of ``code``; ``ValueError`` for a code no loss has."""
+    if isinstance(code, (int, np.integer)) and not isinstance(code, bool) and 0 <= code < len(REGISTRY):
+        return REGISTRY[code]
+    raise ValueError(f"unknown loss code {code!r}")
 
 
 def loss_code(name: str) -> int:

@@ -20,70 +20,32 @@ from ..plan import (ACT, ACTIVATION, ALPHA, BATCHNORM, BN_EPSILON, DENSE, DROPOU
 from . import contract
 
 # ---------------------------------------------------------------------------------------------
-# activations
+# activations: the registry's formulas (densefit.activations), applied to whole arrays
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """``1 / (1 + exp(-x))`` without overflow: ``exp(x) / (1 + exp(x))`` for negative ``x``."""
-    e = np.exp(-np.abs(x))
-    one_plus_e = 1 + e
-    return np.where(x >= 0, 1 / one_plus_e, e / one_plus_e)
+    return A.sigmoid(x, x.dtype.type)
 
 
-_GELU_C = np.sqrt(2 / np.pi)
+def softmax(z: np.ndarray) -> np.ndarray:
+    return A.softmax(z)
 
 
 def activation_forward(x: np.ndarray, act: int, alpha: float) -> np.ndarray:
-    if act == A.IDENTITY:
-        return x.copy()
-    if act == A.SIGMOID:
-        return sigmoid(x)
-    if act == A.TANH:
-        return np.tanh(x)
-    if act == A.RELU:
-        return np.maximum(x, 0)
-    if act == A.LEAKY_RELU:
-        return np.where(x > 0, x, x * x.dtype.type(alpha))
-    if act == A.ELU:
-        return np.where(x > 0, x, x.dtype.type(alpha) * np.expm1(np.minimum(x, 0)))
-    if act == A.SOFTPLUS:
-        return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0)
-    if act == A.GELU:
-        t = np.tanh(x.dtype.type(_GELU_C) * (x + x.dtype.type(0.044715) * x**3))
-        return 0.5 * x * (1 + t)
     if act == A.SOFTMAX:
-        return softmax(x)
-    raise ValueError(f"unknown activation code {act}")
+        return A.softmax(x)
+    spec = A.spec(act)
+    T = x.dtype.type
+    return spec.forward(x, T(alpha), T)
 
 
 def activation_backward(dout: np.ndarray, x: np.ndarray, y: np.ndarray, act: int, alpha: float) -> np.ndarray:
     """``dout · act'(x)``; ``y = act(x)`` is passed so derivatives written in ``y`` reuse it."""
+    spec = A.spec(act)
+    if not spec.standalone:
+        raise ValueError(f"activation code {act} has no standalone derivative")
     T = x.dtype.type
-    if act == A.IDENTITY:
-        return dout
-    if act == A.SIGMOID:
-        return dout * y * (1 - y)
-    if act == A.TANH:
-        return dout * (1 - y * y)
-    if act == A.RELU:  # as where(x > 0, dout, 0) for finite dout (a masked 0 may be -0), at half np.where's cost
-        return dout * (x > 0)
-    if act == A.LEAKY_RELU:
-        return np.where(x > 0, dout, dout * T(alpha))
-    if act == A.ELU:
-        return np.where(x > 0, dout, dout * (y + T(alpha)))
-    if act == A.SOFTPLUS:
-        return dout * sigmoid(x)
-    if act == A.GELU:
-        u = T(_GELU_C) * (x + T(0.044715) * x**3)
-        t = np.tanh(u)
-        du = T(_GELU_C) * (1 + T(3 * 0.044715) * x * x)
-        return dout * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
-    raise ValueError(f"activation code {act} has no standalone derivative")
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    return spec.backward(dout, x, y, T(alpha), T)
 
 
 def output_activation(plan: Plan, z: np.ndarray) -> np.ndarray:
@@ -124,14 +86,8 @@ def loss_sum_and_correct(loss: int, z: np.ndarray, y: np.ndarray, row_weights: n
 def per_sample_loss(loss: int, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int]:
     """``(ℓ (m,) float64, correct)``: each row's loss (mean over the K outputs for mse and binary
     cross-entropy, the cross-entropy of the row for categorical) and the count of correct predictions."""
-    K = z.shape[1]
-    if loss == L.MSE:
-        return np.add.reduce(np.square(z - y, dtype=np.float64), axis=1) / K, 0
-    if loss == L.BINARY_CROSSENTROPY:
-        terms = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-        correct = int(np.count_nonzero((z > 0) == (y > 0.5)))
-        return np.add.reduce(terms, axis=1, dtype=np.float64) / K, correct
-    if loss == L.CATEGORICAL_CROSSENTROPY:
+    spec, K, T = L.spec(loss), z.shape[1], z.dtype.type
+    if spec.code == L.CATEGORICAL_CROSSENTROPY:
         shifted = z - z.max(axis=1, keepdims=True)
         logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         predicted = z.argmax(axis=1)
@@ -140,7 +96,8 @@ def per_sample_loss(loss: int, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray
             return -logp[np.arange(z.shape[0]), labels].astype(np.float64), int(np.count_nonzero(predicted == labels))
         return (-np.add.reduce(y * logp, axis=1, dtype=np.float64),
                 int(np.count_nonzero(predicted == y.argmax(axis=1))))
-    raise ValueError(f"unknown loss code {loss}")
+    correct = int(np.count_nonzero(L.binary_crossentropy_hit(z, y, T))) if spec.correct == "elements" else 0
+    return np.add.reduce(spec.term(z, y, T), axis=1, dtype=np.float64) / K, correct
 
 
 def dlogits(loss: int, z: np.ndarray, y: np.ndarray, row_scale: np.ndarray | None = None) -> np.ndarray:
@@ -149,20 +106,17 @@ def dlogits(loss: int, z: np.ndarray, y: np.ndarray, row_scale: np.ndarray | Non
     m, K = z.shape
     T = z.dtype.type
     r = T(1 / m) if row_scale is None else row_scale[:, None]
-    if loss == L.MSE:
-        return (z - y) * T(2 / K) * r
-    if loss == L.BINARY_CROSSENTROPY:
-        return (sigmoid(z) - y) * T(1 / K) * r
-    if loss == L.CATEGORICAL_CROSSENTROPY:
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        sum_e = e.sum(axis=1, keepdims=True)
-        if _is_class_indices(z, y):
-            dz = e / sum_e
-            dz[np.arange(m), y[:, 0].astype(np.int64)] -= 1
-            return dz * r
-        dz = (e / sum_e) * y.sum(axis=1, keepdims=True) - y
+    spec = L.spec(loss)
+    if spec.code != L.CATEGORICAL_CROSSENTROPY:
+        return spec.dz(z, y, K, T) * r
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    sum_e = e.sum(axis=1, keepdims=True)
+    if _is_class_indices(z, y):
+        dz = e / sum_e
+        dz[np.arange(m), y[:, 0].astype(np.int64)] -= 1
         return dz * r
-    raise ValueError(f"unknown loss code {loss}")
+    dz = (e / sum_e) * y.sum(axis=1, keepdims=True) - y
+    return dz * r
 
 
 def batch_weighting(plan: Plan, w: np.ndarray | None, m: int, dtype) -> tuple[np.ndarray | None, float]:
