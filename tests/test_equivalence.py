@@ -205,8 +205,7 @@ def _act_net(activation, alpha=None):
 
 CASES = {
     # every activation, as a Dense argument and as a separate Activation layer
-    **{f"activation-{a}": Case(_act_net(a)) for a in
-       ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu")},
+    **{f"activation-{a.name}": Case(_act_net(a.name)) for a in df.activations.REGISTRY if a.standalone},
     "activation-leaky_relu-alpha": Case(_act_net("leaky_relu", 0.2)),
     "activation-elu-alpha": Case(_act_net("elu", 0.6), optimizer=lambda: df.Adam(0.01)),
     # dropout: masks from (seed, step, layer, index), identical everywhere

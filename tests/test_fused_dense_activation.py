@@ -17,7 +17,7 @@ from densefit.backends import cpp, numpy_  # noqa: E402
 from densefit.layers import Activation, BatchNorm, Dense, Dropout  # noqa: E402
 from densefit.plan import build_plan, init_state  # noqa: E402
 
-ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu"]
+ACTIVATIONS = [spec.name for spec in A.REGISTRY if spec.standalone]
 TOL = {"float64": 1e-10, "float32": 1e-4}
 # (input features, hidden width, batch rows): the hidden Dense's backward runs the direct loops
 # with the sums in the sweep (m·n_in·n_out < 512, width ≥ 8), the direct loops with column_sums

@@ -37,7 +37,8 @@ def _alpha(activation: str, alpha: float | None) -> float:
     if alpha is None:
         return activations.DEFAULT_ALPHA.get(code, 0.0)
     if code not in activations.DEFAULT_ALPHA:
-        raise ValueError(f"alpha only applies to leaky_relu and elu, not {activation!r}")
+        takes = sorted(a.name for a in activations.REGISTRY if a.alpha is not None)
+        raise ValueError(f"alpha only applies to {' and '.join(takes)}, not {activation!r}")
     if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
     return float(alpha)
