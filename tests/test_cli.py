@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import densefit as df
-from densefit import cli, datasets
+from densefit import cli, datafiles, datasets
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 needs_matplotlib = pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed")
@@ -219,7 +219,7 @@ def test_multiclass_integer_labels_and_task_option(tmp_path, capsys):
     (np.arange(40), "regression"),  # integers, but more than MAX_AUTO_CLASSES distinct values
 ])
 def test_task_inference(y, task):
-    inferred, encoded, classes = cli._encode("f", "y", y, "auto")
+    inferred, encoded, classes = datafiles.encode_targets("f", "y", y, "auto")
     assert inferred == task
     if task == "classification":
         assert classes == sorted(classes) and list(np.asarray(classes)[encoded]) == list(y)
