@@ -102,46 +102,6 @@ def _train(plan, state, X, y, orders, lrs, batch_size):
     return state, stats
 
 
-def test_any_layout_of_user_data_gives_the_same_result_and_is_not_written(tmp_path):
-    plan, state, X, y, orders, lrs, batch_size = make("dropout-bn-cce-index-adam-clipnorm-l1l2")
-    expected_state, expected_stats = _train(plan, state, X, y, orders, lrs, batch_size)
-    expected_predict = cpp.predict(plan, expected_state, X, 8)
-    expected_loss, expected_grad = cpp.loss_and_grad(plan, state, X, y)
-
-    np.save(tmp_path / "X.npy", X)
-    np.save(tmp_path / "y.npy", y)
-    wide = np.zeros((2 * X.shape[0], 3 * X.shape[1]))
-    wide[::2, ::3] = X
-    unaligned = np.zeros(X.size * 8 + 1, np.uint8)[1:].view(np.float64).reshape(X.shape)
-    unaligned[:] = X
-    read_only = X.copy(), y.copy()
-    for a in read_only:
-        a.flags.writeable = False
-    layouts = {
-        "read-only memmap": (np.load(tmp_path / "X.npy", mmap_mode="r"), np.load(tmp_path / "y.npy", mmap_mode="r")),
-        "read-only": read_only,
-        "fortran": (np.asfortranarray(X), np.asfortranarray(y)),
-        "strided": (wide[::2, ::3], np.repeat(y, 2, axis=0)[::2]),
-        "negative strides": (X[::-1, ::-1].copy()[::-1, ::-1], y[::-1].copy()[::-1]),
-        "unaligned": (unaligned, y),
-    }
-    for name, (Xl, yl) in layouts.items():
-        assert np.array_equal(Xl, X) and np.array_equal(yl, y), name
-        X_before, y_before = np.array(Xl), np.array(yl)
-        trained, stats = _train(plan, state, Xl, yl, orders, lrs, batch_size)
-        # the same rows gathered into the same batches: bit-identical results
-        np.testing.assert_array_equal(trained.params, expected_state.params, err_msg=name)
-        np.testing.assert_array_equal(trained.stats, expected_state.stats, err_msg=name)
-        np.testing.assert_array_equal(stats, expected_stats, err_msg=name)
-        np.testing.assert_array_equal(cpp.predict(plan, expected_state, Xl, 8), expected_predict, err_msg=name)
-        loss, grad = cpp.loss_and_grad(plan, state, Xl, yl)
-        assert loss == expected_loss, name
-        np.testing.assert_array_equal(grad, expected_grad, err_msg=name)
-        np.testing.assert_array_equal(Xl, X_before, err_msg=name)
-        np.testing.assert_array_equal(yl, y_before, err_msg=name)
-    assert not layouts["read-only memmap"][0].flags.writeable
-
-
 def test_batch_size_beyond_the_data_is_one_batch():
     plan, state, X, y, orders, lrs, _ = make("dropout-bn-cce-index-adam-clipnorm-l1l2")
     full, stats = _train(plan, state, X, y, orders, lrs, len(X))

@@ -1,7 +1,8 @@
-"""What is specific to the numba backend: its on-disk compile cache, inputs of any layout and
-writability (never written, never the cause of a recompile beyond one per layout), the bounds
-checks numba does not do for us, and a compact float64 check against the numpy reference.
-Cross-backend equivalence in general lives in test_equivalence.py."""
+"""What is specific to the numba backend: its on-disk compile cache, compiled signatures (a
+read-only or strided input never the cause of a recompile beyond one per layout), unknown codes,
+and compact checks against the numpy reference. Cross-backend equivalence in general lives in
+test_equivalence.py, any layout of the inputs in test_backend_layouts.py, argument checks in
+test_backend_contract.py."""
 
 from __future__ import annotations
 
@@ -268,55 +269,6 @@ def test_sample_weight_is_checked_and_shares_the_compiled_kernel():
         numba_.train_epochs(plan, state.copy(), X, y, orders, lrs, 8, sample_weight=weights)
         numba_.loss_and_grad(plan, state, X, y, sample_weight=weights)
     assert len(numba_.kernel.signatures) == compiled, numba_.kernel.signatures
-
-def _layouts(X: np.ndarray, tmp_path):
-    """The same values as a read-only memmap, in Fortran order and as a strided view."""
-    path = tmp_path / "X.npy"
-    np.save(path, X)
-    wide = np.zeros((X.shape[0], 2 * X.shape[1]), dtype=X.dtype)
-    wide[:, ::2] = X
-    return {"read-only memmap": np.load(path, mmap_mode="r"), "fortran": np.asfortranarray(X),
-            "strided view": wide[:, ::2]}
-
-
-def test_any_layout_gives_the_same_result_and_is_never_written(tmp_path):
-    plan, state, X, y, orders, lrs = make_problem()
-    want = state.copy()
-    want_stats = numba_.train_epochs(plan, want, X, y, orders, lrs, 8)
-    want_predict = numba_.predict(plan, want, X, 16)
-    want_loss, want_grad = numba_.loss_and_grad(plan, want, X, y)
-    y_readonly = y.copy()
-    y_readonly.flags.writeable = False
-    for layout, data in _layouts(X, tmp_path).items():
-        pristine = np.array(data, copy=True)
-        got = state.copy()
-        stats = numba_.train_epochs(plan, got, data, y_readonly, orders, lrs, 8)
-        np.testing.assert_array_equal(stats, want_stats, err_msg=layout)
-        np.testing.assert_array_equal(got.params, want.params, err_msg=layout)
-        np.testing.assert_array_equal(numba_.predict(plan, got, data, 16), want_predict, err_msg=layout)
-        loss, grad = numba_.loss_and_grad(plan, got, data, y_readonly)
-        assert loss == want_loss, layout
-        np.testing.assert_array_equal(grad, want_grad, err_msg=layout)
-        np.testing.assert_array_equal(data, pristine, err_msg=layout)
-
-
-def test_one_sample_steps_read_any_layout(tmp_path):
-    """Rows in order one at a time are copied by the kernel itself: every layout, training and
-    inference (a last batch of one row too) give the C-contiguous results."""
-    plan, state, X, y, orders, lrs = make_problem()
-    want = state.copy()
-    want_stats = numba_.train_epochs(plan, want, X, y, None, lrs, 1)
-    want_predict = {b: numba_.predict(plan, want, X, b) for b in (1, X.shape[0] - 1)}
-    for layout, data in _layouts(X, tmp_path).items():
-        got = state.copy()
-        np.testing.assert_array_equal(numba_.train_epochs(plan, got, data, y, None, lrs, 1), want_stats, err_msg=layout)
-        np.testing.assert_array_equal(got.params, want.params, err_msg=layout)
-        for batch_size, expected in want_predict.items():
-            np.testing.assert_array_equal(numba_.predict(plan, got, data, batch_size), expected, err_msg=layout)
-    ref = state.copy()
-    numpy_.train_epochs(plan, ref, X, y, None, lrs, 1)
-    assert relative_error(want.params, ref.params) <= 1e-10
-
 
 def test_read_only_input_shares_the_compiled_kernels():
     """Inputs are passed as read-only views, so writable and read-only data use one compiled

@@ -409,7 +409,7 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | None, lrs:
                 rows = slice(start, start + batch_size)
             else:
                 rows = order[start:start + batch_size]
-            xb, yb = X[rows], y[rows]
+            xb, yb = np.ascontiguousarray(X[rows]), y[rows]  # contiguous: the same bits from any layout (see predict)
             wb = None if sample_weight is None else sample_weight[rows]
             m = xb.shape[0]
             acts, caches = forward(plan, state, xb, training=True, step=step)
@@ -439,7 +439,8 @@ def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) 
     X, batch_size = contract.prediction(plan, state, X, batch_size)
     out = np.empty((X.shape[0], plan.n_outputs), dtype=plan.dtype)
     for start in range(0, X.shape[0], batch_size):
-        z = forward(plan, state, np.asarray(X[start:start + batch_size]), training=False)[0][-1]
+        # a contiguous batch: BLAS rounds strided operands differently, and every layout gives the same bits
+        z = forward(plan, state, np.ascontiguousarray(X[start:start + batch_size]), training=False)[0][-1]
         out[start:start + batch_size] = z if logits else output_activation(plan, z)
     return out
 
