@@ -133,6 +133,20 @@ def test_train_on_npz_with_plot(tmp_path, moons_npz):
     assert (tmp_path / "curves.png").read_bytes()[:8] == PNG
 
 
+@pytest.mark.parametrize("args, says", [
+    (["train", "--data", "points.csv", "--target", "colour"], "no column 'colour'; its columns: a, b, y"),
+    (["train", "--data", "missing.csv", "--target", "y"], "cannot read missing.csv"),
+    (["predict", "--model", "missing.npz", "--data", "points.csv"], "missing.npz"),
+])
+def test_input_errors_are_one_line_on_stderr_in_a_real_process(tmp_path, args, says):
+    write_csv(tmp_path / "points.csv", ["a", "b", "y"], [[0.5, 1.0, 1], [1.5, -1.0, 0], [0.0, 0.0, 1]])
+    done = run(*args, cwd=tmp_path)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("densefit: error: ") and says in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
 @needs_matplotlib
 def test_sweep_writes_csv_and_png_in_two_processes(tmp_path):
     done = run("sweep", "--dataset", "moons", "--n", "200", "--lr", "0.01,0.1", "--batch-size", "8,64",
