@@ -171,7 +171,7 @@ def _activation(text):
     try:
         return activations.canonical_name(text)
     except ValueError:
-        names = sorted(set(activations.CODES) - {"softmax"})
+        names = sorted(name for name, code in activations.CODES.items() if code in activations.STANDALONE)
         raise argparse.ArgumentTypeError(f"unknown activation {text!r}; expected one of {', '.join(names)}") from None
 
 

@@ -545,7 +545,7 @@ class Sequential:
 
     # ----------------------------------------------------------------------------- weights
     def _unflatten(self, flat: np.ndarray) -> list[np.ndarray]:
-        return [flat[w.offset:w.offset + w.size].reshape(w.shape).copy() for w in self.plan.weights]
+        return [w.view(flat).copy() for w in self.plan.weights]
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of the weights, Keras order: ``W0, b0, W1, b1, …`` (BatchNorm: ``γ, β``)."""
@@ -568,7 +568,7 @@ class Sequential:
                 raise ValueError(f"weights[{i}] contains NaN or infinity")
             arrays.append(w)
         for w, spec in zip(arrays, specs):
-            self.state.params[spec.offset:spec.offset + spec.size] = w.ravel()
+            spec.view(self.state.params)[...] = w
 
     def count_params(self) -> int:
         self._require_built()

@@ -72,6 +72,10 @@ class WeightSpec:
     def size(self) -> int:
         return math.prod(self.shape)
 
+    def view(self, flat: np.ndarray) -> np.ndarray:
+        """This weight as a view of the flat buffer ``flat`` (parameters or a gradient)."""
+        return flat[self.offset:self.offset + self.size].reshape(self.shape)
+
 
 @dataclass(frozen=True, eq=False)
 class Plan:

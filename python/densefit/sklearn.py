@@ -53,7 +53,7 @@ from . import backends
 from .layers import Activation, BatchNorm, Dense, Dropout
 from .model import Sequential, TrainingDiverged
 from .optimizers import SGD, Adam
-from .plan import DENSE, KIND, N_IN, N_OUT, PARAM_OFF, USE_BIAS, as_dtype
+from .plan import as_dtype
 from .regularizers import l2
 from .schedules import Constant
 
@@ -146,13 +146,12 @@ class _BaseMLP(BaseEstimator):
             W[...], b[...] = W0, b0
 
     def _dense_views(self):
-        """``(W, b)`` of each Dense layer: views of the model's flat parameters."""
-        plan, params = self._model.plan, self._model.state.params
-        for row in plan.ops:
-            if row[KIND] == DENSE:
-                off, n_in, n_out = int(row[PARAM_OFF]), int(row[N_IN]), int(row[N_OUT])
-                end = off + n_in * n_out
-                yield params[off:end].reshape(n_in, n_out), params[end:end + n_out]
+        """``(W, b)`` of each Dense layer (every one has a bias here): views of the model's flat
+        parameters."""
+        model = self._model
+        dense = [w for w in model.plan.weights if isinstance(model.layers[w.layer], Dense)]
+        for W, b in zip(dense[::2], dense[1::2]):
+            yield W.view(model.state.params), b.view(model.state.params)
 
     @property
     def coefs_(self) -> list[np.ndarray]:

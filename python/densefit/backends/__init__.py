@@ -164,12 +164,12 @@ def train_epochs(name: str, plan, state, X, y, orders: np.ndarray, lrs: np.ndarr
     kwargs = {}
     if sample_weight is not None:
         kwargs["sample_weight"] = validation.as_sample_weight(sample_weight, X.shape[0], plan.dtype)
-    for name, flag in (("progress", progress), ("cancel", cancel)):
+    for what, flag in (("progress", progress), ("cancel", cancel)):
         if flag is not None:
             if not (isinstance(flag, np.ndarray) and flag.dtype == np.int64 and flag.shape == (1,)
                     and flag.flags.writeable):
-                raise ValueError(f"{name} must be a writeable int64 numpy array of shape (1,)")
-            kwargs[name] = flag
+                raise ValueError(f"{what} must be a writeable int64 numpy array of shape (1,)")
+            kwargs[what] = flag
     if check_finite and getattr(module, "CHECKS_FINITE_IN_PASS", False):
         kwargs["check_finite"] = True
     elif check_finite and not all_finite(X):

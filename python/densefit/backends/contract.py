@@ -10,12 +10,11 @@ or writes outside a buffer. Each check is O(size of its argument) numpy work, on
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from .. import losses as L
 from ..plan import Plan, State
+from ..validation import check_int
 
 STEP_LIMIT = 2 ** 62  # the step counter of a state: any int the backends' 64-bit counters hold with room to spare
 
@@ -39,14 +38,11 @@ def _array(name: str, a) -> np.ndarray:
     return a
 
 
-def _integer(name: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    if value >= high:
-        raise ValueError(f"{name} must be < 2**{high.bit_length() - 1}, got {value}")
-    return int(value)
+def _integer(name: str, value, low: int) -> int:
+    value = check_int(name, value, low)
+    if value >= STEP_LIMIT:
+        raise ValueError(f"{name} must be < 2**{STEP_LIMIT.bit_length() - 1}, got {value}")
+    return value
 
 
 def state(plan: Plan, st: State, writes: bool) -> None:
@@ -60,7 +56,7 @@ def state(plan: Plan, st: State, writes: bool) -> None:
             raise ValueError(f"state.{name} must be C-contiguous")
         if writes and not a.flags.writeable:
             raise ValueError(f"state.{name} must be writeable: it is updated in place")
-    _integer("state.step", st.step, 0, STEP_LIMIT)
+    _integer("state.step", st.step, 0)
 
 
 def _data(name: str, a, dtype) -> np.ndarray:
@@ -91,7 +87,7 @@ def targets(plan: Plan, X: np.ndarray, y) -> np.ndarray:
 
 
 def batch_size(value) -> int:
-    return _integer("batch_size", value, 1, STEP_LIMIT)
+    return _integer("batch_size", value, 1)
 
 
 def sample_weight(plan: Plan, w, n: int) -> np.ndarray | None:
