@@ -374,7 +374,7 @@ def test_predict_batch_size_and_layout(pair, tmp_path):
 
 
 # --------------------------------------------------------------------------------- hypothesis
-HIDDEN_ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu"]
+HIDDEN_ACTIVATIONS = [df.activations.REGISTRY[code].name for code in df.activations.STANDALONE]
 
 
 @st.composite

@@ -107,7 +107,7 @@ def _three_ways(widths, d, loss, dtype, optimizer, batch_size, K=1, n=61, seed=0
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("activation", ["relu", None, "sigmoid", "tanh", "leaky_relu", "elu", "softplus", "gelu"])
+@pytest.mark.parametrize("activation", [df.activations.REGISTRY[code].name for code in df.activations.STANDALONE])
 @pytest.mark.parametrize("batch_size", [1, 3, 7])
 def test_activations_and_batch_sizes(dtype, activation, batch_size):
     _three_ways([3, 4, 1], 2, "binary_crossentropy", dtype, "momentum", batch_size, activation=activation)

@@ -201,8 +201,8 @@ def _add_data_options(p: argparse.ArgumentParser):
 def _add_network_options(p: argparse.ArgumentParser):
     net = p.add_argument_group("network and optimizer")
     net.add_argument("--activation", type=_activation, default="relu", metavar="NAME",
-                     help="activation of the hidden layers: relu, tanh, sigmoid, leaky_relu, elu, softplus, gelu "
-                          "or identity (default: relu)")
+                     help="activation of the hidden layers: "
+                          f"{', '.join(activations.REGISTRY[c].name for c in activations.STANDALONE)} (default: relu)")
     net.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd", help="the optimizer (default: sgd)")
     net.add_argument("--momentum", type=_nonnegative_float, default=0.0, metavar="M",
                      help="momentum of the sgd optimizer (default: 0)")
