@@ -57,6 +57,15 @@ constexpr CodeTable code_table(const char* concept, const CodeName (&entries)[N]
     return {concept, entries, N};
 }
 
+// Whether `code` is one of the table's: the validity checks read the tables, so a new code needs
+// no range check edited anywhere.
+template <int N>
+constexpr bool listed(const CodeName (&entries)[N], int64_t code) {
+    for (const CodeName& entry : entries)
+        if (entry.code == code) return true;
+    return false;
+}
+
 // Every table, by the concept's name.
 inline constexpr CodeTable kCodeTables[] = {
     code_table("activation", kActivationCodes),  code_table("loss", kLossCodes),

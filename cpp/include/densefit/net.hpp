@@ -63,10 +63,10 @@ inline Net decode_net(const int64_t* ops, const double* op_params, int64_t n_ops
     require(n_ops >= 1, "the plan has no ops");
     require(n_params >= 1, "plan n_params must be >= 1");
     require(n_stats >= 0 && n_stats <= n_params, "plan n_stats out of range");
-    require(loss >= MSE && loss <= CATEGORICAL_CROSSENTROPY, "unknown loss code " + std::to_string(loss));
+    require(listed(kLossCodes, loss), "unknown loss code " + std::to_string(loss));
     require(output_activation == IDENTITY || output_activation == SIGMOID || output_activation == SOFTMAX,
             "unknown output activation code " + std::to_string(output_activation));
-    require(optimizer >= SGD && optimizer <= ADAGRAD, "unknown optimizer code " + std::to_string(optimizer));
+    require(listed(kOptimizerCodes, optimizer), "unknown optimizer code " + std::to_string(optimizer));
     Net net;
     net.loss = loss;
     net.output_activation = output_activation;
@@ -89,7 +89,7 @@ inline Net decode_net(const int64_t* ops, const double* op_params, int64_t n_ops
         op.kind = row[KIND];
         op.n_in = row[N_IN];
         op.n_out = row[N_OUT];
-        require(op.kind >= DENSE && op.kind <= BATCHNORM, where + "unknown kind " + std::to_string(op.kind));
+        require(listed(kOpKinds, op.kind), where + "unknown kind " + std::to_string(op.kind));
         require(op.n_in >= 1 && op.n_in <= kMaxDim && op.n_out >= 1 && op.n_out <= kMaxDim, where + "bad width");
         require(op.n_in == width, where + "input width does not match the previous op's output");
         require(op.kind == DENSE || op.n_in == op.n_out, where + "only Dense changes the width");
@@ -110,7 +110,7 @@ inline Net decode_net(const int64_t* ops, const double* op_params, int64_t n_ops
                 break;
             }
             case ACTIVATION:
-                require(op.act >= IDENTITY && op.act <= GELU, where + "unknown or output-only activation");
+                require(listed(kActivationCodes, op.act) && op.act != SOFTMAX, where + "unknown or output-only activation");
                 op.alpha = p[ALPHA];
                 break;
             case DROPOUT:
