@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "densefit/network.hpp"
+#include "densefit/reference.hpp"
 
 namespace py = pybind11;
 namespace df = densefit;
@@ -164,7 +165,9 @@ BoundNet make_net(const py::object& dtype, const py::array_t<int64_t, py::array:
             dt.itemsize() == 8};
 }
 
-template <class T>
+// The entry points below run the fast path (network.hpp) or, with Reference, the plain reference
+// path (reference.hpp) behind the same argument checks.
+template <class T, bool Reference>
 py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::array& slots, py::array& stats,
                                    const py::array& X, const py::array& y,
                                    const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs,
@@ -197,14 +200,19 @@ py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::ar
     int64_t completed;
     {
         py::gil_scoped_release release;
-        completed = df::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, orders.is_none() ? nullptr : &Om, E, lr.data(),
-                                        batch_size, step, check_finite, w, counter, flag);
+        const df::StridedMatrix<int64_t>* rows = orders.is_none() ? nullptr : &Om;
+        if constexpr (Reference)
+            completed = df::reference::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, rows, E, lr.data(), batch_size,
+                                                       step, check_finite, w, counter, flag);
+        else
+            completed = df::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, rows, E, lr.data(), batch_size, step,
+                                            check_finite, w, counter, flag);
     }
     if (completed == E) return out;
     return out[py::slice(0, completed, 1)].cast<py::array_t<double>>();  // cancelled: the completed epochs' rows
 }
 
-template <class T>
+template <class T, bool Reference>
 py::array_t<T> predict_t(const df::Net& net, const py::array& params, const py::array& stats, const py::array& X,
                          int64_t batch_size, bool logits) {
     const T* p = state_array<T>(params, "params", {net.n_params});
@@ -214,12 +222,15 @@ py::array_t<T> predict_t(const df::Net& net, const py::array& params, const py::
     T* o = out.mutable_data();
     {
         py::gil_scoped_release release;
-        df::predict<T>(o, p, st, net, Xm, batch_size, logits);
+        if constexpr (Reference)
+            df::reference::predict<T>(o, p, st, net, Xm, batch_size, logits);
+        else
+            df::predict<T>(o, p, st, net, Xm, batch_size, logits);
     }
     return out;
 }
 
-template <class T>
+template <class T, bool Reference>
 py::tuple loss_and_grad_t(const df::Net& net, const py::array& params, const py::array& stats, const py::array& X,
                           const py::array& y, uint64_t step, const py::object& sample_weight) {
     const T* p = state_array<T>(params, "params", {net.n_params});
@@ -233,7 +244,8 @@ py::tuple loss_and_grad_t(const df::Net& net, const py::array& params, const py:
     double value;
     {
         py::gil_scoped_release release;
-        value = df::loss_and_grad<T>(g, p, st, net, Xm, Ym, step, w);
+        value = Reference ? df::reference::loss_and_grad<T>(g, p, st, net, Xm, Ym, step, w)
+                          : df::loss_and_grad<T>(g, p, st, net, Xm, Ym, step, w);
     }
     return py::make_tuple(value, grad);
 }
@@ -329,6 +341,60 @@ int default_threads() {
     return std::max(1u, std::thread::hardware_concurrency());
 }
 
+// train_epochs, predict and loss_and_grad on mod: the fast path's, or with Reference the reference
+// path's (the _core.reference submodule), with the same arguments and checks.
+template <bool Reference>
+void def_entry_points(py::module_& mod) {
+    mod.def(
+        "train_epochs",
+        [](const BoundNet& b, py::array params, py::array slots, py::array stats, const py::array& X, const py::array& y,
+           const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs,
+           const py::object& batch_size, const py::object& step, bool check_finite, const py::object& sample_weight,
+           const py::object& progress, const py::object& cancel) -> py::object {
+            const int64_t size = integer_arg(batch_size, "batch_size", 1);
+            const auto t = static_cast<uint64_t>(integer_arg(step, "step", 0));
+            if (b.f64)
+                return train_epochs_t<double, Reference>(b.net, params, slots, stats, X, y, orders, lrs, size, t,
+                                                         check_finite, sample_weight, progress, cancel);
+            return train_epochs_t<float, Reference>(b.net, params, slots, stats, X, y, orders, lrs, size, t,
+                                                    check_finite, sample_weight, progress, cancel);
+        },
+        py::arg("net"), py::arg("params"), py::arg("slots"), py::arg("stats"), py::arg("X"), py::arg("y"),
+        py::arg("orders"), py::arg("lrs"), py::arg("batch_size"), py::arg("step"), py::arg("check_finite") = false,
+        py::arg("sample_weight") = py::none(), py::arg("progress") = py::none(), py::arg("cancel") = py::none(),
+        "Run len(lrs) epochs; update params, slots and stats in place; return (E, 4) float64 stats. With "
+        "check_finite, a NaN or infinity in a row of X the first epoch reads raises ValueError and leaves the "
+        "state as it was. sample_weight: None or (n,) weights (the plan's dtype, C-contiguous, finite, >= 0), "
+        "gathered with each batch's rows. progress: None or an int64 array of shape (1,) that receives the rows "
+        "trained so far in the call after every batch. cancel: None or an int64 array of shape (1,) polled "
+        "between batches: once nonzero, the epoch under way is undone and only the completed epochs' rows are "
+        "returned.");
+
+    mod.def(
+        "predict",
+        [](const BoundNet& b, const py::array& params, const py::array& stats, const py::array& X,
+           const py::object& batch_size, bool logits) -> py::object {
+            const int64_t size = integer_arg(batch_size, "batch_size", 1);
+            if (b.f64) return predict_t<double, Reference>(b.net, params, stats, X, size, logits);
+            return predict_t<float, Reference>(b.net, params, stats, X, size, logits);
+        },
+        py::arg("net"), py::arg("params"), py::arg("stats"), py::arg("X"), py::arg("batch_size"),
+        py::arg("logits") = false, "Inference-mode outputs (n, K); the output activation unless logits.");
+
+    mod.def(
+        "loss_and_grad",
+        [](const BoundNet& b, const py::array& params, const py::array& stats, const py::array& X, const py::array& y,
+           const py::object& step, const py::object& sample_weight) -> py::tuple {
+            const auto t = static_cast<uint64_t>(integer_arg(step, "step", 0));
+            if (b.f64) return loss_and_grad_t<double, Reference>(b.net, params, stats, X, y, t, sample_weight);
+            return loss_and_grad_t<float, Reference>(b.net, params, stats, X, y, t, sample_weight);
+        },
+        py::arg("net"), py::arg("params"), py::arg("stats"), py::arg("X"), py::arg("y"), py::arg("step"),
+        py::arg("sample_weight") = py::none(),
+        "Loss (incl. penalty) and flat gradient of one batch in training mode, its rows weighted by "
+        "sample_weight (None or (n,), as for train_epochs); nothing is updated.");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -359,54 +425,13 @@ PYBIND11_MODULE(_core, m) {
             "layer with one output), 'tiny' (Dense layers under 8 wide, batches under 8 rows) or "
             "'general'. Sample weights and penalty_per_weight do not change it.");
 
-    m.def(
-        "train_epochs",
-        [](const BoundNet& b, py::array params, py::array slots, py::array stats, const py::array& X, const py::array& y,
-           const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs,
-           const py::object& batch_size, const py::object& step, bool check_finite, const py::object& sample_weight,
-           const py::object& progress, const py::object& cancel) -> py::object {
-            const int64_t size = integer_arg(batch_size, "batch_size", 1);
-            const auto t = static_cast<uint64_t>(integer_arg(step, "step", 0));
-            if (b.f64)
-                return train_epochs_t<double>(b.net, params, slots, stats, X, y, orders, lrs, size, t, check_finite,
-                                              sample_weight, progress, cancel);
-            return train_epochs_t<float>(b.net, params, slots, stats, X, y, orders, lrs, size, t, check_finite,
-                                         sample_weight, progress, cancel);
-        },
-        py::arg("net"), py::arg("params"), py::arg("slots"), py::arg("stats"), py::arg("X"), py::arg("y"),
-        py::arg("orders"), py::arg("lrs"), py::arg("batch_size"), py::arg("step"), py::arg("check_finite") = false,
-        py::arg("sample_weight") = py::none(), py::arg("progress") = py::none(), py::arg("cancel") = py::none(),
-        "Run len(lrs) epochs; update params, slots and stats in place; return (E, 4) float64 stats. With "
-        "check_finite, a NaN or infinity in a row of X the first epoch reads raises ValueError and leaves the "
-        "state as it was. sample_weight: None or (n,) weights (the plan's dtype, C-contiguous, finite, >= 0), "
-        "gathered with each batch's rows. progress: None or an int64 array of shape (1,) that receives the rows "
-        "trained so far in the call after every batch. cancel: None or an int64 array of shape (1,) polled "
-        "between batches: once nonzero, the epoch under way is undone and only the completed epochs' rows are "
-        "returned.");
-
-    m.def(
-        "predict",
-        [](const BoundNet& b, const py::array& params, const py::array& stats, const py::array& X,
-           const py::object& batch_size, bool logits) -> py::object {
-            const int64_t size = integer_arg(batch_size, "batch_size", 1);
-            if (b.f64) return predict_t<double>(b.net, params, stats, X, size, logits);
-            return predict_t<float>(b.net, params, stats, X, size, logits);
-        },
-        py::arg("net"), py::arg("params"), py::arg("stats"), py::arg("X"), py::arg("batch_size"),
-        py::arg("logits") = false, "Inference-mode outputs (n, K); the output activation unless logits.");
-
-    m.def(
-        "loss_and_grad",
-        [](const BoundNet& b, const py::array& params, const py::array& stats, const py::array& X, const py::array& y,
-           const py::object& step, const py::object& sample_weight) -> py::tuple {
-            const auto t = static_cast<uint64_t>(integer_arg(step, "step", 0));
-            if (b.f64) return loss_and_grad_t<double>(b.net, params, stats, X, y, t, sample_weight);
-            return loss_and_grad_t<float>(b.net, params, stats, X, y, t, sample_weight);
-        },
-        py::arg("net"), py::arg("params"), py::arg("stats"), py::arg("X"), py::arg("y"), py::arg("step"),
-        py::arg("sample_weight") = py::none(),
-        "Loss (incl. penalty) and flat gradient of one batch in training mode, its rows weighted by "
-        "sample_weight (None or (n,), as for train_epochs); nothing is updated.");
+    def_entry_points<false>(m);
+    py::module_ reference = m.def_submodule(
+        "reference",
+        "The plain C++ reference path (cpp/include/densefit/reference.hpp): train_epochs, predict and "
+        "loss_and_grad with the arguments, checks and semantics of densefit._core's, computed by plain loops "
+        "that never call the fast kernels. For tests.");
+    def_entry_points<true>(reference);
 
     m.def(
         "gemm",
