@@ -306,3 +306,20 @@ def test_reference_check_finite_progress_and_cancel():
                                          None, cancel)
     assert stats.shape == (0, 4)
     np.testing.assert_array_equal(s.params, before.params)
+
+
+def test_stub_lists_the_reference_functions():
+    """python/densefit/_core.pyi types the submodule as a class of its functions, with the
+    signatures of the module's own."""
+    import ast
+    import pathlib
+
+    import densefit
+
+    tree = ast.parse((pathlib.Path(densefit.__file__).parent / "_core.pyi").read_text())
+    stub = {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    members = {node.name: node for node in stub["reference"].body if isinstance(node, ast.FunctionDef)}
+    assert set(members) == {name for name in dir(_core.reference) if not name.startswith("_")}
+    for name, node in members.items():
+        assert ast.dump(node.args) == ast.dump(stub[name].args), name
+        assert ast.dump(node.returns) == ast.dump(stub[name].returns), name

@@ -98,6 +98,47 @@ def loss_and_grad(
     (dropout masks of step ``step``), its rows weighted by ``sample_weight`` as a batch of
     :func:`train_epochs` is; nothing is updated."""
 
+class reference:
+    """The submodule ``densefit._core.reference``: the plain C++ reference path
+    (``cpp/include/densefit/reference.hpp``, plain loops that never call the fast kernels), with
+    the arguments, checks and semantics of the module's own :func:`train_epochs`, :func:`predict`
+    and :func:`loss_and_grad`. ``tests/test_cpp_reference.py`` compares the two. For tests."""
+
+    @staticmethod
+    def train_epochs(
+        net: Net,
+        params: np.ndarray,
+        slots: np.ndarray,
+        stats: np.ndarray,
+        X: np.ndarray,
+        y: np.ndarray,
+        orders: np.ndarray | None,
+        lrs: npt.ArrayLike,
+        batch_size: int,
+        step: int,
+        check_finite: bool = False,
+        sample_weight: np.ndarray | None = None,
+        progress: np.ndarray | None = None,
+        cancel: np.ndarray | None = None,
+    ) -> npt.NDArray[np.float64]:
+        """:func:`train_epochs` by the reference path."""
+    @staticmethod
+    def predict(
+        net: Net, params: np.ndarray, stats: np.ndarray, X: np.ndarray, batch_size: int, logits: bool = False
+    ) -> np.ndarray:
+        """:func:`predict` by the reference path."""
+    @staticmethod
+    def loss_and_grad(
+        net: Net,
+        params: np.ndarray,
+        stats: np.ndarray,
+        X: np.ndarray,
+        y: np.ndarray,
+        step: int,
+        sample_weight: np.ndarray | None = None,
+    ) -> tuple[float, np.ndarray]:
+        """:func:`loss_and_grad` by the reference path."""
+
 def gemm(
     a: np.ndarray,
     b: np.ndarray,
