@@ -7,9 +7,11 @@ The order is the same (see ``same_order``) where every Dense product runs as dis
 loops (``dense_is_direct``) and each sum they take over a batch's rows or over a width has fewer
 than ``narrow`` terms: ``dot()`` sums 8 partial sums in a tree from there on, and so does
 ``column_sums`` down narrow columns. That covers the TinyPass (AVX-512 builds; every width and the
-batch below 8) and the general pass's direct loops on the same shapes, at any batch for a single
-layer of 8 or more outputs. The fast path sums in another order in gemm() (gemm_skinny,
-block_gemm, OpenBLAS), in LinearPass (blocks of rows, then gemm) and in the tree-ordered dots above.
+batch below 8), the general pass's direct loops on the same shapes (at any batch for a single
+layer of 8 or more outputs) and LinearPass on such shapes (the batch is then one of its blocks,
+which goes through the same direct loops). The fast path sums in another order in gemm()
+(gemm_skinny, block_gemm, OpenBLAS), in LinearPass's later blocks (gemm) and in the tree-ordered
+dots above.
 Everything else is shared code, one home for each formula (activation.hpp, loss.hpp,
 optimizer.hpp, dropout and BatchNorm in layers.hpp), so it cannot differ.
 """
@@ -93,10 +95,7 @@ def make(network, optimizer, dtype, weighted=False, seed=7, n=N, zero_weight=Tru
 def same_order(plan, m, backward=True):
     """Whether the fast path sums every product of batches of m rows in the reference's order
     (dispatch.hpp's choices; see the module docstring)."""
-    ops = plan.ops
-    if len(ops) == 1 and ops[0][KIND] == DENSE and ops[0][N_OUT] == 1:
-        return False  # LinearPass
-    for i, op in enumerate(ops):
+    for i, op in enumerate(plan.ops):
         if op[KIND] != DENSE:
             continue
         n_in, n_out = int(op[N_IN]), int(op[N_OUT])
@@ -182,21 +181,22 @@ def compare_fast_and_reference(network, optimizer, dtype, batch, weighted):
     batch_size = BATCHES[batch]
     plan, state, X, y, w, orders, lrs = make(network, optimizer, dtype, weighted, zero_weight=batch_size > 1)
     net = cpp._net(plan)
-    # one batch: loss and gradient (training mode, dropout masks of state.step)
-    exact = same_order(plan, N)
-    loss, grad = _core.loss_and_grad(net, state.params, state.stats, X, y, state.step, w)
-    loss_ref, grad_ref = _core.reference.loss_and_grad(net, state.params, state.stats, X, y, state.step, w)
+    # one batch of that size: loss and gradient (training mode, dropout masks of state.step)
+    m = min(batch_size, N)
+    exact = same_order(plan, m)
+    wb = None if w is None else w[:m]
+    loss, grad = _core.loss_and_grad(net, state.params, state.stats, X[:m], y[:m], state.step, wb)
+    loss_ref, grad_ref = _core.reference.loss_and_grad(net, state.params, state.stats, X[:m], y[:m], state.step, wb)
     assert_agree(loss, loss_ref, exact, dtype, "loss")
     assert_agree(grad, grad_ref, exact, dtype, "grad")
     # whole epochs over shuffled orders
-    exact = same_order(plan, min(batch_size, N))
     per_step = not exact and chaotic(network, optimizer, dtype, batch_size)
     ref = compare_training(_core, _core.reference, plan, state, X, y, orders, lrs, batch_size, w, exact, dtype,
                            per_step)
     for logits in (False, True):
         out = _core.predict(net, ref.params, ref.stats, X, batch_size, logits)
         out_ref = _core.reference.predict(net, ref.params, ref.stats, X, batch_size, logits)
-        assert_agree(out, out_ref, same_order(plan, min(batch_size, N), backward=False), dtype, "predict")
+        assert_agree(out, out_ref, same_order(plan, m, backward=False), dtype, "predict")
     return exact
 
 
@@ -221,15 +221,15 @@ def test_networks_and_optimizers_fast_vs_reference(network, optimizer, dtype, ba
 
 
 def test_the_grid_has_same_bits_and_tolerance_cases():
-    """Both kinds of comparison run: the same bits (TinyPass and the general pass's direct loops)
-    and tolerance (gemm(), LinearPass, tree-ordered dots)."""
+    """Both kinds of comparison run on every pass: the same bits (TinyPass, LinearPass and the
+    general pass's direct loops) and tolerance (gemm(), tree-ordered dots)."""
     kinds = {}
     for network in NETWORKS:
         plan = make(network, "sgd", "float64")[0]
         for batch_size in BATCHES.values():
             kinds.setdefault(same_order(plan, min(batch_size, N)), set()).add(cpp._net(plan).training_pass(batch_size))
     expected_tiny = {"tiny"} if _core.build_info()["tiny_pass"] else set()
-    assert kinds[True] == {"general"} | expected_tiny
+    assert kinds[True] == {"general", "linear"} | expected_tiny
     assert kinds[False] == {"general", "linear"}
 
 
