@@ -2,7 +2,8 @@
 cpp/include/densefit/reference.hpp), and the reference against the numpy backend.
 
 Where the fast path sums every product in the reference's order, the two give the same bits (every
-loss, parameter, slot and statistic equal); elsewhere they agree within DESIGN.md's tolerances.
+loss, parameter, slot and statistic equal, compared as values: a zero may differ in sign, see
+reference.hpp's dense_forward); elsewhere they agree within DESIGN.md's tolerances.
 The order is the same (see ``same_order``) where every Dense product runs as dispatch.hpp's direct
 loops (``dense_is_direct``) and each sum they take over a batch's rows or over a width has fewer
 than ``narrow`` terms: ``dot()`` sums 8 partial sums in a tree from there on, and so does
@@ -166,7 +167,8 @@ def compare_training(impl, ref_impl, plan, state, X, y, orders, lrs, batch_size,
     np.testing.assert_array_equal(stats[:, 2:], stats_ref[:, 2:])  # seen, steps
     if per_step:
         return ref
-    corrects = (stats[:, 1], stats_ref[:, 1]) if dtype == "float64" or exact else ([], [])  # float32: a near tie may flip
+    # the correct counts: in float32 a near tie may flip
+    corrects = (stats[:, 1], stats_ref[:, 1]) if dtype == "float64" or exact else ([], [])
     for name, a, b in [("loss", stats[:, 0], stats_ref[:, 0]), ("correct", *corrects),
                        ("params", ours.params, ref.params), ("slots", ours.slots, ref.slots),
                        ("bn statistics", ours.stats, ref.stats)]:

@@ -42,7 +42,8 @@ namespace reference {
 // the passes of one op
 
 // out (m × n_out) = inp (m × n_in) · W (n_in × n_out) + b (n_out; null: no bias). Each sum runs
-// over k in order and the bias is added after it (numpy's x @ W + b).
+// over k in order and the bias is added after it (numpy's x @ W + b). Sums start from 0, so a sum
+// of -0 terms is +0 here where a fast loop that starts from its first term keeps -0: equal values.
 template <class T>
 void dense_forward(T* out, const T* inp, const T* W, const T* b, int64_t m, int64_t n_in, int64_t n_out) {
     for (int64_t r = 0; r < m; r++) {
@@ -140,9 +141,9 @@ void forward(Buffers<T>& buf, const Net& net, const T* params, const T* stats, T
                 const int64_t C = op.n_in;
                 if (training) {
                     T* r = running_stats != nullptr ? running_stats + op.stat_off : nullptr;
-                    densefit::batchnorm_forward_train(out, buf.cache[i].data(), buf.invstd[i].data(), buf.scratch.data(),
-                                                      r, r != nullptr ? r + C : nullptr, inp, p, p + C, m, C,
-                                                      op.bn_momentum, op.bn_epsilon);
+                    densefit::batchnorm_forward_train(out, buf.cache[i].data(), buf.invstd[i].data(),
+                                                      buf.scratch.data(), r, r != nullptr ? r + C : nullptr, inp, p,
+                                                      p + C, m, C, op.bn_momentum, op.bn_epsilon);
                 } else {
                     const T* s = stats + op.stat_off;
                     densefit::batchnorm_forward_infer(out, inp, p, p + C, s, s + C, m, C, op.bn_epsilon);
