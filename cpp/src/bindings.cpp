@@ -244,8 +244,10 @@ py::tuple loss_and_grad_t(const df::Net& net, const py::array& params, const py:
     double value;
     {
         py::gil_scoped_release release;
-        value = Reference ? df::reference::loss_and_grad<T>(g, p, st, net, Xm, Ym, step, w)
-                          : df::loss_and_grad<T>(g, p, st, net, Xm, Ym, step, w);
+        if constexpr (Reference)
+            value = df::reference::loss_and_grad<T>(g, p, st, net, Xm, Ym, step, w);
+        else
+            value = df::loss_and_grad<T>(g, p, st, net, Xm, Ym, step, w);
     }
     return py::make_tuple(value, grad);
 }
