@@ -242,7 +242,8 @@ void optimizer_update(T* params, T* slot0, T* slot1, T* grad, const Net& net, do
 // ---------------------------------------------------------------------------------------------
 // the entry points: network.hpp's, same arguments, same semantics
 
-// out (E × 4): per epoch the loss sum (each batch's objective times its m), correct, seen, steps.
+// out (E × 4): per epoch the columns LOSS_SUM (each batch's objective times its m), CORRECT, SEEN
+// and STEPS of python/densefit/backends/__init__.py.
 // Epoch e visits orders[e] (rows 0..n-1 when null) in slices of batch_size, the last smaller, with
 // learning rate lrs[e]; the first step is number `step`. sample_weight (n; null: none) weighs each
 // batch's rows; check_finite: a NaN or infinity in X raises NonFiniteInput naming the first such
