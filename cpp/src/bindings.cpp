@@ -351,13 +351,15 @@ PYBIND11_MODULE(_core, m) {
                 switch (df::training_pass(b.net, batch_size)) {
                     case df::TrainingPass::LINEAR: return "linear";
                     case df::TrainingPass::TINY: return "tiny";
+                    case df::TrainingPass::DATA_PARALLEL: return "data_parallel";
                     default: return "general";
                 }
             },
             py::arg("batch_size"),
             "Which pass train_epochs runs batches of batch_size rows through: 'linear' (one Dense "
-            "layer with one output), 'tiny' (Dense layers under 8 wide, batches under 8 rows) or "
-            "'general'. Sample weights and penalty_per_weight do not change it.");
+            "layer with one output), 'tiny' (Dense layers under 8 wide, batches under 8 rows), "
+            "'data_parallel' (batches cut into chunks of rows over the threads, the same bits for any "
+            "thread count) or 'general'. Sample weights and penalty_per_weight do not change it.");
 
     m.def(
         "train_epochs",
