@@ -494,6 +494,11 @@ PYBIND11_MODULE(_core, m) {
             tuning["linear_block_bytes"] = df::kLinearBlockBytes;
             tuning["tiny_width"] = df::kTinyWidth;
             tuning["bce_inline_math_elements"] = df::kBceInlineMathElements;
+            tuning["data_parallel_rows"] = df::kDataParallelRows;
+            tuning["data_parallel_min_rows"] = df::kDataParallelMinRows;
+            tuning["data_parallel_min_row_macs"] = df::kDataParallelMinRowMacs;
+            tuning["data_parallel_max_grad_elements"] = df::kDataParallelMaxGradElements;
+            tuning["data_parallel_reduce_params"] = df::kDataParallelReduceParams;
             info["tuning"] = tuning;
             return info;
         },
