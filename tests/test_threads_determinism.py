@@ -23,8 +23,9 @@ TOL = {"float64": 1e-10, "float32": 1e-4}
 
 # name: (layers, loss, optimizer, target kind); every one is big enough for the data-parallel pass
 NETS = {
-    "relu-bce-sgd-momentum": (
-        lambda: [Dense(64, activation="relu", input_dim=20), Dense(1, activation="sigmoid")],
+    "relu-bce-sgd-momentum-l1": (
+        lambda: [Dense(64, activation="relu", input_dim=20, kernel_regularizer={"l1": 0.001}),
+                 Dense(1, activation="sigmoid")],
         "binary_crossentropy", lambda: O.SGD(0.05, momentum=0.9), "binary"),
     "tanh-dropout-cce-index-adam-clipnorm-l2": (
         lambda: [Dense(48, activation="tanh", input_dim=30), Dropout(0.3),
@@ -33,8 +34,8 @@ NETS = {
     "gelu-elu-mse-adamw-clipvalue": (
         lambda: [Dense(40, activation="gelu", input_dim=16), Dense(40, activation="elu"), Dense(2)],
         "mse", lambda: O.AdamW(0.01, weight_decay=0.05, clipvalue=0.1), "regression"),
-    "leaky-onehot-cce-nobias-rmsprop-l1": (
-        lambda: [Dense(56, activation="leaky_relu", input_dim=24, kernel_regularizer={"l1": 0.001}),
+    "leaky-onehot-cce-nobias-rmsprop": (
+        lambda: [Dense(56, activation="leaky_relu", input_dim=24),
                  Dropout(0.1), Dense(3, activation="softmax", use_bias=False)],
         "categorical_crossentropy", lambda: O.RMSprop(0.005), "onehot"),
     "sigmoid-softplus-bce-multi-adagrad": (
@@ -96,7 +97,7 @@ def relative(a, b) -> float:
 
 
 def test_the_pass_rule_reads_no_thread_count(restore_threads):
-    plan = _problem("relu-bce-sgd-momentum", "float32")[0]
+    plan = _problem("relu-bce-sgd-momentum-l1", "float32")[0]
     for threads in THREADS:
         densefit.set_num_threads(threads)
         assert [cpp._net(plan).training_pass(b) for b in (CHUNK, MIN_ROWS - 1, MIN_ROWS, 1024)] == \
