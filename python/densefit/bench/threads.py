@@ -3,6 +3,11 @@ fresh process (``OMP_NUM_THREADS`` and every library's thread variable set befor
 ``densefit.set_num_threads`` in it), and their ratio.
 
     python -m densefit.bench.threads [--threads 1,2] [--workloads W1,W2,W3,W4] [--rounds 3]
+        [--nets 20-64-1:1024:1000000,100-128-128-10:256:100000,100-128-128-10:1024:100000]
+
+``--nets`` adds networks given as ``sizes:batch:rows`` (relu hidden layers, a sigmoid or softmax
+output, Adam, float32, one epoch over random rows in order), which show the data-parallel pass
+within a batch (cpp/include/densefit/data_parallel.hpp); each row names the pass that ran.
 
 Each number is the median of ``--rounds`` timed runs after a warm-up run (as in
 :mod:`.report`). Prints a markdown section for BENCHMARKS.md.
@@ -11,23 +16,59 @@ Each number is the median of ``--rounds`` timed runs after a warm-up run (as in
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 
 from . import proc, threads_env
 
 TRAINER = "densefit-cpp"
 
 
-def _child(workload_ids: str, rounds: str) -> dict:
+def _net_rate(net: str, rounds: int) -> tuple[float, str]:
+    """Samples/s of one epoch of a ``sizes:batch:rows`` network, and the pass train_epochs took."""
+    import numpy as np
+
+    from .. import optimizers
+    from ..backends import cpp
+    from ..layers import Dense
+    from ..plan import build_plan, init_state
+    sizes_text, batch_text, rows_text = net.split(":")
+    sizes, batch, rows = [int(s) for s in sizes_text.split("-")], int(batch_text), int(rows_text)
+    K = sizes[-1]
+    loss = "binary_crossentropy" if K == 1 else "categorical_crossentropy"
+
+    def layers():
+        hidden = [Dense(w, activation="relu", **({"input_dim": sizes[0]} if i == 0 else {}))
+                  for i, w in enumerate(sizes[1:-1])]
+        return hidden + [Dense(K, activation="sigmoid" if K == 1 else "softmax")]
+    plan = build_plan(layers(), sizes[0], loss, optimizers.Adam(1e-3), "float32", 0)
+    start_state = init_state(plan, layers(), 0)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(rows, sizes[0])).astype(np.float32)
+    y = ((rng.random((rows, 1)) > 0.5) if K == 1 else rng.integers(0, K, (rows, 1))).astype(np.float32)
+    times = []
+    for r in range(rounds + 1):  # the first is the warm-up
+        state = start_state.copy()
+        start = time.perf_counter()
+        cpp.train_epochs(plan, state, X, y, None, np.array([1e-3]), batch)
+        if r > 0:
+            times.append(time.perf_counter() - start)
+    return rows / statistics.median(times), cpp._net(plan).training_pass(batch)
+
+
+def _child(workload_ids: str, rounds: str, nets: str = "") -> dict:
     threads_env.configure(threads_env.configured())
     import densefit as df
 
     from . import report, workloads
-    rates = {}
-    for workload_id in workload_ids.split(","):
+    rates, passes = {}, {}
+    for workload_id in filter(None, workload_ids.split(",")):
         row = report.measure(TRAINER, workloads.get(workload_id, 1.0), int(rounds), None)
         rates[workload_id] = row.get("samples_per_s")
-    return {"threads": df.get_num_threads(), "rates": rates}
+    for net in filter(None, nets.split(",")):
+        rates[net], passes[net] = _net_rate(net, int(rounds))
+    return {"threads": df.get_num_threads(), "rates": rates, "passes": passes}
 
 
 def main(argv=None) -> int:
@@ -39,22 +80,28 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--workloads", default="W1,W2,W3,W4")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--nets", default="", help="networks sizes:batch:rows, comma-separated (default: none)")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.threads.split(",")]
     machine = proc.conditions()
     results = {}
     for n in counts:
-        results[n] = proc.run_child("densefit.bench.threads", args.workloads, args.rounds,
+        results[n] = proc.run_child("densefit.bench.threads", args.workloads, args.rounds, args.nets,
                                     env={"OMP_NUM_THREADS": str(n), threads_env.VARIABLE: str(n)})
         print(f"{n} threads: {results[n]}", file=sys.stderr, flush=True)
     from . import report, workloads
     first, last = counts[0], counts[-1]
     rows = []
-    for workload_id in args.workloads.split(","):
+    for workload_id in filter(None, args.workloads.split(",")):
         w = workloads.SPECS[workload_id]
         rates = [results[n]["rates"][workload_id] for n in counts]
         ratio = f"{rates[-1] / rates[0]:.2f}×" if None not in (rates[0], rates[-1]) else "—"
         rows.append([f"{w.id} {w.name}", *(report.si(r) if r else "error" for r in rates), ratio])
+    for net in filter(None, args.nets.split(",")):
+        sizes, batch, n_rows = net.split(":")
+        rates = [results[n]["rates"][net] for n in counts]
+        rows.append([f"{sizes}, batch {batch}, {int(n_rows):,} rows ({results[first]['passes'][net]} pass)",
+                     *(report.si(r) for r in rates), f"{rates[-1] / rates[0]:.2f}×"])
     lines = ["### Threads (cpp backend)", "", machine, "",
              f"Samples/s, median of {args.rounds} runs after a warm-up run, full-size workloads; one fresh process per "
              f"thread count (densefit reported {', '.join(str(results[n]['threads']) for n in counts)} threads).", "",
