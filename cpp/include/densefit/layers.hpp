@@ -337,7 +337,8 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
     }
 }
 
-// Inverted dropout: element i = r·width + c is kept iff uniform(key, i) >= rate, then scaled by
+// Inverted dropout: element i = r·width + c of the batch (row r counted from the batch's first,
+// so these m rows are rows first_row.. of it) is kept iff uniform(key, i) >= rate, then scaled by
 // 1/(1 - rate). mask (m × width) keeps the factor (0 or the scale) for the backward pass.
 template <class T>
 void dropout_forward(T* out, T* mask, const T* inp, int64_t m, int64_t width, double rate, uint64_t key,
