@@ -100,8 +100,10 @@ def test_the_pass_rule_reads_no_thread_count(restore_threads):
     plan = _problem("relu-bce-sgd-momentum-l1", "float32")[0]
     for threads in THREADS:
         densefit.set_num_threads(threads)
-        assert [cpp._net(plan).training_pass(b) for b in (CHUNK, MIN_ROWS - 1, MIN_ROWS, 1024)] == \
-            ["general", "general", "data_parallel", "data_parallel"]
+        batches = (CHUNK, MIN_ROWS - 1, MIN_ROWS, 1024, TUNING["data_parallel_max_rows"],
+                   TUNING["data_parallel_max_rows"] + 1)
+        assert [cpp._net(plan).training_pass(b) for b in batches] == \
+            ["general", "general", "data_parallel", "data_parallel", "data_parallel", "general"]
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])

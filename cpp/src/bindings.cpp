@@ -497,6 +497,7 @@ PYBIND11_MODULE(_core, m) {
             tuning["data_parallel_rows"] = df::kDataParallelRows;
             tuning["data_parallel_min_rows"] = df::kDataParallelMinRows;
             tuning["data_parallel_min_row_macs"] = df::kDataParallelMinRowMacs;
+            tuning["data_parallel_max_rows"] = df::kDataParallelMaxRows;
             tuning["data_parallel_max_grad_elements"] = df::kDataParallelMaxGradElements;
             tuning["data_parallel_reduce_params"] = df::kDataParallelReduceParams;
             info["tuning"] = tuning;

@@ -104,9 +104,11 @@ constexpr int64_t kDataParallelMinRows = 2 * kDataParallelRows;
 // chunk must take much longer than handing it to a worker.
 constexpr int64_t kDataParallelMinRowMacs = 1024;
 
-// ... and batches of up to this many gradient buffers' worth of parameters (chunks × P): each
-// chunk keeps its own gradient until the tree adds them. Larger batches have products large
-// enough that gemm() splits them over the threads itself.
+// ... and batches of up to this many rows and this many gradient buffers' worth of parameters
+// (chunks × P): each chunk keeps its own workspace and gradient until the tree adds them, so the
+// pass's memory grows with the batch. Larger batches have products large enough that gemm()
+// splits them over the threads itself.
+constexpr int64_t kDataParallelMaxRows = int64_t{1} << 14;
 constexpr int64_t kDataParallelMaxGradElements = int64_t{1} << 24;
 
 // From this many parameters the chunks' gradient sum is split over the pool's threads.
@@ -150,7 +152,7 @@ enum class TrainingPass { GENERAL, LINEAR, TINY, DATA_PARALLEL };
 // kParallelGemmMacs: gemm() would split that product over the threads, which a chunk running on
 // one of them cannot do, and the whole-batch pass's products split over the threads anyway.
 inline bool data_parallel_applies(const Net& net, int64_t batch) {
-    if (batch < kDataParallelMinRows) return false;
+    if (batch < kDataParallelMinRows || batch > kDataParallelMaxRows) return false;
     const int64_t chunks = (batch + kDataParallelRows - 1) / kDataParallelRows;
     if (net.n_params > kDataParallelMaxGradElements / chunks) return false;
     int64_t row_macs = 0;
