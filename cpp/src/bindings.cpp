@@ -419,13 +419,15 @@ PYBIND11_MODULE(_core, m) {
                 switch (df::training_pass(b.net, batch_size)) {
                     case df::TrainingPass::LINEAR: return "linear";
                     case df::TrainingPass::TINY: return "tiny";
+                    case df::TrainingPass::DATA_PARALLEL: return "data_parallel";
                     default: return "general";
                 }
             },
             py::arg("batch_size"),
             "Which pass train_epochs runs batches of batch_size rows through: 'linear' (one Dense "
-            "layer with one output), 'tiny' (Dense layers under 8 wide, batches under 8 rows) or "
-            "'general'. Sample weights and penalty_per_weight do not change it.");
+            "layer with one output), 'tiny' (Dense layers under 8 wide, batches under 8 rows), "
+            "'data_parallel' (batches cut into chunks of rows over the threads, the same bits for any "
+            "thread count) or 'general'. Sample weights and penalty_per_weight do not change it.");
 
     def_entry_points<false>(m);
     py::module_ reference = m.def_submodule(
@@ -519,6 +521,12 @@ PYBIND11_MODULE(_core, m) {
             tuning["linear_block_bytes"] = df::kLinearBlockBytes;
             tuning["tiny_width"] = df::kTinyWidth;
             tuning["bce_inline_math_elements"] = df::kBceInlineMathElements;
+            tuning["data_parallel_rows"] = df::kDataParallelRows;
+            tuning["data_parallel_min_rows"] = df::kDataParallelMinRows;
+            tuning["data_parallel_min_row_macs"] = df::kDataParallelMinRowMacs;
+            tuning["data_parallel_max_rows"] = df::kDataParallelMaxRows;
+            tuning["data_parallel_max_grad_elements"] = df::kDataParallelMaxGradElements;
+            tuning["data_parallel_reduce_params"] = df::kDataParallelReduceParams;
             info["tuning"] = tuning;
             return info;
         },

@@ -46,8 +46,9 @@ class Net:
     @property
     def penalty_per_weight(self) -> bool: ...
     def training_pass(self, batch_size: int) -> str:
-        """``'linear'``, ``'tiny'`` or ``'general'``: the pass train_epochs runs batches of
-        ``batch_size`` rows through (sample weights and ``penalty_per_weight`` do not change it)."""
+        """``'linear'``, ``'tiny'``, ``'data_parallel'`` or ``'general'``: the pass train_epochs runs
+        batches of ``batch_size`` rows through (sample weights, ``penalty_per_weight`` and the thread
+        count do not change it)."""
 
 def train_epochs(
     net: Net,

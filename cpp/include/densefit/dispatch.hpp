@@ -4,7 +4,8 @@
 // constant, and what was tried and dropped, is in docs/performance.md; here is only the why.
 //
 // The decisions, from the outside in:
-//   training_pass         once per train_epochs call: LinearPass, TinyPass or the general op-by-op pass
+//   training_pass         once per train_epochs call: LinearPass, TinyPass, the data-parallel pass
+//                         (data_parallel_applies) or the general op-by-op pass
 //   dense_kernel, dinp_kernel   per Dense product: which direct loop (layers.hpp) or gemm()
 //   gemm_kernel           per gemm() call: matrix-vector (gemm_skinny), block_gemm or OpenBLAS
 //   transpose_b_first     per gemm() call: transpose a small B and run the NN product
@@ -90,6 +91,29 @@ constexpr int64_t kLinearBlockBytes = 4 * 1024;
 constexpr int64_t kTinyWidth = 8;
 static_assert(kTinyWidth == kNarrow, "TinyPass pads every width below kNarrow to one row");
 
+// The data-parallel pass (data_parallel.hpp) cuts a batch into chunks of this many rows. A constant,
+// never derived from the thread count: the chunks fix the order of the gradient's sums, so any
+// number of threads gives the same bits. Each chunk's products stay large enough for the kernels'
+// blocks of rows, and a batch of 256 still gives each of a few threads more than one chunk to claim.
+constexpr int64_t kDataParallelRows = 64;
+
+// The data-parallel pass runs batches of at least two chunks: one chunk is the whole-batch pass.
+constexpr int64_t kDataParallelMinRows = 2 * kDataParallelRows;
+
+// ... and only networks of at least this many multiply-adds per row (forward, Dense products): a
+// chunk must take much longer than handing it to a worker.
+constexpr int64_t kDataParallelMinRowMacs = 1024;
+
+// ... and batches of up to this many rows and this many gradient buffers' worth of parameters
+// (chunks × P): each chunk keeps its own workspace and gradient until the tree adds them, so the
+// pass's memory grows with the batch. Larger batches have products large enough that gemm()
+// splits them over the threads itself.
+constexpr int64_t kDataParallelMaxRows = int64_t{1} << 14;
+constexpr int64_t kDataParallelMaxGradElements = int64_t{1} << 24;
+
+// From this many parameters the chunks' gradient sum is split over the pool's threads.
+constexpr int64_t kDataParallelReduceParams = int64_t{1} << 13;
+
 // Binary cross-entropy over fewer elements than this uses the library's exp and log one element at
 // a time (faster for a lone element); more vectorize with the inline forms (other bits, in float32).
 constexpr int64_t kBceInlineMathElements = 8;
@@ -119,11 +143,33 @@ inline bool tiny_pass_applies(const Net& net, int64_t batch) {
 // result beyond rounding in the order DESIGN.md allows (TinyPass: not at all). Sample weights and
 // penalty_per_weight do not enter it: every pass takes a batch's BatchScale, so the same networks
 // keep their fast pass with weights.
-enum class TrainingPass { GENERAL, LINEAR, TINY };
+enum class TrainingPass { GENERAL, LINEAR, TINY, DATA_PARALLEL };
+
+// Whether train_epochs runs batches of up to `batch` rows of this network through the data-parallel
+// pass (data_parallel.hpp): a rule on the network and the batch only, never on the thread count, so
+// 1 thread and N threads take the same pass and get the same bits. Not with BatchNorm (its
+// statistics need all rows of the batch), nor when a chunk's Dense product would reach
+// kParallelGemmMacs: gemm() would split that product over the threads, which a chunk running on
+// one of them cannot do, and the whole-batch pass's products split over the threads anyway.
+inline bool data_parallel_applies(const Net& net, int64_t batch) {
+    if (batch < kDataParallelMinRows || batch > kDataParallelMaxRows) return false;
+    const int64_t chunks = (batch + kDataParallelRows - 1) / kDataParallelRows;
+    if (net.n_params > kDataParallelMaxGradElements / chunks) return false;
+    int64_t row_macs = 0;
+    for (const Op& op : net.ops) {
+        if (op.kind == BATCHNORM) return false;
+        if (op.kind != DENSE) continue;
+        const int64_t macs = op.n_in * op.n_out;  // ≤ n_params ≤ 2^24
+        if (macs >= kParallelGemmMacs / kDataParallelRows) return false;
+        row_macs += macs;
+    }
+    return row_macs >= kDataParallelMinRowMacs;
+}
 
 inline TrainingPass training_pass(const Net& net, int64_t batch) {
     if (is_linear(net)) return TrainingPass::LINEAR;
     if (tiny_pass_applies(net, batch)) return TrainingPass::TINY;
+    if (data_parallel_applies(net, batch)) return TrainingPass::DATA_PARALLEL;
     return TrainingPass::GENERAL;
 }
 

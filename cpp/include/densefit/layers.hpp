@@ -337,14 +337,17 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
     }
 }
 
-// Inverted dropout: element i = r·width + c is kept iff uniform(key, i) >= rate, then scaled by
+// Inverted dropout: element i = r·width + c of the batch (row r counted from the batch's first,
+// so these m rows are rows first_row.. of it) is kept iff uniform(key, i) >= rate, then scaled by
 // 1/(1 - rate). mask (m × width) keeps the factor (0 or the scale) for the backward pass.
 template <class T>
-void dropout_forward(T* out, T* mask, const T* inp, int64_t m, int64_t width, double rate, uint64_t key) {
+void dropout_forward(T* out, T* mask, const T* inp, int64_t m, int64_t width, double rate, uint64_t key,
+                     int64_t first_row = 0) {
     const T scale = T(1.0 / (1.0 - rate));
     const int64_t n = m * width;
+    const uint64_t first = static_cast<uint64_t>(first_row * width);  // the rows' place in their batch's stream
     for (int64_t i = 0; i < n; i++) {
-        mask[i] = uniform(key, static_cast<uint64_t>(i)) >= rate ? scale : T(0);
+        mask[i] = uniform(key, first + static_cast<uint64_t>(i)) >= rate ? scale : T(0);
         out[i] = inp[i] * mask[i];
     }
 }

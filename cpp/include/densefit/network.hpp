@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "activation.hpp"
+#include "data_parallel.hpp"
 #include "dispatch.hpp"
 #include "layers.hpp"
 #include "linear_pass.hpp"
@@ -122,10 +123,11 @@ Workspace<T> make_workspace(const Net& net, int64_t batch, int64_t y_cols, bool 
 
 // Run the ops on x (m × d). Training mode (ws.training) uses batch statistics and dropout masks
 // for step `step`; running_stats, when not null, receives the BatchNorm running-statistics update
-// (it is the writable alias of stats).
+// (it is the writable alias of stats). x's rows are rows first_row.. of their batch (a chunk of the
+// data-parallel pass): their dropout masks are those rows' masks.
 template <class T>
 void forward(Workspace<T>& ws, const Net& net, const T* params, const T* stats, T* running_stats, const T* x, int64_t m,
-             uint64_t step) {
+             uint64_t step, int64_t first_row = 0) {
     ws.ins[0] = x;
     for (size_t i = 0; i < net.ops.size(); i++) {
         const Op& op = net.ops[i];
@@ -151,7 +153,8 @@ void forward(Workspace<T>& ws, const Net& net, const T* params, const T* stats, 
             case ACTIVATION: activation_forward(out, inp, m * op.n_out, op.act, T(op.alpha)); break;  // unfused or inference
             case DROPOUT:
                 if (ws.training && op.rate > 0)
-                    dropout_forward(out, ws.cache[i], inp, m, op.n_in, op.rate, stream_key(net.seed, step, op.layer));
+                    dropout_forward(out, ws.cache[i], inp, m, op.n_in, op.rate, stream_key(net.seed, step, op.layer),
+                                    first_row);
                 else
                     result = inp;  // identity: the next op reads the same rows (nobody writes an op's input)
                 break;
@@ -402,6 +405,7 @@ struct TrainingState {
     TrainingPass pass;
     std::unique_ptr<LinearPass<T>> linear;
     std::unique_ptr<TinyPass<T>> tiny;
+    std::unique_ptr<DataParallelPass<T, Workspace<T>>> chunked;
     const Net* net;  // the network as the update sees the buffers
     T *params, *slot0, *slot1, *grad;
 
@@ -413,6 +417,9 @@ struct TrainingState {
           slot1(plan_slot1),
           grad(ws.grad) {
         if (pass == TrainingPass::LINEAR) linear = std::make_unique<LinearPass<T>>(ws.batch, plan_net.n_features);
+        if (pass == TrainingPass::DATA_PARALLEL)  // chunks read x and y in the batch's rows: no y buffer (0 columns)
+            chunked = std::make_unique<DataParallelPass<T, Workspace<T>>>(
+                ws.batch, [&](int64_t rows) { return make_workspace<T>(plan_net, rows, 0, true); });
         if (pass == TrainingPass::TINY) {
             tiny = std::make_unique<TinyPass<T>>(plan_net, ws.batch);
             tiny->load(plan_params, plan_slot0, plan_slot1);
@@ -484,6 +491,9 @@ DENSEFIT_ALWAYS_INLINE bool train_batch(LossValue& lv, TrainingState<T>& state, 
     if (state.tiny != nullptr) {
         lv = state.tiny->loss_and_grad(x, y, y_cols, m, scale.row_scale);
         lv.value += add_penalties(state.grad, *state.net, state.params, scale.penalty);
+    } else if (state.chunked != nullptr) {
+        lv = state.chunked->loss_and_grad(ws.grad, net, params, stats, x, y, y_cols, m, step, scale.row_scale);
+        lv.value += add_penalties(ws.grad, net, params, scale.penalty);
     } else {
         lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, x, y, y_cols, m, step, scale);
     }

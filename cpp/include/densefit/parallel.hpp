@@ -47,8 +47,10 @@ public:
 
     // task(i) for every i in [0, blocks), each exactly once, on the caller and the workers; returns
     // when all are done. Runs are serialized (two Python threads training two models share the pool).
+    // A task that calls run() itself (a product inside a chunk of the data-parallel pass) runs
+    // those blocks on its own thread: the pool is busy with the outer run.
     void run(int blocks, const std::function<void(int)>& task) {
-        if (blocks <= 1 || threads() <= 1) {
+        if (blocks <= 1 || threads() <= 1 || inside_task()) {
             for (int i = 0; i < blocks; i++) task(i);
             return;
         }
@@ -77,7 +79,9 @@ private:
         for (;;) {
             if ((cursor >> 32) != generation || static_cast<int>(cursor & 0xffffffffu) >= blocks) return;
             if (!cursor_.compare_exchange_weak(cursor, cursor + 1, std::memory_order_acq_rel)) continue;
+            inside_task() = true;
             task(static_cast<int>(cursor & 0xffffffffu));
+            inside_task() = false;
             done_.fetch_add(1, std::memory_order_acq_rel);
             cursor = cursor_.load(std::memory_order_acquire);
         }
@@ -128,6 +132,11 @@ private:
         for (std::thread& t : workers_) t.join();
         workers_.clear();
         stop_ = false;
+    }
+
+    static bool& inside_task() {
+        thread_local bool inside = false;
+        return inside;
     }
 
     static constexpr int kSpins = 2000;
