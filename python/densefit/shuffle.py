@@ -9,7 +9,7 @@ The generator, exactly (all arithmetic on unsigned 64-bit integers, wrapping mod
 
     mix64(z):  z ^= z >> 30;  z *= 0xBF58476D1CE4E5B9
                z ^= z >> 27;  z *= 0x94D049BB133111EB
-               z ^= z >> 31                              (the splitmix64 finalizer)
+               z ^= z >> 31              (the splitmix64 finalizer: densefit.rng.mix, rng.hpp's mix)
 
     seed, epoch    taken modulo 2⁶⁴
     b              = the bit length of n - 1 (0 for n = 1)
@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import rng
 from .validation import check_int
 
 _M64 = (1 << 64) - 1
@@ -61,8 +62,9 @@ class Shuffle:
         return orders(self.seed, self.first_epoch, count, n)
 
 
-def mix64(z):
-    """The splitmix64 finalizer of a Python int (any size: taken modulo 2⁶⁴) or a uint64 array."""
+def mix64(z: int) -> int:
+    """:func:`densefit.rng.mix` (the splitmix64 finalizer) of one Python int, taken modulo 2⁶⁴:
+    the scalar form's, in masked integer arithmetic; the vectorized form calls ``rng.mix``."""
     z = z & _M64
     z = ((z ^ (z >> 30)) * _C1) & _M64
     z = ((z ^ (z >> 27)) * _C2) & _M64
@@ -100,7 +102,7 @@ def _tables(seed: int, epoch: int, h: int) -> np.ndarray:
     """``F_r(v)`` for every round ``r`` and every ``h``-bit ``v``: ``(4, 2ʰ)`` uint64."""
     v = np.arange(1 << h, dtype=np.uint64)
     keys = np.array(round_keys(seed, epoch), dtype=np.uint64)
-    return mix64(v[None, :] ^ keys[:, None]) & np.uint64((1 << h) - 1)
+    return rng.mix(v[None, :] ^ keys[:, None]) & np.uint64((1 << h) - 1)
 
 
 def _feistel(tables: np.ndarray, h: int, x: np.ndarray) -> np.ndarray:
