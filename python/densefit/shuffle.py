@@ -38,8 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import rng
-from .validation import check_int
+from . import rng, validation  # (modules: validation imports the backends, which import this)
 
 _M64 = (1 << 64) - 1
 _C1, _C2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
@@ -54,8 +53,8 @@ class Shuffle:
     first_epoch: int
 
     def __post_init__(self):
-        object.__setattr__(self, "seed", check_int("seed", self.seed, 0))  # plain ints, so the spec compares
-        object.__setattr__(self, "first_epoch", check_int("first_epoch", self.first_epoch, 0))
+        object.__setattr__(self, "seed", validation.check_int("seed", self.seed, 0))  # plain ints, so the spec compares
+        object.__setattr__(self, "first_epoch", validation.check_int("first_epoch", self.first_epoch, 0))
 
     def orders(self, count: int, n: int) -> np.ndarray:
         """The ``(count, n)`` int64 orders of the spec's first ``count`` epochs."""
@@ -114,7 +113,8 @@ def _feistel(tables: np.ndarray, h: int, x: np.ndarray) -> np.ndarray:
 
 def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     """The int64 ``(n,)`` row order of ``epoch`` (see the module docstring)."""
-    seed, epoch, n = check_int("seed", seed, 0), check_int("epoch", epoch, 0), check_int("n", n, 0)
+    check = validation.check_int
+    seed, epoch, n = check("seed", seed, 0), check("epoch", epoch, 0), check("n", n, 0)
     h = half_bits(n)
     tables = _tables(seed, epoch, h)
     x = _feistel(tables, h, np.arange(n, dtype=np.uint64))
@@ -127,7 +127,7 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 def orders(seed: int, first_epoch: int, count: int, n: int) -> np.ndarray:
     """The ``(count, n)`` int64 orders of epochs ``first_epoch .. first_epoch + count - 1``."""
-    count, n = check_int("count", count, 0), check_int("n", n, 0)
+    count, n = validation.check_int("count", count, 0), validation.check_int("n", n, 0)
     out = np.empty((count, n), dtype=np.int64)
     for e in range(count):
         out[e] = permutation(seed, first_epoch + e, n)

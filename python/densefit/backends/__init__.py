@@ -40,6 +40,7 @@ from types import ModuleType
 import numpy as np
 
 from .. import validation  # (a module: validation imports all_finite from here)
+from .. import shuffle as _shuffle  # (a module, for the same reason: shuffle imports validation)
 from .._native import core as _compiled
 
 NAMES = ("cpp", "numba", "numpy")
@@ -151,7 +152,7 @@ def _reference() -> ModuleType:
     return module
 
 
-def train_epochs(name: str, plan, state, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int,
+def train_epochs(name: str, plan, state, X, y, orders, lrs: np.ndarray, batch_size: int,
                  check_finite: bool = False, sample_weight: np.ndarray | None = None,
                  progress: np.ndarray | None = None, cancel: np.ndarray | None = None) -> np.ndarray:
     """Run ``len(lrs)`` epochs on backend ``name`` and advance the state's counters.
@@ -170,6 +171,9 @@ def train_epochs(name: str, plan, state, X, y, orders: np.ndarray, lrs: np.ndarr
                     and flag.flags.writeable):
                 raise ValueError(f"{what} must be a writeable int64 numpy array of shape (1,)")
             kwargs[what] = flag
+    if isinstance(orders, _shuffle.Shuffle) and not getattr(module, "SHUFFLES", False):
+        # Interim, until the numba backend computes orders from the spec itself: it is given them made here.
+        orders = orders.orders(len(lrs), X.shape[0])
     if check_finite and getattr(module, "CHECKS_FINITE_IN_PASS", False):
         kwargs["check_finite"] = True
     elif check_finite and not all_finite(X):
