@@ -4,7 +4,11 @@ Every backend is a module with the same three functions (the numpy module is the
 
 - ``train_epochs(plan, state, X, y, orders, lrs, batch_size, sample_weight=None) -> stats``: for each epoch ``e``,
   visit ``orders[e]`` (``orders`` is ``(E, n)`` row indices, or ``None`` for rows ``0..n-1`` in
-  order, which costs no memory) in consecutive slices of ``batch_size`` (the last, smaller slice kept) and
+  order, which costs no memory, or a :class:`densefit.shuffle.Shuffle` ``(seed, first_epoch)``:
+  then epoch ``e`` visits ``shuffle.permutation(seed, first_epoch + e, n)``, which a backend with
+  ``SHUFFLES = True`` computes itself; for the others, today the numba backend, :func:`train_epochs`
+  here materializes the ``(E, n)`` orders first, an interim until it computes them too)
+  in consecutive slices of ``batch_size`` (the last, smaller slice kept) and
   take one optimizer step per slice with learning rate ``lrs[e]``; the first step uses step
   counter ``state.step``. Updates ``state.params``, ``state.slots`` and ``state.stats`` in place
   (never ``state.step``/``state.epoch``: :func:`train_epochs` here does that) and returns a
