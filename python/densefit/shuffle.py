@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import rng, validation  # (modules: validation imports the backends, which import this)
+from . import _native, rng, validation  # (modules: validation imports the backends, which import this)
 
 _M64 = (1 << 64) - 1
 _C1, _C2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
@@ -126,9 +126,15 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 def orders(seed: int, first_epoch: int, count: int, n: int) -> np.ndarray:
-    """The ``(count, n)`` int64 orders of epochs ``first_epoch .. first_epoch + count - 1``."""
-    count, n = validation.check_int("count", count, 0), validation.check_int("n", n, 0)
+    """The ``(count, n)`` int64 orders of epochs ``first_epoch .. first_epoch + count - 1``: the
+    compiled core's ``permutation`` when it loads (the same bits, and much faster: it is what a
+    backend that is given orders waits for), else :func:`permutation`."""
+    check = validation.check_int
+    seed, first_epoch, count, n = check("seed", seed, 0), check("first_epoch", first_epoch, 0), \
+        check("count", count, 0), check("n", n, 0)
+    compiled = _native.core()
+    make = permutation if compiled is None else compiled.permutation
     out = np.empty((count, n), dtype=np.int64)
     for e in range(count):
-        out[e] = permutation(seed, first_epoch + e, n)
+        out[e] = make(seed, first_epoch + e, n)
     return out
