@@ -437,6 +437,7 @@ struct BatchRows {
     const T* w;
     int64_t first;
     bool consecutive;
+    const int64_t* index;  // the batch's rows when not consecutive
 };
 
 // The rows start..start+m-1 of epoch e's order (0..n-1 when orders is null).
@@ -445,15 +446,16 @@ DENSEFIT_ALWAYS_INLINE BatchRows<T> batch_rows(Workspace<T>& ws, const StridedMa
                                                const T* X_direct, const T* Y_direct,
                                                const StridedMatrix<int64_t>* orders, const T* sample_weight, int64_t e,
                                                int64_t start, int64_t m) {
-    int64_t* index = ws.index.data();
+    int64_t* own = ws.index.data();
+    const int64_t* index = own;  // the batch's rows: a contiguous order's are read where they are
     int64_t first = start;  // rows first..first+m-1 of a contiguous X are used where they are
     bool consecutive = true;
     if (orders != nullptr) {
         const int64_t* row = orders->row(e);
         if (row != nullptr)
-            std::copy(row + start, row + start + m, index);
+            index = row + start;
         else
-            for (int64_t k = 0; k < m; k++) index[k] = orders->at(e, start + k);
+            for (int64_t k = 0; k < m; k++) own[k] = orders->at(e, start + k);
         first = index[0];
         int64_t mismatch = 0;
         for (int64_t k = 0; k < m; k++) mismatch |= index[k] ^ (first + k);
@@ -462,7 +464,7 @@ DENSEFIT_ALWAYS_INLINE BatchRows<T> batch_rows(Workspace<T>& ws, const StridedMa
     const T* x = consecutive && X_direct != nullptr ? X_direct + first * X.cols : ws.x;
     const T* y = consecutive && Y_direct != nullptr ? Y_direct + first * Y.cols : ws.y;
     if ((x == ws.x || y == ws.y) && orders == nullptr)  // rows in order, from a strided X or Y
-        for (int64_t k = 0; k < m; k++) index[k] = start + k;
+        for (int64_t k = 0; k < m; k++) own[k] = start + k;
     if (x == ws.x) gather_rows(ws.x, X, index, m);
     if (y == ws.y) gather_rows(ws.y, Y, index, m);
     // The batch's weights go with its rows, as y does: read in place when consecutive, else gathered.
@@ -471,7 +473,7 @@ DENSEFIT_ALWAYS_INLINE BatchRows<T> batch_rows(Workspace<T>& ws, const StridedMa
         for (int64_t k = 0; k < m; k++) ws.w[k] = sample_weight[index[k]];
         w = ws.w;
     }
-    return {x, y, w, first, consecutive};
+    return {x, y, w, first, consecutive, index};
 }
 
 // Loss and gradient of one batch through the call's pass, into state.grad; with check, false
@@ -534,7 +536,7 @@ int64_t train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const
         int64_t k = 0;
         while (k + 1 < m && all_finite(b.x + k * X.cols, X.cols, 1)) k++;
         at_call.restore(params, slot0, slot1, P, stats);
-        const int64_t r = b.consecutive ? b.first + k : ws.index[k];
+        const int64_t r = b.consecutive ? b.first + k : b.index[k];
         throw NonFiniteInput("X contains NaN or infinity (row " + std::to_string(r) + ")");
     };
     const T* X_direct = X.contiguous();
