@@ -14,12 +14,13 @@
 
 namespace densefit {
 
-// Epoch first_epoch + e of a train_epochs call visits epoch_order(seed, first_epoch + e, n).
+// Epoch e of a train_epochs call given a Shuffle visits the order EpochOrder::compute(seed, first_epoch + e).
 struct Shuffle {
     uint64_t seed;
     uint64_t first_epoch;
 };
 
+// h: the width of each Feistel half for n rows.
 inline int shuffle_half_bits(int64_t n) {
     int bits = 0;
     for (uint64_t v = n > 1 ? static_cast<uint64_t>(n - 1) : 0; v != 0; v >>= 1) bits++;
