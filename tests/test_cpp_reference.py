@@ -309,6 +309,26 @@ def test_reference_check_finite_progress_and_cancel():
     np.testing.assert_array_equal(s.params, before.params)
 
 
+@pytest.mark.parametrize("impl", [_core, _core.reference], ids=["fast", "reference"])
+def test_a_shuffle_spec_is_its_explicit_orders(impl):
+    """shuffle_seed makes each path visit densefit.shuffle's orders: the same bits as passing them."""
+    from densefit import shuffle
+
+    plan, state, X, y, w, _, lrs = make("dropout-bn-cce-index", "adam-clipnorm", "float64")
+    net = cpp._net(plan)
+    by_spec, explicit = state.copy(), state.copy()
+    stats = impl.train_epochs(net, by_spec.params, by_spec.slots, by_spec.stats, X, y, None, lrs, 8, state.step,
+                              False, w, shuffle_seed=11, first_epoch=3)
+    expected = impl.train_epochs(net, explicit.params, explicit.slots, explicit.stats, X, y,
+                                 shuffle.orders(11, 3, len(lrs), N), lrs, 8, state.step, False, w)
+    np.testing.assert_array_equal(stats, expected)
+    for name in ("params", "slots", "stats"):
+        np.testing.assert_array_equal(getattr(by_spec, name), getattr(explicit, name))
+    with pytest.raises(ValueError, match="not both"):
+        impl.train_epochs(net, by_spec.params, by_spec.slots, by_spec.stats, X, y, shuffle.orders(11, 3, 2, N), lrs,
+                          8, state.step, shuffle_seed=11)
+
+
 def test_stub_lists_the_reference_functions():
     """python/densefit/_core.pyi types the submodule as a class of its functions, with the
     signatures of the module's own."""

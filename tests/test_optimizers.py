@@ -13,6 +13,7 @@ from conftest import TOLERANCE, relative_error
 from torch_reference import TorchReference, randomize, targets
 
 import densefit as df
+from densefit.shuffle import permutation as epoch_order
 
 TOL = TOLERANCE["float64"]
 
@@ -278,7 +279,7 @@ def _counter_model(backend):
 def test_fit_twice_equals_fit_once(backend, shuffle):
     """fit(epochs=2) twice = fit(epochs=4) once: Adam's bias correction, dropout masks, shuffle
     orders and the learning-rate schedule all continue from the model's counters; and both
-    equal torch with the documented orders Generator(PCG64([seed, e])).permutation(n)."""
+    equal torch with the documented orders densefit.shuffle.permutation(seed, e, n)."""
     schedule = df.StepDecay(0.02, every=3, factor=0.5)
     once, twice = _counter_model(backend), _counter_model(backend)
     for model in (once, twice):
@@ -297,8 +298,7 @@ def test_fit_twice_equals_fit_once(backend, shuffle):
     assert relative_error(twice.state.slots, once.state.slots) < TOL
     assert relative_error(twice.state.stats, once.state.stats) < TOL
 
-    orders = [np.random.Generator(np.random.PCG64([once.seed, e])).permutation(len(X)) if shuffle
-              else np.arange(len(X)) for e in range(4)]
+    orders = [epoch_order(once.seed, e, len(X)) if shuffle else np.arange(len(X)) for e in range(4)]
     lrs = [0.02 * 0.5 ** (e // 3) for e in range(4)]
     losses, clipped = torch_fit(ref, torch.optim.Adam(ref.params, lr=0.02), X, y, 4, 3, lrs=lrs, orders=orders,
                                 clipnorm=0.5)

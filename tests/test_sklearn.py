@@ -21,6 +21,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from sklearn.utils.validation import check_is_fitted  # noqa: E402
 
 import densefit as df  # noqa: E402
+import densefit.sklearn  # noqa: E402
 from densefit.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 from conftest import BACKENDS, TOLERANCE, relative_error  # noqa: E402
@@ -175,14 +176,21 @@ def test_max_iter_warns_convergence_and_adaptive_rate_divides_by_five():
     assert np.isclose(est._learning_rate, 0.05 / 5 ** round(np.log(0.05 / est._learning_rate) / np.log(5)))
 
 
-def test_early_stopping_keeps_the_best_weights():
+def test_early_stopping_keeps_the_best_weights(monkeypatch):
     X, y = make_classification(n_samples=400, n_features=10, random_state=0)
+    split = {}
+
+    def recording_split(*arrays, **kwargs):  # the estimator's own split (its random state has drawn the weights first)
+        parts = train_test_split(*arrays, **kwargs)
+        split["X_val"], split["y_val"] = parts[1], parts[5]
+        return parts
+
+    monkeypatch.setattr(densefit.sklearn, "train_test_split", recording_split)
     est = MLPClassifier(hidden_layer_sizes=(32,), early_stopping=True, n_iter_no_change=3, max_iter=300,
                         random_state=0, learning_rate_init=0.05).fit(X, y)
     assert est.best_loss_ is None and len(est.validation_scores_) == est.n_iter_
     assert est.best_validation_score_ == max(est.validation_scores_)
-    X_train, X_val, y_train, y_val = train_test_split(X, y, random_state=0, test_size=0.1, stratify=y)
-    assert np.isclose(est.score(X_val, y_val), est.best_validation_score_)
+    assert np.isclose(est.score(split["X_val"], split["y_val"]), est.best_validation_score_)
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
         est.partial_fit(X, y)
 

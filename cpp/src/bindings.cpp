@@ -79,6 +79,18 @@ int64_t integer_arg(const py::object& value, const char* name, int64_t low) {
     return v;
 }
 
+// A seed from Python: any integer >= 0, taken modulo 2**64 (as shuffle.py's generator takes it).
+uint64_t seed_arg(const py::object& value, const char* name) {
+    if (py::isinstance<py::bool_>(value) || !PyIndex_Check(value.ptr()))
+        throw py::type_error(std::string(name) + " must be an integer, got " +
+                             py::str(py::type::of(value).attr("__name__")).cast<std::string>());
+    const auto index = py::reinterpret_steal<py::object>(PyNumber_Index(value.ptr()));
+    if (!index) throw py::error_already_set();
+    if (PyObject_RichCompareBool(index.ptr(), py::int_(0).ptr(), Py_LT) == 1)
+        throw py::value_error(std::string(name) + " must be >= 0, got " + py::str(index).cast<std::string>());
+    return PyLong_AsUnsignedLongLongMask(index.ptr());
+}
+
 // dims: the expected shape, -1 for any size.
 void require_shape(const py::array& a, const char* name, const std::vector<int64_t>& dims) {
     bool ok = a.ndim() == static_cast<py::ssize_t>(dims.size());
@@ -173,7 +185,7 @@ py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::ar
                                    const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs,
                                    int64_t batch_size, uint64_t step, bool check_finite,
                                    const py::object& sample_weight, const py::object& progress,
-                                   const py::object& cancel) {
+                                   const py::object& cancel, const df::Shuffle* shuffle) {
     const int64_t P = net.n_params;
     T* p = writable_state_array<T>(params, "params", {P});
     T* s = writable_state_array<T>(slots, "slots", {2, P});
@@ -184,6 +196,8 @@ py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::ar
     const int64_t E = lrs.shape(0);
     py::array orders_array;           // kept alive while Om points into it
     df::StridedMatrix<int64_t> Om{};  // None: rows 0..n-1 in order every epoch
+    if (!orders.is_none() && shuffle != nullptr)
+        throw py::value_error("give orders or shuffle_seed, not both: orders must be None when shuffling");
     if (!orders.is_none()) {
         orders_array = py::array(orders);
         Om = orders_matrix(orders_array, E, Xm.rows);
@@ -201,12 +215,27 @@ py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::ar
     {
         py::gil_scoped_release release;
         const df::StridedMatrix<int64_t>* rows = orders.is_none() ? nullptr : &Om;
-        if constexpr (Reference)
+        if constexpr (Reference) {
+            // The reference reads explicit orders only: a shuffle is materialized here, epoch by epoch.
+            std::vector<int64_t> shuffled;
+            df::StridedMatrix<int64_t> Sm{};
+            if (shuffle != nullptr) {
+                shuffled.resize(static_cast<size_t>(E * Xm.rows));
+                df::EpochOrder order(Xm.rows);
+                for (int64_t e = 0; e < E; ++e) {
+                    const int64_t* computed = order.compute(shuffle->seed, shuffle->first_epoch + static_cast<uint64_t>(e));
+                    std::copy(computed, computed + Xm.rows, shuffled.data() + e * Xm.rows);
+                }
+                const auto bytes = static_cast<int64_t>(sizeof(int64_t));
+                Sm = {reinterpret_cast<const char*>(shuffled.data()), E, Xm.rows, Xm.rows * bytes, bytes};
+                rows = &Sm;
+            }
             completed = df::reference::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, rows, E, lr.data(), batch_size,
                                                        step, check_finite, w, counter, flag);
-        else
+        } else {
             completed = df::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, rows, E, lr.data(), batch_size, step,
-                                            check_finite, w, counter, flag);
+                                            check_finite, w, counter, flag, shuffle);
+        }
     }
     if (completed == E) return out;
     return out[py::slice(0, completed, 1)].cast<py::array_t<double>>();  // cancelled: the completed epochs' rows
@@ -352,19 +381,30 @@ void def_entry_points(py::module_& mod) {
         [](const BoundNet& b, py::array params, py::array slots, py::array stats, const py::array& X, const py::array& y,
            const py::object& orders, const py::array_t<double, py::array::c_style | py::array::forcecast>& lrs,
            const py::object& batch_size, const py::object& step, bool check_finite, const py::object& sample_weight,
-           const py::object& progress, const py::object& cancel) -> py::object {
+           const py::object& progress, const py::object& cancel, const py::object& shuffle_seed,
+           const py::object& first_epoch) -> py::object {
             const int64_t size = integer_arg(batch_size, "batch_size", 1);
             const auto t = static_cast<uint64_t>(integer_arg(step, "step", 0));
+            df::Shuffle spec{};
+            const df::Shuffle* shuffle = nullptr;
+            if (!shuffle_seed.is_none()) {
+                spec = {seed_arg(shuffle_seed, "shuffle_seed"),
+                        static_cast<uint64_t>(integer_arg(first_epoch, "first_epoch", 0))};
+                shuffle = &spec;
+            }
             if (b.f64)
                 return train_epochs_t<double, Reference>(b.net, params, slots, stats, X, y, orders, lrs, size, t,
-                                                         check_finite, sample_weight, progress, cancel);
+                                                         check_finite, sample_weight, progress, cancel, shuffle);
             return train_epochs_t<float, Reference>(b.net, params, slots, stats, X, y, orders, lrs, size, t,
-                                                    check_finite, sample_weight, progress, cancel);
+                                                    check_finite, sample_weight, progress, cancel, shuffle);
         },
         py::arg("net"), py::arg("params"), py::arg("slots"), py::arg("stats"), py::arg("X"), py::arg("y"),
         py::arg("orders"), py::arg("lrs"), py::arg("batch_size"), py::arg("step"), py::arg("check_finite") = false,
         py::arg("sample_weight") = py::none(), py::arg("progress") = py::none(), py::arg("cancel") = py::none(),
-        "Run len(lrs) epochs; update params, slots and stats in place; return (E, 4) float64 stats. With "
+        py::arg("shuffle_seed") = py::none(), py::arg("first_epoch") = 0,
+        "Run len(lrs) epochs; update params, slots and stats in place; return (E, 4) float64 stats. orders: "
+        "None (rows in order, or shuffled when shuffle_seed is given) or (E, n) int64 row indices. "
+        "shuffle_seed (with orders None): epoch e visits permutation(shuffle_seed, first_epoch + e, n). With "
         "check_finite, a NaN or infinity in a row of X the first epoch reads raises ValueError and leaves the "
         "state as it was. sample_weight: None or (n,) weights (the plan's dtype, C-contiguous, finite, >= 0), "
         "gathered with each batch's rows. progress: None or an int64 array of shape (1,) that receives the rows "
@@ -436,6 +476,26 @@ PYBIND11_MODULE(_core, m) {
         "loss_and_grad with the arguments, checks and semantics of densefit._core's, computed by plain loops "
         "that never call the fast kernels. For tests.");
     def_entry_points<true>(reference);
+
+    m.def(
+        "permutation",
+        [](const py::object& seed, const py::object& epoch, const py::object& n) {
+            const uint64_t s = seed_arg(seed, "seed");
+            const auto e = static_cast<uint64_t>(integer_arg(epoch, "epoch", 0));
+            const int64_t rows = integer_arg(n, "n", 0);
+            py::array_t<int64_t> out(rows);
+            int64_t* o = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                df::EpochOrder order(rows);
+                const int64_t* computed = order.compute(s, e);
+                std::copy(computed, computed + rows, o);
+            }
+            return out;
+        },
+        py::arg("seed"), py::arg("epoch"), py::arg("n"),
+        "The int64 (n,) row order of a shuffled epoch, as train_epochs computes it with shuffle_seed (the "
+        "generator of densefit.shuffle). For tests.");
 
     m.def(
         "gemm",

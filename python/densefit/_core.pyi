@@ -65,10 +65,14 @@ def train_epochs(
     sample_weight: np.ndarray | None = None,
     progress: np.ndarray | None = None,
     cancel: np.ndarray | None = None,
+    shuffle_seed: int | None = None,
+    first_epoch: int = 0,
 ) -> npt.NDArray[np.float64]:
     """Run ``E = len(lrs)`` epochs with the GIL released: epoch ``e`` visits ``orders[e]`` (int64
     ``(E, n)``, values in ``[0, n)``; ``None``: rows ``0..n-1`` in order) in slices of ``batch_size``; the first optimizer step is number
-    ``step``. Updates ``params`` (P,), ``slots`` (2, P) and ``stats`` (S,) in place (C-contiguous,
+    ``step``. With ``shuffle_seed`` (an integer ≥ 0, taken modulo 2⁶⁴; ``orders`` must then be
+    ``None``, else ``ValueError``) epoch ``e`` visits :func:`permutation` ``(shuffle_seed,
+    first_epoch + e, n)``, computed in the core. Updates ``params`` (P,), ``slots`` (2, P) and ``stats`` (S,) in place (C-contiguous,
     writeable, the plan's dtype) and returns ``(E, 4)``: loss sum, correct, seen, steps. With
     ``check_finite``, each batch of ``X`` is checked as the first epoch reads it; a NaN or infinity
     raises ``ValueError`` naming the row, with ``params``, ``slots`` and ``stats`` restored.
@@ -79,6 +83,10 @@ def train_epochs(
     but, without that flag, the penalty); the loss sum adds each objective times the batch's row
     count, the correct count stays unweighted. ``TypeError`` for another dtype or a non-array,
     ``ValueError`` for another shape, layout or a negative or non-finite weight."""
+
+def permutation(seed: int, epoch: int, n: int) -> npt.NDArray[np.int64]:
+    """The ``(n,)`` row order of a shuffled epoch as ``train_epochs`` computes it with
+    ``shuffle_seed``: bit for bit :func:`densefit.shuffle.permutation`. For tests."""
 
 def predict(
     net: Net, params: np.ndarray, stats: np.ndarray, X: np.ndarray, batch_size: int, logits: bool = False
@@ -121,8 +129,10 @@ class reference:
         sample_weight: np.ndarray | None = None,
         progress: np.ndarray | None = None,
         cancel: np.ndarray | None = None,
+        shuffle_seed: int | None = None,
+        first_epoch: int = 0,
     ) -> npt.NDArray[np.float64]:
-        """:func:`train_epochs` by the reference path."""
+        """:func:`train_epochs` by the reference path (a shuffle is materialized into orders first)."""
     @staticmethod
     def predict(
         net: Net, params: np.ndarray, stats: np.ndarray, X: np.ndarray, batch_size: int, logits: bool = False

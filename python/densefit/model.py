@@ -2,8 +2,9 @@
 and the :class:`State`; every computation goes through one backend module.
 
 ``fit`` computes, per epoch ``e`` (counted across successive ``fit`` calls), the learning rate
-``schedule(e)`` and the sample order ``Generator(PCG64([seed, e])).permutation(n)`` (or
-``0..n-1`` without shuffling), and hands whole epochs to the backend.
+``schedule(e)`` and hands whole epochs to the backend with the sample order
+``densefit.shuffle.permutation(seed, e, n)``, which the backend computes itself from the spec
+``Shuffle(seed, first_epoch)`` (or ``0..n-1`` without shuffling).
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from .callbacks import CallbackList, History, TerminateOnNaN
 from .savefile import INVALID, MAX_COUNTER, invalid, read_save_file, write_atomically
 from .plan import (BATCHNORM, KIND, LAYER, N_IN, N_OUT, STAT_OFF, Plan, State, as_dtype, build_plan, infer_input_dim,
                    init_state, lower, penalty)
+from .shuffle import Shuffle
 from .validation import as_features, as_sample_weight, as_targets, check_int
 
-FORMAT_VERSION = 1
-_MAX_ORDER_ENTRIES = 1 << 22      # sample indices handed to one backend call (32 MB of int64)
+FORMAT_VERSION = 2                # 2: shuffled epochs follow densefit.shuffle (1: PCG64 permutations)
+_MAX_ORDER_ENTRIES = 1 << 22      # sample indices per backend call where the dispatcher materializes orders (32 MB of int64)
 _CALL_SECONDS = 0.1               # target length of one backend call when nothing needs Python
 _EVAL_ROWS = 1 << 16              # rows per chunk in evaluate/predict
 
@@ -263,11 +265,10 @@ class Sequential:
         y = as_targets(y, self.plan.loss, self.plan.n_outputs, X.shape[0], self.plan.dtype, name_y)
         return X, y
 
-    def _orders(self, first_epoch: int, count: int, n: int, shuffle: bool) -> np.ndarray | None:
-        if not shuffle:  # rows 0..n-1 every epoch: the backends need no index array
-            return None
-        return np.stack([np.random.Generator(np.random.PCG64([self.seed, e])).permutation(n)
-                         for e in range(first_epoch, first_epoch + count)])
+    def _orders(self, first_epoch: int, shuffle: bool) -> Shuffle | None:
+        """The backends' orders argument: None for rows 0..n-1 every epoch, else the spec from
+        which each backend computes epoch e's order (no index array is built here)."""
+        return Shuffle(self.seed, first_epoch) if shuffle else None
 
     def _accuracy(self, correct, seen):
         """Fraction of correct predictions (each of the K outputs counts for binary cross-entropy);
@@ -351,7 +352,7 @@ class Sequential:
 
             def train(offset, epochs_now, progress=None, cancel=None):
                 return backends.train_epochs(self._backend, self.plan, self.state, X, y,
-                                             self._orders(first + offset, epochs_now, n, shuffle),
+                                             self._orders(first + offset, shuffle),
                                              lrs[offset:offset + epochs_now], batch_size,
                                              check_finite=done == 0 and offset == 0, sample_weight=sample_weight,
                                              progress=progress, cancel=cancel)

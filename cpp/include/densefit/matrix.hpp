@@ -55,6 +55,12 @@ inline void copy_row(T* out, const StridedMatrix<T>& src, int64_t r) {
 // out (m × cols) = the rows index[0..m) of src, contiguous.
 template <class T>
 inline void gather_rows(T* out, const StridedMatrix<T>& src, const int64_t* index, int64_t m) {
+    if (src.cols == 1) {  // one value a row (a target column, one feature): a load each, not a memcpy call
+        const char* data = src.data;  // (locals: the stores may alias src, which would be reloaded per row)
+        const int64_t stride = src.row_stride;
+        for (int64_t k = 0; k < m; k++) std::memcpy(out + k, data + index[k] * stride, sizeof(T));
+        return;
+    }
     for (int64_t k = 0; k < m; k++) copy_row(out + k * src.cols, src, index[k]);
 }
 

@@ -30,6 +30,7 @@
 #include "optimizer.hpp"
 #include "parallel.hpp"
 #include "rng.hpp"
+#include "shuffle.hpp"
 #include "tiny_pass.hpp"
 
 namespace densefit {
@@ -443,6 +444,7 @@ struct BatchRows {
     const T* w;
     int64_t first;
     bool consecutive;
+    const int64_t* index;  // the batch's rows when not consecutive
 };
 
 // The rows start..start+m-1 of epoch e's order (0..n-1 when orders is null).
@@ -451,15 +453,16 @@ DENSEFIT_ALWAYS_INLINE BatchRows<T> batch_rows(Workspace<T>& ws, const StridedMa
                                                const T* X_direct, const T* Y_direct,
                                                const StridedMatrix<int64_t>* orders, const T* sample_weight, int64_t e,
                                                int64_t start, int64_t m) {
-    int64_t* index = ws.index.data();
+    int64_t* own = ws.index.data();
+    const int64_t* index = own;  // the batch's rows: a contiguous order's are read where they are
     int64_t first = start;  // rows first..first+m-1 of a contiguous X are used where they are
     bool consecutive = true;
     if (orders != nullptr) {
         const int64_t* row = orders->row(e);
         if (row != nullptr)
-            std::copy(row + start, row + start + m, index);
+            index = row + start;
         else
-            for (int64_t k = 0; k < m; k++) index[k] = orders->at(e, start + k);
+            for (int64_t k = 0; k < m; k++) own[k] = orders->at(e, start + k);
         first = index[0];
         int64_t mismatch = 0;
         for (int64_t k = 0; k < m; k++) mismatch |= index[k] ^ (first + k);
@@ -468,7 +471,7 @@ DENSEFIT_ALWAYS_INLINE BatchRows<T> batch_rows(Workspace<T>& ws, const StridedMa
     const T* x = consecutive && X_direct != nullptr ? X_direct + first * X.cols : ws.x;
     const T* y = consecutive && Y_direct != nullptr ? Y_direct + first * Y.cols : ws.y;
     if ((x == ws.x || y == ws.y) && orders == nullptr)  // rows in order, from a strided X or Y
-        for (int64_t k = 0; k < m; k++) index[k] = start + k;
+        for (int64_t k = 0; k < m; k++) own[k] = start + k;
     if (x == ws.x) gather_rows(ws.x, X, index, m);
     if (y == ws.y) gather_rows(ws.y, Y, index, m);
     // The batch's weights go with its rows, as y does: read in place when consecutive, else gathered.
@@ -477,7 +480,7 @@ DENSEFIT_ALWAYS_INLINE BatchRows<T> batch_rows(Workspace<T>& ws, const StridedMa
         for (int64_t k = 0; k < m; k++) ws.w[k] = sample_weight[index[k]];
         w = ws.w;
     }
-    return {x, y, w, first, consecutive};
+    return {x, y, w, first, consecutive, index};
 }
 
 // Loss and gradient of one batch through the call's pass, into state.grad; with check, false
@@ -500,8 +503,9 @@ DENSEFIT_ALWAYS_INLINE bool train_batch(LossValue& lv, TrainingState<T>& state, 
     return true;
 }
 
-// Epoch e (of E) visits orders[e] (rows 0..n-1 in order when orders is null) in consecutive
-// slices of batch_size (the last one smaller) with learning rate lrs[e]; the first step is number
+// Epoch e (of E) visits orders[e] (rows 0..n-1 in order when orders is null), or with a shuffle
+// (then orders must be null) the order shuffle.hpp computes for epoch shuffle->first_epoch + e, in
+// consecutive slices of batch_size (the last one smaller) with learning rate lrs[e]; the first step is number
 // `step` (0-based). Updates params, slots (slot0, slot1: P each) and stats in place and writes
 // out (E × 4): loss sum (each batch's objective times its row count m), correct (unweighted),
 // seen, steps.
@@ -523,9 +527,10 @@ template <class T>
 int64_t train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Net& net, const StridedMatrix<T>& X,
                      const StridedMatrix<T>& Y, const StridedMatrix<int64_t>* orders, int64_t E, const double* lrs,
                      int64_t batch_size, uint64_t step, bool check_finite = false, const T* sample_weight = nullptr,
-                     int64_t* progress = nullptr, const int64_t* cancel = nullptr) {
+                     int64_t* progress = nullptr, const int64_t* cancel = nullptr, const Shuffle* shuffle = nullptr) {
     const int64_t n = X.rows;
     require(batch_size >= 1, "batch_size must be >= 1");
+    require(orders == nullptr || shuffle == nullptr, "give orders or a shuffle, not both");
     require(orders == nullptr || (orders->rows == E && orders->cols == n), "orders must have shape (E, n)");
     check_targets(net, Y);
     check_weights(sample_weight, n);
@@ -541,7 +546,7 @@ int64_t train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const
         int64_t k = 0;
         while (k + 1 < m && all_finite(b.x + k * X.cols, X.cols, 1)) k++;
         at_call.restore(params, slot0, slot1, P, stats);
-        const int64_t r = b.consecutive ? b.first + k : ws.index[k];
+        const int64_t r = b.consecutive ? b.first + k : b.index[k];
         throw NonFiniteInput("X contains NaN or infinity (row " + std::to_string(r) + ")");
     };
     const T* X_direct = X.contiguous();
@@ -551,8 +556,14 @@ int64_t train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const
     const int64_t live_P = state.net->n_params;
     StateCopy<T> epoch_start;
     auto cancelled = [&] { return cancel != nullptr && __atomic_load_n(cancel, __ATOMIC_RELAXED) != 0; };
+    // A shuffle's epoch order, computed into buffers allocated once and read as a 1-row orders.
+    EpochOrder shuffled(shuffle != nullptr ? n : 0);
+    StridedMatrix<int64_t> shuffled_rows{nullptr, 1, n, 0, static_cast<int64_t>(sizeof(int64_t))};
+    const StridedMatrix<int64_t>* epoch_orders = shuffle != nullptr ? &shuffled_rows : orders;
     for (int64_t e = 0; e < E; e++) {
         double* epoch = out + 4 * e;
+        if (shuffle != nullptr)
+            shuffled_rows.data = reinterpret_cast<const char*>(shuffled.compute(shuffle->seed, shuffle->first_epoch + e));
         if (cancel != nullptr) epoch_start.save(state.params, state.slot0, state.slot1, live_P, stats, S);
         for (int64_t start = 0; start < n; start += batch_size) {
             if (cancelled()) {  // undo the epoch under way: the state is that of the last completed one
@@ -562,7 +573,8 @@ int64_t train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const
                 return e;
             }
             const int64_t m = std::min(batch_size, n - start);
-            const BatchRows<T> b = batch_rows(ws, X, Y, X_direct, Y_direct, orders, sample_weight, e, start, m);
+            const BatchRows<T> b = batch_rows(ws, X, Y, X_direct, Y_direct, epoch_orders, sample_weight,
+                                               shuffle != nullptr ? 0 : e, start, m);
             const BatchScale<T> scale = batch_scale(ws.row_scale, net, b.w, m);
             // The next batch's rows of a small batch read in place are fetched while this one trains.
             if (b.x != ws.x && prefetch_next_batch(state.pass, m * X.cols * static_cast<int64_t>(sizeof(T)))) {

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import losses as L
 from ..plan import Plan, State
+from ..shuffle import Shuffle
 from ..validation import check_int
 
 STEP_LIMIT = 2 ** 62  # the step counter of a state: any int the backends' 64-bit counters hold with room to spare
@@ -100,13 +101,14 @@ def sample_weight(plan: Plan, w, n: int) -> np.ndarray | None:
     return w
 
 
-def epochs(lrs, orders, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """One learning rate per epoch, and ``None`` or an ``(E, n)`` int64 array of row indices in
-    ``[0, n)`` (checked here once, so the passes gather without a bounds check)."""
+def epochs(lrs, orders, n: int) -> tuple[np.ndarray, np.ndarray | Shuffle | None]:
+    """One learning rate per epoch, and ``None``, a :class:`~densefit.shuffle.Shuffle` (checked
+    when made) or an ``(E, n)`` int64 array of row indices in ``[0, n)`` (checked here once, so
+    the passes gather without a bounds check)."""
     lrs = np.asarray(lrs, dtype=np.float64)
     _shape("lrs", lrs, (None,))
-    if orders is None:
-        return lrs, None
+    if orders is None or isinstance(orders, Shuffle):
+        return lrs, orders
     orders = np.asarray(orders)
     if orders.dtype.kind in "iu" and orders.dtype != np.int64:
         orders = orders.astype(np.int64)

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _core
 from ..plan import Plan, State
+from ..shuffle import Shuffle
 
 _nets: "weakref.WeakKeyDictionary[Plan, _core.Net]" = weakref.WeakKeyDictionary()
 
@@ -31,7 +32,7 @@ def _net(plan: Plan) -> _core.Net:
 
 
 def _row_indices(orders):
-    if orders is None:
+    if orders is None or isinstance(orders, Shuffle):
         return None
     orders = np.asarray(orders)
     if orders.dtype != np.int64 and orders.dtype.kind in "iu":
@@ -39,15 +40,21 @@ def _row_indices(orders):
     return orders
 
 
+# The core computes each epoch's order from a Shuffle spec itself (shuffle.hpp).
+SHUFFLES = True
+
 # The finiteness of X is checked batch by batch while the first epoch reads it (see train_epochs).
 CHECKS_FINITE_IN_PASS = True
 
 
-def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int,
+def train_epochs(plan: Plan, state: State, X, y, orders, lrs: np.ndarray, batch_size: int,
                  check_finite: bool = False, sample_weight: np.ndarray | None = None,
                  progress: np.ndarray | None = None, cancel: np.ndarray | None = None) -> np.ndarray:
+    spec = orders if isinstance(orders, Shuffle) else None
     return _core.train_epochs(_net(plan), state.params, state.slots, state.stats, X, y, _row_indices(orders), lrs,
-                              batch_size, state.step, bool(check_finite), sample_weight, progress, cancel)
+                              batch_size, state.step, bool(check_finite), sample_weight, progress, cancel,
+                              shuffle_seed=None if spec is None else spec.seed,
+                              first_epoch=0 if spec is None else spec.first_epoch)
 
 
 def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) -> np.ndarray:

@@ -14,7 +14,8 @@ import numpy as np
 from .. import activations as A
 from .. import losses as L
 from .. import optimizers as O
-from .. import rng
+from .. import rng, shuffle
+from ..shuffle import Shuffle
 from ..plan import (ACT, ACTIVATION, ALPHA, BATCHNORM, BN_EPSILON, DENSE, DROPOUT, KIND, L1, L2, LAYER, N_IN,
                     N_OUT, PARAM_OFF, STAT_OFF, USE_BIAS, Plan, State)
 from . import contract
@@ -365,12 +366,15 @@ def batch_loss_and_grad(plan: Plan, state: State, X: np.ndarray, y: np.ndarray, 
     return value + add_penalty_gradient(plan, state.params, grad, penalty_scale), correct, grad
 
 
+# Each epoch's order is computed here from a Shuffle spec (densefit.shuffle.permutation).
+SHUFFLES = True
+
 # Rows of logits kept for the loss (see train_epochs): 16384 rows of K outputs, 64 KB per output in
 # float32 (or one batch, if larger).
 LOSS_ROWS = 1 << 14
 
 
-def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | None, lrs: np.ndarray,
+def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | Shuffle | None, lrs: np.ndarray,
                  batch_size: int, sample_weight: np.ndarray | None = None,
                  progress: np.ndarray | None = None, cancel: np.ndarray | None = None) -> np.ndarray:
     """The loss and the correct count of the epoch's statistics are computed from the logits, which
@@ -385,13 +389,17 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | None, lrs:
     out = np.zeros((len(lrs), 4))
     step = state.step
     identity = np.arange(n) if orders is not None else None  # only to recognise an order that is 0..n-1
+    spec = orders if isinstance(orders, Shuffle) else None
     logits = np.empty((max(LOSS_ROWS, min(batch_size, n)), plan.n_outputs), dtype=plan.dtype)
     # with weights, each kept row's factor in LOSS_SUM: m · wᵢ / Σ_batch w
     factors = None if sample_weight is None else np.empty(logits.shape[0])
     grad = np.empty(plan.n_params, dtype=plan.dtype)
     for e, lr in enumerate(lrs):
         saved = state.copy() if cancel is not None else None  # to undo this epoch if cancelled
-        order = None if orders is None else orders[e]
+        if spec is not None:
+            order = shuffle.permutation(spec.seed, spec.first_epoch + e, n)
+        else:
+            order = None if orders is None else orders[e]
         in_order = order is None or np.array_equal(order, identity)  # then batches are slices: no gathers
         loss_sum, right, steps = 0.0, 0, 0
         kept_from, kept = 0, 0  # logits[:kept] are those of the rows at kept_from.. in the epoch's order

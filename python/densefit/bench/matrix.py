@@ -9,8 +9,9 @@ request) and by PyTorch eager, JAX jit step and JAX ``lax.scan``.
     densefit bench --matrix ...           (the same, through the densefit command)
 
 Every row uses ``fit``'s default: **shuffled** epochs. densefit's ``fit`` draws the order of
-epoch ``e`` as ``Generator(PCG64([seed, e])).permutation(n)`` (``Sequential._orders``); every
-peer draws exactly the same permutations, with the same numpy call, *inside its timed loop*,
+epoch ``e`` as ``densefit.shuffle.permutation(seed, e, n)`` (each backend computes it from
+``(seed, e)``); every peer draws exactly the same permutations, with that numpy function, *inside
+its timed loop*,
 and gathers its batches through them (torch: ``X[idx]``; JAX: a ``dynamic_slice`` of the
 permutation and a gather inside the jitted step or scan), so the permutation and gather costs
 are in every trainer's time. Same for everything else: the data, the network, the initial
@@ -51,6 +52,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .. import shuffle
 from . import threads_env
 
 MSE, BCE, CCE = "mse", "binary_crossentropy", "categorical_crossentropy"
@@ -262,8 +264,8 @@ def make_problem(row: Row) -> Problem:
 
 
 def orders(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The sample order of ``epoch``: exactly what ``Sequential.fit(shuffle=True)`` draws."""
-    return np.random.Generator(np.random.PCG64([seed, epoch])).permutation(n)
+    """The sample order of ``epoch``: exactly what ``Sequential.fit(shuffle=True)`` visits."""
+    return shuffle.permutation(seed, epoch, n)
 
 
 # ---------------------------------------------------------------------------------------------- trainers
@@ -780,7 +782,7 @@ def table(results, trainers, peak: float) -> list[str]:
 
 LEGEND = ("samples/s = rows × epochs / median timed run (runs interleaved across trainers, after an untimed "
           "warm-up that is also the check run); every trainer shuffles each epoch with fit's permutation "
-          "`PCG64([seed, epoch]).permutation(n)`, drawn inside its timed loop; cpp / best peer = cpp samples/s over "
+          "`densefit.shuffle.permutation(seed, epoch, n)`, drawn inside its timed loop; cpp / best peer = cpp samples/s over "
           "the fastest of torch eager, JAX jit step and JAX lax.scan; GFLOP/s = 6 × Dense multiply-adds per sample × "
           "samples/s; % of peak against the float32 sgemm peak above (the best of its measurements); ref loss = final "
           "loss of densefit-numpy; max weight Δ = the largest max|w - w_ref| / max|w_ref| (over all weights) of any "
