@@ -11,6 +11,7 @@ _core = pytest.importorskip("densefit._core")
 
 import densefit  # noqa: E402
 from densefit import optimizers as O  # noqa: E402
+from densefit import shuffle  # noqa: E402
 from densefit.backends import cpp, numpy_  # noqa: E402
 from densefit.layers import BatchNorm, Dense, Dropout  # noqa: E402
 from densefit.plan import build_plan, init_state  # noqa: E402
@@ -119,6 +120,18 @@ def test_any_thread_count_gives_the_same_bits(name, dtype, weighted, restore_thr
         _assert_same_bits(results)
         assert np.isfinite(results[0][1]).all() and not np.array_equal(results[0][0].params, state.params)
     assert passes == {"general", "data_parallel"}  # both sides of the rule were run
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_shuffled_in_the_core_any_thread_count_gives_the_same_bits(name, restore_threads):
+    """fit's default: the epoch orders generated in the core from a Shuffle spec, then chunked."""
+    plan, state, X, y, w, _, lrs = _problem(name, "float32")
+    spec = shuffle.Shuffle(seed=5, first_epoch=2)
+    results = _train_each_thread_count(plan, state, X, y, spec, lrs, 3 * CHUNK + 7, w)
+    _assert_same_bits(results)
+    explicit = state.copy()
+    cpp.train_epochs(plan, explicit, X, y, spec.orders(len(lrs), len(X)), lrs, 3 * CHUNK + 7, sample_weight=w)
+    np.testing.assert_array_equal(explicit.params, results[0][0].params)
 
 
 @pytest.mark.parametrize("batch_size", [MIN_ROWS, 3 * CHUNK + 7, 1024])
