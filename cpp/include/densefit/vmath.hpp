@@ -118,36 +118,40 @@ DENSEFIT_ALWAYS_INLINE Reduced<T> reduce_ln2(T x) {
     return {r, nf, shifted_integer(k)};
 }
 
+// c[0] + c[1] x + … + c[N-1] x^(N-1) by Estrin's scheme: pairs c[i] + c[i+1] x, then pairs of
+// those with x², x⁴, …: a chain of about 2 log2(N) dependent operations instead of Horner's 2N,
+// so that the out-of-order core overlaps the elements of a loop instead of waiting on one chain
+// (the series below are long: in double, exp's has 14 terms and log1p's 10).
+template <int N, class T>
+DENSEFIT_ALWAYS_INLINE T estrin(const T* c, T x, T x2, T x4, T x8) {
+    static_assert(N >= 1 && N <= 16, "up to 16 coefficients");
+    if constexpr (N == 1) return c[0];
+    else if constexpr (N == 2) return c[0] + c[1] * x;
+    else if constexpr (N <= 4) return estrin<2>(c, x, x2, x4, x8) + estrin<N - 2>(c + 2, x, x2, x4, x8) * x2;
+    else if constexpr (N <= 8) return estrin<4>(c, x, x2, x4, x8) + estrin<N - 4>(c + 4, x, x2, x4, x8) * x4;
+    else return estrin<8>(c, x, x2, x4, x8) + estrin<N - 8>(c + 8, x, x2, x4, x8) * x8;
+}
+
+template <int N, class T>
+DENSEFIT_ALWAYS_INLINE T estrin(const T (&c)[N], T x) {
+    const T x2 = x * x, x4 = x2 * x2;
+    return estrin<N>(&c[0], x, x2, x4, x4 * x4);  // the powers not needed are never computed
+}
+
 // e^r - 1 - r for |r| ≤ ~0.35, divided by r² : the series Σ_{j≥2} r^(j-2) / j!, to where the next
 // term is below a hundredth of an ulp (float: r^8, double: r^14).
 template <class T>
 DENSEFIT_ALWAYS_INLINE T expm1_tail(T r) {
     if constexpr (sizeof(T) == sizeof(float)) {
-        float q = 1.0f / 362880;  // 1/9!
-        q = q * r + 1.0f / 40320;
-        q = q * r + 1.0f / 5040;
-        q = q * r + 1.0f / 720;
-        q = q * r + 1.0f / 120;
-        q = q * r + 1.0f / 24;
-        q = q * r + 1.0f / 6;
-        q = q * r + 0.5f;
-        return q;
+        static constexpr float c[8] = {1.0f / 2, 1.0f / 6, 1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040, 1.0f / 40320,
+                                       1.0f / 362880};
+        return estrin(c, r);
     } else {
-        double q = 1.0 / 1307674368000.0;  // 1/15!
-        q = q * r + 1.0 / 87178291200.0;
-        q = q * r + 1.0 / 6227020800.0;
-        q = q * r + 1.0 / 479001600.0;
-        q = q * r + 1.0 / 39916800.0;
-        q = q * r + 1.0 / 3628800.0;
-        q = q * r + 1.0 / 362880.0;
-        q = q * r + 1.0 / 40320.0;
-        q = q * r + 1.0 / 5040.0;
-        q = q * r + 1.0 / 720.0;
-        q = q * r + 1.0 / 120.0;
-        q = q * r + 1.0 / 24.0;
-        q = q * r + 1.0 / 6.0;
-        q = q * r + 0.5;
-        return q;
+        static constexpr double c[14] = {1.0 / 2,          1.0 / 6,           1.0 / 24,           1.0 / 120,
+                                         1.0 / 720,        1.0 / 5040,        1.0 / 40320,        1.0 / 362880,
+                                         1.0 / 3628800,    1.0 / 39916800,    1.0 / 479001600,    1.0 / 6227020800,
+                                         1.0 / 87178291200, 1.0 / 1307674368000};
+        return estrin(c, r);
     }
 }
 
@@ -222,23 +226,13 @@ DENSEFIT_ALWAYS_INLINE T log1p(T x) {
     const T z = s * s;
     T R;
     if constexpr (sizeof(T) == sizeof(float)) {
-        R = 2.0f / 9;
-        R = R * z + 2.0f / 7;
-        R = R * z + 2.0f / 5;
-        R = R * z + 2.0f / 3;
+        static constexpr float c[4] = {2.0f / 3, 2.0f / 5, 2.0f / 7, 2.0f / 9};
+        R = z * estrin(c, z);
     } else {
-        R = 2.0 / 21;
-        R = R * z + 2.0 / 19;
-        R = R * z + 2.0 / 17;
-        R = R * z + 2.0 / 15;
-        R = R * z + 2.0 / 13;
-        R = R * z + 2.0 / 11;
-        R = R * z + 2.0 / 9;
-        R = R * z + 2.0 / 7;
-        R = R * z + 2.0 / 5;
-        R = R * z + 2.0 / 3;
+        static constexpr double c[10] = {2.0 / 3,  2.0 / 5,  2.0 / 7,  2.0 / 9,  2.0 / 11,
+                                         2.0 / 13, 2.0 / 15, 2.0 / 17, 2.0 / 19, 2.0 / 21};
+        R = z * estrin(c, z);
     }
-    R = R * z;
     const T half_f2 = T(0.5) * f * f;
     const T y = kf * C::kLn2Hi + (f - (half_f2 - (s * (half_f2 + R) + (kf * C::kLn2Lo + c))));
     // Outside (-1, inf): -inf at -1, NaN below (and for -inf), x itself for +inf and NaN.
