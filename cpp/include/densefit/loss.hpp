@@ -54,7 +54,7 @@ LossSum mse_rows(T* dz, const T* z, const T* y, int64_t n, T scale) {
 // log1p(x) for x in [0, 1] through the library's logf and the correction of Goldberg ("What every
 // computer scientist should know about floating-point arithmetic", thm. 4): log(u)·x/(u - 1) with
 // u = 1 + x rounded; within 2 ulp of log1pf, and a shorter chain of dependent operations than
-// log1p_unit for a lone element (glibc's own log1pf is slower).
+// vmath::log1p for a lone element (glibc's own log1pf is slower).
 template <class T>
 inline T log1p_unit_libm(T x) {
     const T u = T(1) + x;
