@@ -2,20 +2,22 @@
 // them (sigmoid, softplus, elu, gelu and its derivative), in float and double. Each is a scalar
 // inline function written branch-free (selects, not jumps; no table lookups; integers only in
 // adds and shifts of the float's bits), so a loop that calls one on every element of an array
-// vectorizes at -O3 in any build: AVX-512 with -march=native, SSE2 without. With -ffp-contract=off
-// every operation rounds as written, so a vectorized loop, its scalar remainder and a scalar call
-// give the same bits: TinyPass, the direct loops and the fused epilogues agree bit for bit.
+// vectorizes at -O3: AVX-512 with -march=native, SSE2 without (float only there: GCC leaves the
+// double forms, with their 64-bit integer steps, scalar for SSE2; same results). With
+// -ffp-contract=off every operation rounds as written, so a vectorized loop, its scalar
+// remainder and a scalar call give the same bits: TinyPass, the direct loops and the fused
+// epilogues agree bit for bit.
 //
-// The method: x = n ln2 + r with |r| ≤ ln2/2 (ln2 in two parts, the first with trailing zeros so
-// n·ln2_hi is exact), a polynomial in r (Taylor series, float: Cephes' expf fit), then 2^n built
-// in the exponent bits; log1p splits 1 + x = 2^k m, m in [√2/2, √2), and sums the atanh series of
-// s = f / (2 + f), f = m - 1, with the rounding error of 1 + x added back. The measured errors
-// against a float64 / long double reference, and where they differ from libm, are in
-// docs/design.md ("Elementwise math") and tests/test_vmath.py.
+// The method: x = n ln2 + r with |r| ≤ ln2/2 (ln2 in two parts, the first with trailing zeros
+// so n·ln2_hi is exact), a polynomial in r (Taylor series by Estrin's scheme; float exp:
+// Cephes' expf fit), then 2^n built in the exponent bits; log1p splits 1 + x = 2^k m, m in
+// [√2/2, √2), and sums the atanh series of s = f / (2 + f), f = m - 1, with the rounding error
+// of 1 + x added back. The measured errors against a float64 / long double reference, and where
+// they differ from libm, are in docs/design.md ("Elementwise math") and tests/test_vmath.py.
 //
-// Edge cases as libm: NaN in, NaN out; ±inf and the overflow / underflow ranges give inf, 0, -1 or
-// ±1 as the function's limit; results in the subnormal range round once (exp scales by 2^n in two
-// normal factors); -0 stays -0 wherever libm keeps it (expm1, log1p, tanh).
+// Edge cases as libm: NaN in, NaN out; ±inf and the overflow / underflow ranges give inf, 0, -1
+// or ±1 as the function's limit; results in the subnormal range round once (exp scales by 2^n
+// in two normal factors); -0 stays -0 wherever libm keeps it (expm1, log1p, tanh).
 #pragma once
 
 #include <cmath>
@@ -226,12 +228,12 @@ DENSEFIT_ALWAYS_INLINE T log1p(T x) {
     const T z = s * s;
     T R;
     if constexpr (sizeof(T) == sizeof(float)) {
-        static constexpr float c[4] = {2.0f / 3, 2.0f / 5, 2.0f / 7, 2.0f / 9};
-        R = z * estrin(c, z);
+        static constexpr float series[4] = {2.0f / 3, 2.0f / 5, 2.0f / 7, 2.0f / 9};
+        R = z * estrin(series, z);
     } else {
-        static constexpr double c[10] = {2.0 / 3,  2.0 / 5,  2.0 / 7,  2.0 / 9,  2.0 / 11,
-                                         2.0 / 13, 2.0 / 15, 2.0 / 17, 2.0 / 19, 2.0 / 21};
-        R = z * estrin(c, z);
+        static constexpr double series[10] = {2.0 / 3,  2.0 / 5,  2.0 / 7,  2.0 / 9,  2.0 / 11,
+                                              2.0 / 13, 2.0 / 15, 2.0 / 17, 2.0 / 19, 2.0 / 21};
+        R = z * estrin(series, z);
     }
     const T half_f2 = T(0.5) * f * f;
     const T y = kf * C::kLn2Hi + (f - (half_f2 - (s * (half_f2 + R) + (kf * C::kLn2Lo + c))));
