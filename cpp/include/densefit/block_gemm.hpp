@@ -73,25 +73,19 @@ inline __mmask16 first_lanes(int64_t n) {
 template <int MR, int NV>
 DENSEFIT_ALWAYS_INLINE void finish(const NoEpilogue&, __m512 (&)[MR][NV], int64_t, int64_t, __mmask16) {}
 
-// activate<A> or activation_gradient<A> on each lane: through memory, as a loop of 16 that the
-// compiler vectorizes into one pass of vmath's code; the same function as every other path, so
-// the same bits.
+// activate<A> / activation_gradient<A> on a finished tile gone through memory (n a multiple of
+// 16): one vectorized loop, out of line and shared by every tile shape, instead of vmath's code
+// inlined for each of a tile's up to 24 vectors; the same functions as every other path, so the
+// same bits. (The store and reload cost little next to the function.)
 template <int64_t A>
-DENSEFIT_ALWAYS_INLINE __m512 activate_lanes(__m512 x, float alpha) {
-    alignas(64) float t[16];
-    _mm512_store_ps(t, x);
-    for (int j = 0; j < 16; j++) t[j] = activate<A>(t[j], alpha);
-    return _mm512_load_ps(t);
+DENSEFIT_NOINLINE void activate_tile(float* __restrict t, int64_t n, float alpha) {
+    for (int64_t j = 0; j < n; j++) t[j] = activate<A>(t[j], alpha);
 }
 
 template <int64_t A>
-DENSEFIT_ALWAYS_INLINE __m512 gradient_lanes(__m512 d, __m512 z, __m512 a, float alpha) {
-    alignas(64) float td[16], tz[16], ta[16];
-    _mm512_store_ps(td, d);
-    _mm512_store_ps(tz, z);
-    _mm512_store_ps(ta, a);
-    for (int j = 0; j < 16; j++) td[j] = activation_gradient<A>(td[j], tz[j], ta[j], alpha);
-    return _mm512_load_ps(td);
+DENSEFIT_NOINLINE void gradient_tile(float* __restrict d, const float* __restrict z, const float* __restrict a,
+                                     int64_t n, float alpha) {
+    for (int64_t j = 0; j < n; j++) d[j] = activation_gradient<A>(d[j], z[j], a[j], alpha);
 }
 
 template <int MR, int NV, int64_t A>
@@ -100,18 +94,36 @@ DENSEFIT_ALWAYS_INLINE void finish(const BiasActivation<A>& e, __m512 (&acc)[MR]
     const __m512 zero = _mm512_setzero_ps();
     DENSEFIT_UNROLL
     for (int v = 0; v < NV; v++) {
-        const __mmask16 lanes = v == NV - 1 ? last : 0xFFFF;
-        const __m512 b = e.bias == nullptr ? zero : _mm512_maskz_loadu_ps(lanes, e.bias + col + 16 * v);
+        const __m512 b = e.bias == nullptr ? zero : _mm512_maskz_loadu_ps(v == NV - 1 ? last : 0xFFFF, e.bias + col + 16 * v);
         DENSEFIT_UNROLL
         for (int r = 0; r < MR; r++) {
             if (e.bias != nullptr) acc[r][v] = _mm512_add_ps(acc[r][v], b);
-            if constexpr (A == IDENTITY) continue;
-            const __m512 y = A == RELU ? _mm512_max_ps(zero, acc[r][v]) : activate_lanes<A>(acc[r][v], e.alpha);
-            if (e.out == nullptr)
-                acc[r][v] = y;
-            else
-                _mm512_mask_storeu_ps(e.out + (row + r) * e.ldo + col + 16 * v, lanes, y);
+            if constexpr (A == RELU) {
+                if (e.out == nullptr)
+                    acc[r][v] = _mm512_max_ps(zero, acc[r][v]);
+                else
+                    _mm512_mask_storeu_ps(e.out + (row + r) * e.ldo + col + 16 * v, v == NV - 1 ? last : 0xFFFF,
+                                          _mm512_max_ps(zero, acc[r][v]));
+            }
         }
+    }
+    if constexpr (A != IDENTITY && A != RELU) {
+        alignas(64) float t[MR * NV * 16];
+        DENSEFIT_UNROLL
+        for (int r = 0; r < MR; r++)
+            DENSEFIT_UNROLL
+            for (int v = 0; v < NV; v++) _mm512_store_ps(t + (r * NV + v) * 16, acc[r][v]);
+        activate_tile<A>(t, MR * NV * 16, e.alpha);
+        DENSEFIT_UNROLL
+        for (int r = 0; r < MR; r++)
+            DENSEFIT_UNROLL
+            for (int v = 0; v < NV; v++) {
+                const __m512 y = _mm512_load_ps(t + (r * NV + v) * 16);
+                if (e.out == nullptr)
+                    acc[r][v] = y;
+                else
+                    _mm512_mask_storeu_ps(e.out + (row + r) * e.ldo + col + 16 * v, v == NV - 1 ? last : 0xFFFF, y);
+            }
     }
 }
 
@@ -119,20 +131,36 @@ template <int MR, int NV, int64_t A>
 DENSEFIT_ALWAYS_INLINE void finish(const ActivationGate<A>& e, __m512 (&acc)[MR][NV], int64_t row, int64_t col,
                                    __mmask16 last) {
     const __m512 zero = _mm512_setzero_ps();
+    if constexpr (A == RELU) {  // activation_gradient<RELU>: a > 0 ? d : 0, in registers
+        DENSEFIT_UNROLL
+        for (int v = 0; v < NV; v++)
+            DENSEFIT_UNROLL
+            for (int r = 0; r < MR; r++) {
+                const __m512 a = _mm512_maskz_loadu_ps(v == NV - 1 ? last : 0xFFFF, e.a + (row + r) * e.ld + col + 16 * v);
+                acc[r][v] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, zero, _CMP_GT_OQ), acc[r][v]);
+            }
+    } else {
+        alignas(64) float td[MR * NV * 16], tz[MR * NV * 16], ta[MR * NV * 16];
+        DENSEFIT_UNROLL
+        for (int r = 0; r < MR; r++)
+            DENSEFIT_UNROLL
+            for (int v = 0; v < NV; v++) {
+                const __mmask16 lanes = v == NV - 1 ? last : 0xFFFF;
+                const int64_t at = (row + r) * e.ld + col + 16 * v, i = (r * NV + v) * 16;
+                _mm512_store_ps(td + i, acc[r][v]);
+                _mm512_store_ps(ta + i, _mm512_maskz_loadu_ps(lanes, e.a + at));
+                if constexpr (kGradientReadsInput<A>) _mm512_store_ps(tz + i, _mm512_maskz_loadu_ps(lanes, e.z + at));
+            }
+        gradient_tile<A>(td, kGradientReadsInput<A> ? tz : ta, ta, MR * NV * 16, e.alpha);
+        DENSEFIT_UNROLL
+        for (int r = 0; r < MR; r++)
+            DENSEFIT_UNROLL
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_load_ps(td + (r * NV + v) * 16);
+    }
+    if (e.db == nullptr) return;
     DENSEFIT_UNROLL
     for (int v = 0; v < NV; v++) {
         const __mmask16 lanes = v == NV - 1 ? last : 0xFFFF;
-        DENSEFIT_UNROLL
-        for (int r = 0; r < MR; r++) {
-            const int64_t at = (row + r) * e.ld + col + 16 * v;
-            const __m512 a = _mm512_maskz_loadu_ps(lanes, e.a + at);
-            if constexpr (A == RELU)  // activation_gradient<RELU>: a > 0 ? d : 0
-                acc[r][v] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, zero, _CMP_GT_OQ), acc[r][v]);
-            else
-                acc[r][v] = gradient_lanes<A>(acc[r][v], kGradientReadsInput<A> ? _mm512_maskz_loadu_ps(lanes, e.z + at) : a,
-                                              a, e.alpha);
-        }
-        if (e.db == nullptr) continue;
         float* db = e.db + col + 16 * v;
         __m512 sum = row == 0 ? acc[0][v] : _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, db), acc[0][v]);
         DENSEFIT_UNROLL
