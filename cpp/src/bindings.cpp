@@ -310,6 +310,40 @@ void block_kernel(float* C, int64_t ldc, const float* A, int64_t lda, bool trans
     df::block_gemm(C, ldc, A, lda, trans_a, B, ldb, M, N, K);
 }
 
+#define VMATH_NAMES "'exp', 'expm1', 'log1p', 'tanh', 'sigmoid', 'softplus', 'elu', 'gelu', 'gelu_derivative'"
+
+// out[i] = f(in[i]) for one of vmath.hpp's functions, each a plain loop the compiler vectorizes
+// as the core's loops over a batch do.
+template <class T, class F>
+void vmath_loop(T* __restrict out, const T* __restrict in, int64_t n, F f) {
+    for (int64_t i = 0; i < n; i++) out[i] = f(in[i]);
+}
+
+template <class T>
+py::array vmath_t(const std::string& name, const py::array& x) {
+    namespace vm = df::vmath;
+    using Loop = void (*)(T*, const T*, int64_t);
+    const Loop loop = name == "exp"     ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::exp(v); }); })
+                    : name == "expm1"   ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::expm1(v); }); })
+                    : name == "log1p"   ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::log1p(v); }); })
+                    : name == "tanh"    ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::tanh(v); }); })
+                    : name == "sigmoid" ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::sigmoid(v); }); })
+                    : name == "softplus" ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::softplus(v); }); })
+                    : name == "elu"     ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::elu(v, T(1)); }); })
+                    : name == "gelu"    ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::gelu(v); }); })
+                    : name == "gelu_derivative"
+                        ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::gelu_derivative(v); }); })
+                        : nullptr;
+    if (loop == nullptr) throw py::value_error("name must be one of " VMATH_NAMES ", got '" + name + "'");
+    const auto in = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(x);
+    py::array_t<T> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    {
+        py::gil_scoped_release release;
+        loop(out.mutable_data(), in.data(), static_cast<int64_t>(in.size()));
+    }
+    return out;
+}
+
 template <class T>
 py::array_t<T> gemm_t(const py::array& a, const py::array& b, bool trans_a, bool trans_b, const std::string& kernel,
                       double alpha, double beta, const py::object& out) {
@@ -512,20 +546,15 @@ PYBIND11_MODULE(_core, m) {
         "updated in place and returned, or allocated when None (then beta must be 0). For tests and benchmarks.");
 
     m.def(
-        "elementary",
-        [](const std::string& name, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
-            if (name != "exp_nonpositive" && name != "log1p_unit")
-                throw py::value_error("name must be 'exp_nonpositive' or 'log1p_unit', got '" + name + "'");
-            py::array_t<float> out(x.size());
-            const float* in = x.data();
-            float* o = out.mutable_data();
-            for (py::ssize_t i = 0; i < x.size(); i++)
-                o[i] = name == "exp_nonpositive" ? df::exp_nonpositive(in[i]) : df::log1p_unit(in[i]);
-            return out;
+        "vmath",
+        [](const std::string& name, const py::array& x) -> py::array {
+            if (py::isinstance<py::array_t<double>>(x)) return vmath_t<double>(name, x);
+            require_dtype<float>(x, "x", "float32 or float64");
+            return vmath_t<float>(name, x);
         },
         py::arg("name"), py::arg("x"),
-        "The float32 exp (x <= 0) or log1p (x in [0, 1]) of the binary cross-entropy loss on each element of x, "
-        "flattened. For tests.");
+        "One of vmath.hpp's elementwise functions (" VMATH_NAMES ") on every element of x "
+        "(float32 or float64, any shape), as a new array of x's dtype and shape; elu with alpha = 1. For tests.");
 
     m.def(
         "all_finite",

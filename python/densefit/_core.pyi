@@ -168,9 +168,12 @@ def gemm(
     ``out`` is updated in place and returned, or allocated when ``None`` (then ``beta`` must be 0).
     For tests and benchmarks."""
 
-def elementary(name: str, x: npt.ArrayLike) -> npt.NDArray[np.float32]:
-    """The float32 ``exp`` (``name='exp_nonpositive'``, for x ≤ 0) or ``log1p`` (``'log1p_unit'``, for
-    x in [0, 1]) of the binary cross-entropy loss on each element of ``x``, flattened. For tests."""
+def vmath(name: str, x: np.ndarray) -> np.ndarray:
+    """One of the core's elementwise functions (cpp/include/densefit/vmath.hpp, the ones its
+    activations and losses use) on every element of ``x`` (float32 or float64, any shape): ``'exp'``,
+    ``'expm1'``, ``'log1p'``, ``'tanh'``, ``'sigmoid'``, ``'softplus'``, ``'elu'`` (α = 1), ``'gelu'``
+    or ``'gelu_derivative'``; a new array of ``x``'s dtype and shape. ``TypeError`` for another dtype,
+    ``ValueError`` for another name. For tests."""
 
 def all_finite(a: np.ndarray) -> bool:
     """True iff every element of ``a`` (float32 or float64, at most 2 dimensions, any strides,

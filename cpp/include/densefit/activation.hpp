@@ -1,6 +1,7 @@
 // Activations, forward and backward, elementwise over n values (n = rows × width of a batch).
-// Formulas and their evaluation order follow the numpy reference (python/densefit/backends/numpy_.py)
-// so float32 results round the same way; the codes are those of python/densefit/activations.py.
+// Formulas and their evaluation order follow the numpy reference (python/densefit/backends/numpy_.py);
+// exp, expm1, log1p and tanh are vmath.hpp's (within a few ulp of numpy's, and vectorizing), so
+// a loop over elements vectorizes; the codes are those of python/densefit/activations.py.
 // Backward functions may run in place (dinp == dout).
 #pragma once
 
@@ -11,41 +12,9 @@
 
 #include "codes.hpp"
 #include "inline.hpp"
+#include "vmath.hpp"
 
 namespace densefit {
-
-// sigmoid(x) given e = exp(-|x|), which callers may share with other terms (never overflows:
-// exp of a non-positive number only).
-template <class T>
-inline T sigmoid_of_exp(T x, T e) {
-    return x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
-}
-
-template <class T>
-inline T sigmoid(T x) {
-    return sigmoid_of_exp(x, std::exp(-std::abs(x)));
-}
-
-template <class T>
-inline T softplus(T x) {
-    return std::log1p(std::exp(-std::abs(x))) + std::max(x, T(0));
-}
-
-inline const double kGeluC = std::sqrt(2.0 / 3.141592653589793);  // as the reference: sqrt(2 / pi) in double
-constexpr double kGeluA = 0.044715;
-
-template <class T>
-inline T gelu(T x) {
-    T t = std::tanh(T(kGeluC) * (x + T(kGeluA) * (x * x * x)));
-    return T(0.5) * x * (T(1) + t);
-}
-
-template <class T>
-inline T gelu_derivative(T x) {
-    T t = std::tanh(T(kGeluC) * (x + T(kGeluA) * (x * x * x)));
-    T du = T(kGeluC) * (T(1) + T(3 * kGeluA) * x * x);
-    return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du;
-}
 
 // One activation as a compile-time code, so the loops below and the fused Dense passes
 // (layers.hpp) inline its formula; with_activation is the one switch from a run-time code.
@@ -71,13 +40,13 @@ DENSEFIT_ALWAYS_INLINE void with_activation(int64_t act, F&& f) {
 template <int64_t A, class T>
 DENSEFIT_ALWAYS_INLINE T activate(T x, T alpha) {
     if constexpr (A == IDENTITY) return x;
-    if constexpr (A == SIGMOID) return sigmoid(x);
-    if constexpr (A == TANH) return std::tanh(x);
+    if constexpr (A == SIGMOID) return vmath::sigmoid(x);
+    if constexpr (A == TANH) return vmath::tanh(x);
     if constexpr (A == RELU) return std::max(x, T(0));
     if constexpr (A == LEAKY_RELU) return x > T(0) ? x : x * alpha;
-    if constexpr (A == ELU) return x > T(0) ? x : alpha * std::expm1(std::min(x, T(0)));
-    if constexpr (A == SOFTPLUS) return softplus(x);
-    if constexpr (A == GELU) return gelu(x);
+    if constexpr (A == ELU) return vmath::elu(x, alpha);
+    if constexpr (A == SOFTPLUS) return vmath::softplus(x);
+    if constexpr (A == GELU) return vmath::gelu(x);
 }
 
 // Whether activation_gradient reads the input x; the others need only the output y = act(x)
@@ -101,8 +70,8 @@ DENSEFIT_ALWAYS_INLINE T activation_gradient(T d, T x, T y, T alpha) {
     if constexpr (A == RELU) return y > T(0) ? d : T(0);
     if constexpr (A == LEAKY_RELU) return x > T(0) ? d : d * alpha;
     if constexpr (A == ELU) return x > T(0) ? d : d * (y + alpha);
-    if constexpr (A == SOFTPLUS) return d * sigmoid(x);
-    if constexpr (A == GELU) return d * gelu_derivative(x);
+    if constexpr (A == SOFTPLUS) return d * vmath::sigmoid(x);
+    if constexpr (A == GELU) return d * vmath::gelu_derivative(x);
 }
 
 // out = act(inp).
@@ -129,8 +98,9 @@ void softmax_rows(T* out, const T* z, int64_t m, int64_t K) {
         const T* zr = z + r * K;
         T* o = out + r * K;
         T mx = *std::max_element(zr, zr + K);
+        for (int64_t j = 0; j < K; j++) o[j] = vmath::exp(zr[j] - mx);  // vectorizes; the sum below is in order
         T sum = 0;
-        for (int64_t j = 0; j < K; j++) sum += (o[j] = std::exp(zr[j] - mx));
+        for (int64_t j = 0; j < K; j++) sum += o[j];
         for (int64_t j = 0; j < K; j++) o[j] /= sum;
     }
 }

@@ -2,9 +2,9 @@
 // the small products of W3-sized layers (B up to kBlockGemmBElements, kept in L1/L2 unpacked).
 // An AVX-512 register-blocked kernel: MR ≤ 6 rows of C by up to 64 columns (4 vectors) at a
 // time, 24 accumulators, each a chain of one FMA per k, k in order. An epilogue finishes each
-// tile in registers before it is stored, so Dense fuses its bias and relu (forward), or the
-// relu's backward and the bias gradient of the layer below (dinp), into the product instead of
-// sweeping the (m × n) buffer again. Rows of A that are mostly zeros (a relu's output, or a
+// tile in registers before it is stored, so Dense fuses its bias and activation (forward), or the
+// activation's backward and the bias gradient of the layer below (dinp), into the product instead
+// of sweeping the (m × n) buffer again. Rows of A that are mostly zeros (a relu's output, or a
 // gradient through one) skip their zero terms in pairs (block_gemm_sparse_six), same bits.
 // Where it runs is dispatch.hpp's block_gemm_applies. It is level with OpenBLAS's small-matrix
 // kernels and gives OpenBLAS's bits there (both sum k in order with one FMA per step); the
@@ -13,11 +13,13 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
+#include "activation.hpp"
 #include "dispatch.hpp"
 #include "inline.hpp"
 
@@ -31,21 +33,34 @@ namespace densefit {
 // A plain product.
 struct NoEpilogue {};
 
-// Dense forward: C = C + bias (per column, when bias is not null), then max(C, 0) when relu,
-// as bias_activation computes them (std::max(x, 0) keeps NaN and -0, as vmaxps(0, x) does).
-struct BiasRelu {
+// Dense forward: C = C + bias (per column, when bias is not null), then the activation A as
+// bias_activation computes it (activate<A>): into C itself when out is null, else into out
+// (leading dimension ldo) with C keeping the biased values (an activation whose gradient reads its
+// input). IDENTITY: the bias only. (std::max(x, 0) keeps NaN and -0, as vmaxps(0, x) does.)
+template <int64_t A>
+struct BiasActivation {
     const float* bias;
-    bool relu;
+    float alpha;
+    float* out;
+    int64_t ldo;
 };
 
-// Dense backward, dinp into a relu layer below: C = gate > 0 ? C : 0 (gate: the relu's output,
-// leading dimension ldg), and when db is not null db = Σ_rows C in row order, row 0 first (the
-// order of bias_activation_backward's sweep).
-struct ReluGate {
-    const float* gate;
-    int64_t ldg;
+// Dense backward, dinp into a Dense's fused activation below (act, alpha): C = C · act'(z) as
+// activation_gradient computes it, given the activation's output a and its input z (both of
+// leading dimension ld; z may be a where the gradient does not read it), and when db is not null
+// db = Σ_rows C in row order, row 0 first (the order of bias_activation_backward's sweep).
+struct DinpGate {
+    const float* z;
+    const float* a;
+    int64_t ld;
     float* db;
+    int64_t act;
+    float alpha;
 };
+
+// DinpGate for one activation code, the epilogue block_gemm instantiates.
+template <int64_t A>
+struct ActivationGate : DinpGate {};
 
 #if defined(__AVX512F__)
 // The mask of lanes [0, n) of a 16-float vector (none for n ≤ 0, all for n ≥ 16).
@@ -58,8 +73,24 @@ inline __mmask16 first_lanes(int64_t n) {
 template <int MR, int NV>
 DENSEFIT_ALWAYS_INLINE void finish(const NoEpilogue&, __m512 (&)[MR][NV], int64_t, int64_t, __mmask16) {}
 
-template <int MR, int NV>
-DENSEFIT_ALWAYS_INLINE void finish(const BiasRelu& e, __m512 (&acc)[MR][NV], int64_t, int64_t col, __mmask16 last) {
+// activate<A> / activation_gradient<A> on a finished tile gone through memory (n a multiple of
+// 16): one vectorized loop, out of line and shared by every tile shape, instead of vmath's code
+// inlined for each of a tile's up to 24 vectors; the same functions as every other path, so the
+// same bits. (The store and reload cost little next to the function.)
+template <int64_t A>
+DENSEFIT_NOINLINE void activate_tile(float* __restrict t, int64_t n, float alpha) {
+    for (int64_t j = 0; j < n; j++) t[j] = activate<A>(t[j], alpha);
+}
+
+template <int64_t A>
+DENSEFIT_NOINLINE void gradient_tile(float* __restrict d, const float* __restrict z, const float* __restrict a,
+                                     int64_t n, float alpha) {
+    for (int64_t j = 0; j < n; j++) d[j] = activation_gradient<A>(d[j], z[j], a[j], alpha);
+}
+
+template <int MR, int NV, int64_t A>
+DENSEFIT_ALWAYS_INLINE void finish(const BiasActivation<A>& e, __m512 (&acc)[MR][NV], int64_t row, int64_t col,
+                                   __mmask16 last) {
     const __m512 zero = _mm512_setzero_ps();
     DENSEFIT_UNROLL
     for (int v = 0; v < NV; v++) {
@@ -67,23 +98,69 @@ DENSEFIT_ALWAYS_INLINE void finish(const BiasRelu& e, __m512 (&acc)[MR][NV], int
         DENSEFIT_UNROLL
         for (int r = 0; r < MR; r++) {
             if (e.bias != nullptr) acc[r][v] = _mm512_add_ps(acc[r][v], b);
-            if (e.relu) acc[r][v] = _mm512_max_ps(zero, acc[r][v]);
+            if constexpr (A == RELU) {
+                if (e.out == nullptr)
+                    acc[r][v] = _mm512_max_ps(zero, acc[r][v]);
+                else
+                    _mm512_mask_storeu_ps(e.out + (row + r) * e.ldo + col + 16 * v, v == NV - 1 ? last : 0xFFFF,
+                                          _mm512_max_ps(zero, acc[r][v]));
+            }
         }
+    }
+    if constexpr (A != IDENTITY && A != RELU) {
+        alignas(64) float t[MR * NV * 16];
+        DENSEFIT_UNROLL
+        for (int r = 0; r < MR; r++)
+            DENSEFIT_UNROLL
+            for (int v = 0; v < NV; v++) _mm512_store_ps(t + (r * NV + v) * 16, acc[r][v]);
+        activate_tile<A>(t, MR * NV * 16, e.alpha);
+        DENSEFIT_UNROLL
+        for (int r = 0; r < MR; r++)
+            DENSEFIT_UNROLL
+            for (int v = 0; v < NV; v++) {
+                const __m512 y = _mm512_load_ps(t + (r * NV + v) * 16);
+                if (e.out == nullptr)
+                    acc[r][v] = y;
+                else
+                    _mm512_mask_storeu_ps(e.out + (row + r) * e.ldo + col + 16 * v, v == NV - 1 ? last : 0xFFFF, y);
+            }
     }
 }
 
-template <int MR, int NV>
-DENSEFIT_ALWAYS_INLINE void finish(const ReluGate& e, __m512 (&acc)[MR][NV], int64_t row, int64_t col, __mmask16 last) {
+template <int MR, int NV, int64_t A>
+DENSEFIT_ALWAYS_INLINE void finish(const ActivationGate<A>& e, __m512 (&acc)[MR][NV], int64_t row, int64_t col,
+                                   __mmask16 last) {
     const __m512 zero = _mm512_setzero_ps();
+    if constexpr (A == RELU) {  // activation_gradient<RELU>: a > 0 ? d : 0, in registers
+        DENSEFIT_UNROLL
+        for (int v = 0; v < NV; v++)
+            DENSEFIT_UNROLL
+            for (int r = 0; r < MR; r++) {
+                const __m512 a = _mm512_maskz_loadu_ps(v == NV - 1 ? last : 0xFFFF, e.a + (row + r) * e.ld + col + 16 * v);
+                acc[r][v] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, zero, _CMP_GT_OQ), acc[r][v]);
+            }
+    } else {
+        alignas(64) float td[MR * NV * 16], tz[MR * NV * 16], ta[MR * NV * 16];
+        DENSEFIT_UNROLL
+        for (int r = 0; r < MR; r++)
+            DENSEFIT_UNROLL
+            for (int v = 0; v < NV; v++) {
+                const __mmask16 lanes = v == NV - 1 ? last : 0xFFFF;
+                const int64_t at = (row + r) * e.ld + col + 16 * v, i = (r * NV + v) * 16;
+                _mm512_store_ps(td + i, acc[r][v]);
+                _mm512_store_ps(ta + i, _mm512_maskz_loadu_ps(lanes, e.a + at));
+                if constexpr (kGradientReadsInput<A>) _mm512_store_ps(tz + i, _mm512_maskz_loadu_ps(lanes, e.z + at));
+            }
+        gradient_tile<A>(td, kGradientReadsInput<A> ? tz : ta, ta, MR * NV * 16, e.alpha);
+        DENSEFIT_UNROLL
+        for (int r = 0; r < MR; r++)
+            DENSEFIT_UNROLL
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_load_ps(td + (r * NV + v) * 16);
+    }
+    if (e.db == nullptr) return;
     DENSEFIT_UNROLL
     for (int v = 0; v < NV; v++) {
         const __mmask16 lanes = v == NV - 1 ? last : 0xFFFF;
-        DENSEFIT_UNROLL
-        for (int r = 0; r < MR; r++) {
-            const __m512 g = _mm512_maskz_loadu_ps(lanes, e.gate + (row + r) * e.ldg + col + 16 * v);
-            acc[r][v] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(g, zero, _CMP_GT_OQ), acc[r][v]);
-        }
-        if (e.db == nullptr) continue;
         float* db = e.db + col + 16 * v;
         __m512 sum = row == 0 ? acc[0][v] : _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, db), acc[0][v]);
         DENSEFIT_UNROLL
@@ -211,16 +288,22 @@ void block_gemm_impl(float* C, int64_t ldc, const float* A, int64_t lda, const f
 }
 #endif
 
-// C = op(A) · B (beta = 0: C is only written), each tile finished by the epilogue. Call only where
+// C = op(A) · B (beta = 0: C is only written), each tile finished by the epilogue; with an
+// epilogue, A is never transposed (trans_a must be false). Call only where
 // block_gemm_applies(M, N, K).
 template <class Epilogue = NoEpilogue>
 void block_gemm(float* C, int64_t ldc, const float* A, int64_t lda, bool trans_a, const float* B, int64_t ldb,
                 int64_t M, int64_t N, int64_t K, const Epilogue& epilogue = Epilogue{}) {
 #if defined(__AVX512F__)
-    if (trans_a)
-        block_gemm_impl<true>(C, ldc, A, lda, B, ldb, M, N, K, epilogue);
-    else
-        block_gemm_impl<false>(C, ldc, A, lda, B, ldb, M, N, K, epilogue);
+    // Only plain products run op(A) transposed (Dense's epilogues come with A = its input or
+    // dout, not transposed): the kernels are not built for the other pairs.
+    if constexpr (std::is_same_v<Epilogue, NoEpilogue>) {
+        if (trans_a) {
+            block_gemm_impl<true>(C, ldc, A, lda, B, ldb, M, N, K, epilogue);
+            return;
+        }
+    }
+    block_gemm_impl<false>(C, ldc, A, lda, B, ldb, M, N, K, epilogue);
 #else
     (void)C, (void)ldc, (void)A, (void)lda, (void)trans_a, (void)B, (void)ldb, (void)M, (void)N, (void)K,
         (void)epilogue;

@@ -115,7 +115,7 @@ constexpr int64_t kDataParallelMaxGradElements = int64_t{1} << 24;
 constexpr int64_t kDataParallelReduceParams = int64_t{1} << 13;
 
 // Binary cross-entropy over fewer elements than this uses the library's exp and log one element at
-// a time (faster for a lone element); more vectorize with the inline forms (other bits, in float32).
+// a time (faster for a lone element); more vectorize with vmath's inline forms (other bits).
 constexpr int64_t kBceInlineMathElements = 8;
 
 // ---------------------------------------------------------------------------------------------
@@ -210,10 +210,10 @@ inline DenseKernel dense_kernel(int64_t m, int64_t n_in, int64_t n_out) {
     return DenseKernel::RANK1;
 }
 
-// How a Dense layer computes dinp = dout · Wᵀ; gated: through the relu below (gated_dinp_applies).
+// How a Dense layer computes dinp = dout · Wᵀ; gated: through the fused activation below (gated_dinp_applies).
 enum class DinpKernel {
     GATED_OUTER,  // one output, through the relu below: gated_outer_dinp
-    GATED_BLOCK,  // through the relu below: block_gemm with the ReluGate epilogue
+    GATED_BLOCK,  // through the fused activation below: block_gemm with the ActivationGate epilogue
     OUTER,        // one output: dout ⊗ W, whatever the size
     GEMM,         // gemm() with Bᵀ
     ROWWISE,      // a dot product along a row of W per element
@@ -266,19 +266,19 @@ inline int parallel_gemm_parts(int64_t extent, int64_t macs, int threads) {
     return parts < 1 ? 1 : static_cast<int>(parts);
 }
 
-// Whether Dense's forward adds its bias and applies its activation (relu or none, into z itself)
-// in block_gemm's registers instead of a sweep after the product.
+// Whether Dense's forward adds its bias and applies its activation (any: vmath.hpp's functions
+// vectorize on a tile as on a row) in block_gemm's registers instead of a sweep after the product.
 template <class T>
-bool dense_fuses_in_registers(int64_t m, int64_t n_in, int64_t n_out, bool in_registers) {
-    return std::is_same_v<T, float> && in_registers && !dense_is_direct(m, n_in, n_out) &&
-           gemm_takes_block_gemm<T>(m, n_out, n_in);
+bool dense_fuses_in_registers(int64_t m, int64_t n_in, int64_t n_out) {
+    return std::is_same_v<T, float> && !dense_is_direct(m, n_in, n_out) && gemm_takes_block_gemm<T>(m, n_out, n_in);
 }
 
-// Whether dense_backward can take a relu gate for its dinp: block_gemm's ReluGate epilogue, or for
-// a single output gated_outer_dinp (float, AVX-512 builds).
+// Whether dense_backward can take the gate of the fused activation `act` below for its dinp:
+// block_gemm's ActivationGate epilogue, or for a single output through a relu gated_outer_dinp
+// (float, AVX-512 builds).
 template <class T>
-bool gated_dinp_applies(int64_t m, int64_t n_in, int64_t n_out) {
-    if (n_out == 1) return std::is_same_v<T, float> && kBlockGemmBuilt && n_in >= 16;
+bool gated_dinp_applies(int64_t m, int64_t n_in, int64_t n_out, int64_t act) {
+    if (n_out == 1) return std::is_same_v<T, float> && kBlockGemmBuilt && n_in >= 16 && act == RELU;
     return !dense_is_direct(m, n_in, n_out) && gemm_takes_block_gemm<T>(m, n_in, n_out);
 }
 

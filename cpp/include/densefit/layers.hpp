@@ -220,15 +220,18 @@ DENSEFIT_ALWAYS_INLINE void bias_activation(T* z, T* a, const T* b, int64_t m, i
 // not null (see bias_activation). The bias is added after the product (numpy's order, x @ W + b),
 // not copied into C first for beta = 1: a copy per row is a memmove call per row, which with one
 // output cost more than the matrix-vector product itself.
-// Where dense_fuses_in_registers (block_gemm), a bias and a relu or no activation are added to
-// each tile of the product in registers (BiasRelu).
+// Where dense_fuses_in_registers (block_gemm), the bias and the activation are applied to each
+// tile of the product in registers (BiasActivation), with bias_activation's formulas and bits.
 template <class T>
 DENSEFIT_ALWAYS_INLINE void dense_forward(T* z, T* a, const T* inp, const T* W, const T* b, int64_t m, int64_t n_in,
                                           int64_t n_out, int64_t act, T alpha) {
     if constexpr (std::is_same_v<T, float>) {
-        const bool in_registers = a == nullptr || (a == z && (act == RELU || act == IDENTITY));
-        if (dense_fuses_in_registers<T>(m, n_in, n_out, in_registers)) {
-            block_gemm(z, n_out, inp, n_in, false, W, n_out, m, n_out, n_in, BiasRelu{b, a != nullptr && act == RELU});
+        if (dense_fuses_in_registers<T>(m, n_in, n_out)) {
+            float* out = a == z ? nullptr : a;  // null: act(z) replaces z
+            with_activation(a == nullptr ? IDENTITY : act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
+                block_gemm(z, n_out, inp, n_in, false, W, n_out, m, n_out, n_in,
+                           BiasActivation<code()>{b, alpha, out, n_out});
+            });
             return;
         }
     }
@@ -288,13 +291,13 @@ inline void gated_outer_dinp(float* __restrict dinp, float* __restrict db, const
 #endif
 
 // dW = inpᵀ · dout, db = Σ_rows dout, dinp = dout · Wᵀ. With a gate (where gated_dinp_applies),
-// dinp is the gradient through the relu below that produced inp: dinp · [inp > 0], and gate->db
-// that relu's Dense's bias gradient, Σ_rows of it, in the product's epilogue (one output:
-// gated_outer_dinp).
+// dinp is the gradient through the fused activation below that produced inp: dinp · act'(z), and
+// gate->db that activation's Dense's bias gradient, Σ_rows of it, in the product's epilogue
+// (ActivationGate; one output, through a relu: gated_outer_dinp).
 template <class T>
 DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW, T* __restrict db,
                                            const T* __restrict dout, const T* __restrict inp, const T* __restrict W,
-                                           int64_t m, int64_t n_in, int64_t n_out, const ReluGate* gate = nullptr) {
+                                           int64_t m, int64_t n_in, int64_t n_out, const DinpGate* gate = nullptr) {
     switch (dense_kernel(m, n_in, n_out)) {
         case DenseKernel::GEMM: gemm(dW, n_out, inp, n_in, true, dout, n_out, false, n_in, n_out, m, T(1), T(0)); break;
         case DenseKernel::DOWN_COLUMNS:  // dW[k] = Σ_r inp[r, k] · dout[r]: a dot down column k
@@ -316,12 +319,16 @@ DENSEFIT_ALWAYS_INLINE void dense_backward(T* __restrict dinp, T* __restrict dW,
     switch (dinp_kernel(m, n_in, n_out, gate != nullptr)) {
         case DinpKernel::GATED_OUTER:  // gate is only given where gated_dinp_applies: float, AVX-512
 #if defined(__AVX512F__)
-            if constexpr (std::is_same_v<T, float>) gated_outer_dinp(dinp, gate->db, gate->gate, dout, W, m, n_in);
+            if constexpr (std::is_same_v<T, float>) gated_outer_dinp(dinp, gate->db, gate->a, dout, W, m, n_in);
 #endif
             break;
         case DinpKernel::GATED_BLOCK:
-            if constexpr (std::is_same_v<T, float>)
-                block_gemm(dinp, n_in, dout, n_out, false, transposed(W, n_out, n_in, n_out), n_in, m, n_in, n_out, *gate);
+            if constexpr (std::is_same_v<T, float>) {
+                const float* Wt = transposed(W, n_out, n_in, n_out);
+                with_activation(gate->act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
+                    block_gemm(dinp, n_in, dout, n_out, false, Wt, n_in, m, n_in, n_out, ActivationGate<code()>{*gate});
+                });
+            }
             break;
         case DinpKernel::OUTER:
             with_small_width(n_in, [&](auto width) DENSEFIT_INLINE_LAMBDA {

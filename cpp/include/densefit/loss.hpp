@@ -13,6 +13,7 @@
 #include "activation.hpp"
 #include "dispatch.hpp"
 #include "inline.hpp"
+#include "vmath.hpp"
 
 namespace densefit {
 
@@ -50,60 +51,10 @@ LossSum mse_rows(T* dz, const T* z, const T* y, int64_t n, T scale) {
     return {(s0 + s1) + (s2 + s3), 0};
 }
 
-// e^x for x ≤ 0 (and NaN). In float32 without a library call, so that a loop over it vectorizes:
-// x = n ln2 + r with |r| ≤ ln2/2, e^r by Cephes' expf polynomial, 2^n built in the exponent bits.
-// Within 1 ulp of expf over [-87, 0] (checked against glibc's expf in tests/test_loss_math.py);
-// below -87 it returns e^-87 ≈ 1.6e-38 (2^n stays a normal number), where the loss term is
-// log1p of it, i.e. 1.6e-38, and sigmoid is 1 or that value.
-template <class T>
-inline T exp_nonpositive(T x) {
-    if constexpr (sizeof(T) == sizeof(float)) {
-        x = std::max(x, -87.0f);                                  // NaN stays NaN (the comparison fails)
-        const float shifter = 12582912.0f;                        // 1.5 · 2^23: adding it rounds to an integer
-        const float n = (x * 1.44269504088896341f + shifter) - shifter;
-        const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;  // ln 2 in two parts: r is exact
-        float p = 1.9875691500e-4f;
-        p = p * r + 1.3981999507e-3f;
-        p = p * r + 8.3334519073e-3f;
-        p = p * r + 4.1665795894e-2f;
-        p = p * r + 1.6666665459e-1f;
-        p = p * r + 5.0000001201e-1f;
-        const float e = p * (r * r) + r + 1.0f;
-        const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, n in [-126, 0]
-        float scale;
-        std::memcpy(&scale, &bits, sizeof scale);
-        return e * scale;
-    } else {
-        return std::exp(x);
-    }
-}
-
-// log1p(x) for x in [0, 1] (and NaN). In float32 without a library call, so that a loop over it
-// vectorizes: log1p(x) = 2 atanh(s) with s = x / (2 + x) in [0, 1/3], by the series
-// 2 s (1 + s²/3 + s⁴/5 + … + s¹⁴/15) (the next term is below 2e-9 relative); 1 + x is never
-// rounded, so small x keep their precision. Within 3 ulp of log1p (tests/test_loss_math.py).
-template <class T>
-inline T log1p_unit(T x) {
-    if constexpr (sizeof(T) == sizeof(float)) {
-        const float s = x / (2.0f + x), s2 = s * s;
-        float p = 1.0f / 15;
-        p = p * s2 + 1.0f / 13;
-        p = p * s2 + 1.0f / 11;
-        p = p * s2 + 1.0f / 9;
-        p = p * s2 + 1.0f / 7;
-        p = p * s2 + 1.0f / 5;
-        p = p * s2 + 1.0f / 3;
-        p = p * s2 + 1.0f;
-        return 2.0f * s * p;
-    } else {
-        return std::log1p(x);
-    }
-}
-
 // log1p(x) for x in [0, 1] through the library's logf and the correction of Goldberg ("What every
 // computer scientist should know about floating-point arithmetic", thm. 4): log(u)·x/(u - 1) with
 // u = 1 + x rounded; within 2 ulp of log1pf, and a shorter chain of dependent operations than
-// log1p_unit for a lone element (glibc's own log1pf is slower).
+// vmath::log1p for a lone element (glibc's own log1pf is slower).
 template <class T>
 inline T log1p_unit_libm(T x) {
     const T u = T(1) + x;
@@ -112,22 +63,21 @@ inline T log1p_unit_libm(T x) {
 
 // One element of binary cross-entropy: dz = (sigmoid(z) - y) · scale; returns the loss term
 // max(z, 0) - z y + log1p(exp(-|z|)) and adds 1 to correct for a right prediction. Branch-free.
-// In float32, kInline uses exp_nonpositive and log1p_unit (a loop over elements vectorizes), else
-// the library's expf and log1p_unit_libm (faster for one element at a time; the inline forms for
-// a loop over many: dispatch.hpp's bce_inline_math).
+// kInline uses vmath.hpp's exp and log1p (a loop over elements vectorizes), else the library's
+// exp and, in float32, log1p_unit_libm (faster for one element at a time; the inline forms for a
+// loop over many: dispatch.hpp's bce_inline_math).
 template <bool kInline, class T>
 DENSEFIT_ALWAYS_INLINE T bce_element(T& dz, int64_t& correct, T z, T y, T scale) {
-    constexpr bool inline_math = kInline && sizeof(T) == sizeof(float);
-    const T e = inline_math ? exp_nonpositive(-std::abs(z)) : std::exp(-std::abs(z));  // for the loss and sigmoid(z)
+    const T e = kInline ? vmath::exp(-std::abs(z)) : std::exp(-std::abs(z));  // for the loss and sigmoid(z)
     correct += (z > T(0)) == (y > T(0.5));
-    dz = (sigmoid_of_exp(z, e) - y) * scale;
-    const T log_term = inline_math ? log1p_unit(e) : sizeof(T) == sizeof(float) ? log1p_unit_libm(e) : std::log1p(e);
+    dz = (vmath::sigmoid_of_exp(z, e) - y) * scale;
+    const T log_term = kInline ? vmath::log1p(e) : sizeof(T) == sizeof(float) ? log1p_unit_libm(e) : std::log1p(e);
     return std::max(z, T(0)) - z * y + log_term;
 }
 
 // Σ max(z, 0) - z y + log1p(exp(-|z|)), dz = (sigmoid(z) - y) · scale over n = rows × K elements;
-// scale = 1 / (batch K). In chunks: a loop over the elements (it vectorizes in float32, where exp
-// and log1p are inline), then the chunk's terms summed in double in 4 partial sums. A few elements
+// scale = 1 / (batch K). In chunks: a loop over the elements (it vectorizes: exp and log1p are
+// vmath's), then the chunk's terms summed in double in 4 partial sums. A few elements
 // (!bce_inline_math, e.g. one per step) go one by one through the library's exp and log.
 template <class T>
 LossSum bce_rows(T* dz, const T* z, const T* y, int64_t n, T scale) {
@@ -167,8 +117,9 @@ LossSum cce_rows(T* dz, const T* z, const T* y, int64_t m, int64_t K, bool index
         T* d = dz + r * K;
         const int64_t predicted = std::max_element(zr, zr + K) - zr;
         const T mx = zr[predicted];
+        for (int64_t j = 0; j < K; j++) d[j] = vmath::exp(zr[j] - mx);  // vectorizes; the sum below is in order
         T sum_e = 0;
-        for (int64_t j = 0; j < K; j++) sum_e += (d[j] = std::exp(zr[j] - mx));
+        for (int64_t j = 0; j < K; j++) sum_e += d[j];
         const T log_sum_e = std::log(sum_e);
         if (index_targets) {
             const int64_t label = static_cast<int64_t>(y[r]);

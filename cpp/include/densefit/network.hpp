@@ -195,16 +195,18 @@ void backward(T* grad, Workspace<T>& ws, const Net& net, const T* params, int64_
                         bias_activation_backward(d, db, ws.ins[i + 1], ws.ins[i + 2], m, op.n_out, op.act, T(op.alpha));
                     db = nullptr;
                 }
-                // A Dense with a fused relu below (at i - 2, its relu's output is this op's input) gets
-                // that relu's backward and bias gradient in the epilogue of this op's dinp product.
+                // A Dense with a fused activation below (at i - 2, its output is this op's input, its
+                // input ws.ins[i - 1]) gets that activation's backward and bias gradient in the
+                // epilogue of this op's dinp product.
                 const Op* below = i >= 2 ? &net.ops[i - 2] : nullptr;
-                gated = below != nullptr && below->kind == DENSE && below->fused && below->act == RELU &&
-                        gated_dinp_applies<T>(m, op.n_in, op.n_out);
-                ReluGate gate{};
+                gated = below != nullptr && below->kind == DENSE && below->fused &&
+                        gated_dinp_applies<T>(m, op.n_in, op.n_out, below->act);
+                DinpGate gate{};
                 if constexpr (std::is_same_v<T, float>) {
                     if (gated)
-                        gate = ReluGate{ws.ins[i], op.n_in,
-                                        below->use_bias ? grad + below->param_off + below->n_in * below->n_out : nullptr};
+                        gate = DinpGate{ws.ins[i - 1], ws.ins[i], op.n_in,
+                                        below->use_bias ? grad + below->param_off + below->n_in * below->n_out : nullptr,
+                                        below->act, static_cast<float>(below->alpha)};
                 }
                 dense_backward(need_dinp ? ws.d[1 - cur] : nullptr, dW, db, d, ws.ins[i], params + op.param_off, m,
                                op.n_in, op.n_out, gated ? &gate : nullptr);
