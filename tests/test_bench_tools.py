@@ -41,3 +41,17 @@ def test_threads_prints_a_ratio_per_workload(capsys):
     assert "| workload | 1 thread | 2 threads | 2 / 1 |" in lines
     row = next(line for line in lines if line.startswith("| W1 seed-sgd |"))
     assert row.endswith("× |") or "error" in row
+
+
+def test_sklearn_dropin_times_the_pipeline_and_the_estimator_alone(capsys):
+    pytest.importorskip("sklearn")
+    from densefit.bench import sklearn_dropin
+
+    table = sklearn_dropin.run(rounds=1, rows=3000, sets=("load_breast_cancer", "synthetic")).splitlines()
+    assert len(table) == 2 + 2  # header, rule, the two sets asked for
+    for line in table[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert len(cells) == 10 and cells[4].endswith("×") and cells[6].endswith("×")
+        assert float(cells[4][:-1]) > 0 and float(cells[6][:-1]) > 0
+        sk, dk = (float(v.split()[0]) for v in cells[5].split("/"))
+        assert sk > 0 and dk > 0

@@ -470,6 +470,20 @@ def test_load_model_rejects_other_format(tmp_path):
         df.load_model(path)
 
 
+def test_load_model_reads_format_version_1_with_a_warning(tmp_path):
+    """Version 1 files (PCG64 epoch orders) hold the same arrays: they load, and say that resumed
+    shuffled training no longer repeats the old orders."""
+    model = continued_model("numpy")
+    config = model.get_config()
+    config["format_version"] = 1
+    path = tmp_path / "old.npz"
+    np.savez(path, config=np.frombuffer(json.dumps(config).encode(), dtype=np.uint8),
+             params=model.state.params, slots=model.state.slots, stats=model.state.stats)
+    with pytest.warns(UserWarning, match="PCG64"):
+        loaded = df.load_model(path)
+    assert_same_state(model, loaded)
+
+
 # --------------------------------------------------------------------------------- errors
 def compiled(backend="numpy", loss="binary_crossentropy", out="sigmoid", units=1, metrics=None):
     model = df.Sequential([df.Dense(5, "relu", input_dim=D), df.Dense(units, out)], seed=0, backend=backend)

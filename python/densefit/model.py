@@ -15,6 +15,7 @@ import json
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -660,8 +661,13 @@ def _counter(config: dict, name: str) -> int:
 
 
 def _model_from_save(config: dict, arrays: dict, learning_rate, backend) -> Sequential:
-    if config.get("format_version") != FORMAT_VERSION:
-        raise invalid(f"format version {config.get('format_version')!r}, expected {FORMAT_VERSION}")
+    version = config.get("format_version")
+    if version == 1:  # the same contents; only the order of later shuffled epochs changed
+        warnings.warn("this file was saved by a densefit that shuffled epochs with PCG64 permutations: it loads "
+                      "unchanged, but shuffled training resumed from it visits rows in densefit.shuffle's order, "
+                      "so it will not repeat the old run bit for bit", UserWarning, stacklevel=3)
+    elif version != FORMAT_VERSION:
+        raise invalid(f"format version {version!r}, expected {FORMAT_VERSION} (or 1)")
     for key, kind in (("layers", list), ("seed", int), ("dtype", str), ("backend", str)):
         if not isinstance(config.get(key), kind) or isinstance(config.get(key), bool):
             raise invalid(f"{key} must be a {kind.__name__}, got {config.get(key)!r}")
