@@ -55,3 +55,13 @@ def test_sklearn_dropin_times_the_pipeline_and_the_estimator_alone(capsys):
         assert float(cells[4][:-1]) > 0 and float(cells[6][:-1]) > 0
         sk, dk = (float(v.split()[0]) for v in cells[5].split("/"))
         assert sk > 0 and dk > 0
+
+
+def test_shuffle_cost_prints_a_row_per_workload_and_backend(capsys):
+    from densefit.bench import shuffle_cost
+
+    table = shuffle_cost.run(("W6",), ("cpp", "numpy"), rounds=1, scale=0.05).splitlines()
+    assert len(table) == 2 + 2
+    for line in table[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] == "W6" and cells[4].endswith("×") and float(cells[4][:-1]) > 0
