@@ -132,6 +132,24 @@ def test_gelu_within_bound_over_a_dense_grid(name, dtype):
     assert err.max() <= GELU_BOUND, (name, x[np.argmax(err)], err.max())
 
 
+# Binary cross-entropy's restricted forms, float32 only (in double they are exp and log1p):
+# e^x on [-87, 0] and log(1 + x) on [0, 1], the domains the loss gives them.
+RESTRICTED = {"exp_nonpositive": ("exp", (-87.0, 0.0), 1.0), "log1p_unit": ("log1p", (0.0, 1.0), 4.5)}
+
+
+@pytest.mark.parametrize("name", sorted(RESTRICTED))
+def test_restricted_forms_within_bound_on_their_domain(name):
+    exact_name, (lo, hi), bound = RESTRICTED[name]
+    x = np.concatenate([np.linspace(lo, hi, 400_001), [lo, hi, -0.0, 1e-30, -1e-30]]).astype(np.float32)
+    x = x[(x >= lo) & (x <= hi)]
+    got = _core.vmath(name, x)
+    err = ulps(got, reference(exact_name, x), np.float32)
+    worst = int(np.argmax(err))
+    assert err[worst] <= bound, (name, x[worst], got[worst], err[worst])
+    assert np.isnan(_core.vmath(name, np.array([np.nan], np.float32))[0])
+    np.testing.assert_array_equal(_core.vmath(name, x.astype(np.float64)), _core.vmath(exact_name, x.astype(np.float64)))
+
+
 def test_log1p_near_minus_one():
     x = (-1 + np.geomspace(2 ** -24, 0.5, 100_000)).astype(np.float32)
     assert ulps(_core.vmath("log1p", x), reference("log1p", x), np.float32).max() <= BOUND["log1p"]
@@ -188,7 +206,7 @@ def test_gelu_edges_as_the_numpy_reference(name, dtype):
     np.testing.assert_allclose(got[finite], ref[finite], rtol=1e-6, atol=0)
 
 
-NAMES = sorted(BOUND) + ["gelu", "gelu_derivative"]
+NAMES = sorted(BOUND) + ["gelu", "gelu_derivative"] + sorted(RESTRICTED)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -326,6 +326,8 @@ py::array vmath_t(const std::string& name, const py::array& x) {
     const Loop loop = name == "exp"     ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::exp(v); }); })
                     : name == "expm1"   ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::expm1(v); }); })
                     : name == "log1p"   ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::log1p(v); }); })
+                    : name == "exp_nonpositive" ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::exp_nonpositive(v); }); })
+                    : name == "log1p_unit" ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::log1p_unit(v); }); })
                     : name == "tanh"    ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::tanh(v); }); })
                     : name == "sigmoid" ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::sigmoid(v); }); })
                     : name == "softplus" ? Loop([](T* o, const T* i, int64_t n) { vmath_loop(o, i, n, [](T v) { return vm::softplus(v); }); })

@@ -63,15 +63,15 @@ inline T log1p_unit_libm(T x) {
 
 // One element of binary cross-entropy: dz = (sigmoid(z) - y) · scale; returns the loss term
 // max(z, 0) - z y + log1p(exp(-|z|)) and adds 1 to correct for a right prediction. Branch-free.
-// kInline uses vmath.hpp's exp and log1p (a loop over elements vectorizes), else the library's
+// kInline uses vmath.hpp's exp_nonpositive and log1p_unit (a loop over elements vectorizes), else the library's
 // exp and, in float32, log1p_unit_libm (faster for one element at a time; the inline forms for a
 // loop over many: dispatch.hpp's bce_inline_math).
 template <bool kInline, class T>
 DENSEFIT_ALWAYS_INLINE T bce_element(T& dz, int64_t& correct, T z, T y, T scale) {
-    const T e = kInline ? vmath::exp(-std::abs(z)) : std::exp(-std::abs(z));  // for the loss and sigmoid(z)
+    const T e = kInline ? vmath::exp_nonpositive(-std::abs(z)) : std::exp(-std::abs(z));  // for the loss and sigmoid(z)
     correct += (z > T(0)) == (y > T(0.5));
     dz = (vmath::sigmoid_of_exp(z, e) - y) * scale;
-    const T log_term = kInline ? vmath::log1p(e) : sizeof(T) == sizeof(float) ? log1p_unit_libm(e) : std::log1p(e);
+    const T log_term = kInline ? vmath::log1p_unit(e) : sizeof(T) == sizeof(float) ? log1p_unit_libm(e) : std::log1p(e);
     return std::max(z, T(0)) - z * y + log_term;
 }
 
