@@ -459,13 +459,17 @@ def test_callable_schedule_save_and_continue(backend, tmp_path, lr):
     assert_same_state(whole, loaded)
 
 
-def test_load_model_rejects_other_format(tmp_path):
-    model = continued_model("numpy")
+def saved_as_format(model, version, path):
+    """model's save file with its config's format_version replaced by version."""
     config = model.get_config()
-    config["format_version"] = 999
-    path = tmp_path / "future.npz"
+    config["format_version"] = version
     np.savez(path, config=np.frombuffer(json.dumps(config).encode(), dtype=np.uint8),
              params=model.state.params, slots=model.state.slots, stats=model.state.stats)
+    return path
+
+
+def test_load_model_rejects_other_format(tmp_path):
+    path = saved_as_format(continued_model("numpy"), 999, tmp_path / "future.npz")
     with pytest.raises(ValueError, match="format version"):
         df.load_model(path)
 
@@ -474,11 +478,7 @@ def test_load_model_reads_format_version_1_with_a_warning(tmp_path):
     """Version 1 files (PCG64 epoch orders) hold the same arrays: they load, and say that resumed
     shuffled training no longer repeats the old orders."""
     model = continued_model("numpy")
-    config = model.get_config()
-    config["format_version"] = 1
-    path = tmp_path / "old.npz"
-    np.savez(path, config=np.frombuffer(json.dumps(config).encode(), dtype=np.uint8),
-             params=model.state.params, slots=model.state.slots, stats=model.state.stats)
+    path = saved_as_format(model, 1, tmp_path / "old.npz")
     with pytest.warns(UserWarning, match="PCG64"):
         loaded = df.load_model(path)
     assert_same_state(model, loaded)

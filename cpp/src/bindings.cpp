@@ -216,22 +216,8 @@ py::array_t<double> train_epochs_t(const df::Net& net, py::array& params, py::ar
         py::gil_scoped_release release;
         const df::StridedMatrix<int64_t>* rows = orders.is_none() ? nullptr : &Om;
         if constexpr (Reference) {
-            // The reference reads explicit orders only: a shuffle is materialized here, epoch by epoch.
-            std::vector<int64_t> shuffled;
-            df::StridedMatrix<int64_t> Sm{};
-            if (shuffle != nullptr) {
-                shuffled.resize(static_cast<size_t>(E * Xm.rows));
-                df::EpochOrder order(Xm.rows);
-                for (int64_t e = 0; e < E; ++e) {
-                    const int64_t* computed = order.compute(shuffle->seed, shuffle->first_epoch + static_cast<uint64_t>(e));
-                    std::copy(computed, computed + Xm.rows, shuffled.data() + e * Xm.rows);
-                }
-                const auto bytes = static_cast<int64_t>(sizeof(int64_t));
-                Sm = {reinterpret_cast<const char*>(shuffled.data()), E, Xm.rows, Xm.rows * bytes, bytes};
-                rows = &Sm;
-            }
             completed = df::reference::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, rows, E, lr.data(), batch_size,
-                                                       step, check_finite, w, counter, flag);
+                                                       step, check_finite, w, counter, flag, shuffle);
         } else {
             completed = df::train_epochs<T>(o, p, s, s + P, st, net, Xm, Ym, rows, E, lr.data(), batch_size, step,
                                             check_finite, w, counter, flag, shuffle);

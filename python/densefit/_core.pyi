@@ -132,7 +132,7 @@ class reference:
         shuffle_seed: int | None = None,
         first_epoch: int = 0,
     ) -> npt.NDArray[np.float64]:
-        """:func:`train_epochs` by the reference path (a shuffle is materialized into orders first)."""
+        """:func:`train_epochs` by the reference path."""
     @staticmethod
     def predict(
         net: Net, params: np.ndarray, stats: np.ndarray, X: np.ndarray, batch_size: int, logits: bool = False

@@ -32,6 +32,7 @@
 #include "matrix.hpp"
 #include "net.hpp"
 #include "network.hpp"
+#include "shuffle.hpp"
 #include "optimizer.hpp"
 #include "rng.hpp"
 
@@ -244,7 +245,8 @@ void optimizer_update(T* params, T* slot0, T* slot1, T* grad, const Net& net, do
 
 // out (E × 4): per epoch the columns LOSS_SUM (each batch's objective times its m), CORRECT, SEEN
 // and STEPS of python/densefit/backends/__init__.py.
-// Epoch e visits orders[e] (rows 0..n-1 when null) in slices of batch_size, the last smaller, with
+// Epoch e visits orders[e] (rows 0..n-1 when null), or with a shuffle (orders then null) the order
+// shuffle.hpp computes for epoch shuffle->first_epoch + e, in slices of batch_size, the last smaller, with
 // learning rate lrs[e]; the first step is number `step`. sample_weight (n; null: none) weighs each
 // batch's rows; check_finite: a NaN or infinity in X raises NonFiniteInput naming the first such
 // row the first epoch visits, before anything changes; progress receives the rows trained so far
@@ -254,17 +256,26 @@ template <class T>
 int64_t train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const Net& net, const StridedMatrix<T>& X,
                      const StridedMatrix<T>& Y, const StridedMatrix<int64_t>* orders, int64_t E, const double* lrs,
                      int64_t batch_size, uint64_t step, bool check_finite = false, const T* sample_weight = nullptr,
-                     int64_t* progress = nullptr, const int64_t* cancel = nullptr) {
+                     int64_t* progress = nullptr, const int64_t* cancel = nullptr, const Shuffle* shuffle = nullptr) {
     const int64_t n = X.rows, d = X.cols;
     require(batch_size >= 1, "batch_size must be >= 1");
+    require(orders == nullptr || shuffle == nullptr, "give orders or a shuffle, not both");
     require(orders == nullptr || (orders->rows == E && orders->cols == n), "orders must have shape (E, n)");
     densefit::check_targets(net, Y);
     densefit::check_weights(sample_weight, n);
     if (orders != nullptr) densefit::check_orders(*orders, n);
     std::fill(out, out + 4 * E, 0.0);
     if (n == 0 || E == 0) return E;
-    auto row_of = [&](int64_t e, int64_t k) { return orders != nullptr ? orders->at(e, k) : k; };
+    EpochOrder shuffled(shuffle != nullptr ? n : 0);
+    const int64_t* shuffled_order = nullptr;  // with a shuffle: the order of the epoch under way
+    auto begin_epoch = [&](int64_t e) {
+        if (shuffle != nullptr) shuffled_order = shuffled.compute(shuffle->seed, shuffle->first_epoch + e);
+    };
+    auto row_of = [&](int64_t e, int64_t k) {
+        return shuffled_order != nullptr ? shuffled_order[k] : orders != nullptr ? orders->at(e, k) : k;
+    };
     Buffers<T> buf(net, std::min(batch_size, n), Y.cols);
+    begin_epoch(0);
     if (check_finite) {
         for (int64_t k = 0; k < n; k++) {
             copy_row(buf.x.data(), X, row_of(0, k));
@@ -275,6 +286,7 @@ int64_t train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const
     StateCopy<T> epoch_start;
     for (int64_t e = 0; e < E; e++) {
         double* epoch = out + 4 * e;
+        begin_epoch(e);
         if (cancel != nullptr) epoch_start.save(params, slot0, slot1, net.n_params, stats, net.n_stats);
         for (int64_t start = 0; start < n; start += batch_size) {
             if (cancel != nullptr && __atomic_load_n(cancel, __ATOMIC_RELAXED) != 0) {

@@ -15,7 +15,6 @@ from .. import activations as A
 from .. import losses as L
 from .. import optimizers as O
 from .. import rng, shuffle
-from ..shuffle import Shuffle
 from ..plan import (ACT, ACTIVATION, ALPHA, BATCHNORM, BN_EPSILON, DENSE, DROPOUT, KIND, L1, L2, LAYER, N_IN,
                     N_OUT, PARAM_OFF, STAT_OFF, USE_BIAS, Plan, State)
 from . import contract
@@ -374,7 +373,7 @@ SHUFFLES = True
 LOSS_ROWS = 1 << 14
 
 
-def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | Shuffle | None, lrs: np.ndarray,
+def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | shuffle.Shuffle | None, lrs: np.ndarray,
                  batch_size: int, sample_weight: np.ndarray | None = None,
                  progress: np.ndarray | None = None, cancel: np.ndarray | None = None) -> np.ndarray:
     """The loss and the correct count of the epoch's statistics are computed from the logits, which
@@ -389,7 +388,7 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | Shuffle | 
     out = np.zeros((len(lrs), 4))
     step = state.step
     identity = np.arange(n) if orders is not None else None  # only to recognise an order that is 0..n-1
-    spec = orders if isinstance(orders, Shuffle) else None
+    spec = orders if isinstance(orders, shuffle.Shuffle) else None
     logits = np.empty((max(LOSS_ROWS, min(batch_size, n)), plan.n_outputs), dtype=plan.dtype)
     # with weights, each kept row's factor in LOSS_SUM: m · wᵢ / Σ_batch w
     factors = None if sample_weight is None else np.empty(logits.shape[0])
