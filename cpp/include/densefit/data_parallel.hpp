@@ -1,5 +1,7 @@
 // Data parallelism within one batch, with the same bits for any thread count: the batch's rows
-// are cut into chunks of kDataParallelRows (dispatch.hpp; never a function of the thread count),
+// are cut into ⌈m / kDataParallelRows⌉ chunks of nearly equal size (dispatch.hpp; a function of
+// the batch size alone, never of the thread count; equal sizes so that a batch of, say, 200 rows
+// is 4 × 50 rather than 3 × 64 + 8, which two threads share evenly),
 // each chunk's forward, loss and backward run into that chunk's own activation workspace and
 // gradient buffer, and the chunk gradients (and loss sums) are added in a fixed pairwise tree
 // whose shape depends only on the number of chunks. The pool's threads claim chunks dynamically
@@ -12,6 +14,7 @@
 // batch size alone.
 //
 // Size legend: m batch rows, c chunks (⌈m / kDataParallelRows⌉), P parameters, K outputs.
+// Chunk i holds rows [⌊i m / c⌋, ⌊(i + 1) m / c⌋): at most kDataParallelRows of them.
 #pragma once
 
 #include <algorithm>
@@ -26,6 +29,9 @@
 namespace densefit {
 
 inline int64_t data_parallel_chunks(int64_t m) { return (m + kDataParallelRows - 1) / kDataParallelRows; }
+
+// The first row of chunk i of c over m rows (i = c gives m).
+inline int64_t data_parallel_first(int64_t i, int64_t m, int64_t c) { return i * m / c; }
 
 // a[k] += b[k] for k in [0, n): one add of the tree.
 template <class T>
@@ -52,7 +58,8 @@ public:
     DataParallelPass(int64_t batch, MakeWorkspace&& make) {
         const int64_t c = data_parallel_chunks(batch);
         chunks_.reserve(static_cast<size_t>(c));
-        for (int64_t i = 0; i < c; i++) chunks_.push_back(make(std::min(kDataParallelRows, batch - i * kDataParallelRows)));
+        // every chunk sized for the most rows a chunk of any batch up to `batch` gets
+        for (int64_t i = 0; i < c; i++) chunks_.push_back(make(std::min(kDataParallelRows, batch)));
         sums_.resize(static_cast<size_t>(c));
         grads_.resize(static_cast<size_t>(c));
     }
@@ -65,7 +72,7 @@ public:
                             int64_t y_cols, int64_t m, uint64_t step, const T* row_scale) {
         const int64_t c = data_parallel_chunks(m), K = net.n_outputs, d = net.n_features;
         ThreadPool::instance().run(static_cast<int>(c), [&](int i) {
-            const int64_t first = i * kDataParallelRows, rows = std::min(kDataParallelRows, m - first);
+            const int64_t first = data_parallel_first(i, m, c), rows = data_parallel_first(i + 1, m, c) - first;
             W& ws = chunks_[i];
             forward(ws, net, params, stats, static_cast<T*>(nullptr), x + first * d, rows, step, first);
             const T* z = ws.ins.back();

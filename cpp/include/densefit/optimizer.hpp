@@ -22,19 +22,37 @@ struct Optimizer {
     double clipnorm, clipvalue;  // 0 = off
 };
 
-// grad += l1 sign(W) + 2 l2 W; returns the penalty l1 Σ|W| + l2 Σ W² (in double).
+// grad += l1 sign(W) + 2 l2 W; returns the penalty l1 Σ|W| + l2 Σ W² (in double). The two sums
+// run in 8 partial sums each, added pairwise at the end: independent adds vectorize, where one
+// running sum would wait on every add (the loop ran at the latency of a double add per weight).
 template <class T>
 double add_penalty_gradient(T* grad, const T* W, int64_t n, double l1, double l2) {
     const T tl1 = T(l1), tl2 = T(2 * l2);
-    double abs_sum = 0, square_sum = 0;
     for (int64_t i = 0; i < n; i++) {
         const T w = W[i];
         const T sign = w > T(0) ? T(1) : w < T(0) ? T(-1) : w;  // sign(0) = 0, sign(NaN) = NaN
-        abs_sum += std::abs(static_cast<double>(w));
-        square_sum += static_cast<double>(w) * static_cast<double>(w);
         grad[i] = grad[i] + (tl1 * sign + tl2 * w);
     }
-    return l1 * abs_sum + l2 * square_sum;
+    constexpr int kLanes = 8;
+    double abs_sum[kLanes] = {}, square_sum[kLanes] = {};
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+        for (int j = 0; j < kLanes; j++) {
+            const double w = static_cast<double>(W[i + j]);
+            abs_sum[j] += std::abs(w);
+            square_sum[j] += w * w;
+        }
+    for (int j = 0; i < n; i++, j++) {
+        const double w = static_cast<double>(W[i]);
+        abs_sum[j] += std::abs(w);
+        square_sum[j] += w * w;
+    }
+    for (int width = kLanes / 2; width > 0; width /= 2)
+        for (int j = 0; j < width; j++) {
+            abs_sum[j] += abs_sum[j + width];
+            square_sum[j] += square_sum[j + width];
+        }
+    return l1 * abs_sum[0] + l2 * square_sum[0];
 }
 
 // Clamp each element to [-clipvalue, clipvalue] (if > 0), then return the factor
