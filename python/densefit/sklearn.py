@@ -430,12 +430,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                      f"call to fit. Previously got {self.classes_}, `y` has {labels}")
             else:
                 self._check_known_labels(y)
-        indicator = self._label_binarizer.transform(y)
-        if self._label_binarizer.y_type_ == "multiclass":
-            Y = indicator.argmax(axis=1).reshape(-1, 1).astype(np.float64)  # class indices: no K-wide targets
-        else:
-            Y = indicator.astype(np.float64)
-        return X, Y, y
+        return X, self._encode_labels(y), y
+
+    def _encode_labels(self, y) -> np.ndarray:
+        """The training targets of known labels ``y``: class indices (multiclass: no K-wide
+        targets), else the binarizer's indicator columns. The 1-D cases look the labels up in the
+        sorted ``classes_`` directly: the binarizer's transform would find y's unique labels again
+        and check them, which costs more than the epochs on a large y."""
+        binarizer = self._label_binarizer
+        if binarizer.y_type_ == "multiclass":
+            return np.searchsorted(binarizer.classes_, y).reshape(-1, 1).astype(np.float64)
+        if binarizer.y_type_ == "binary" and y.ndim == 1 and len(binarizer.classes_) == 2:
+            return (y == binarizer.classes_[1]).reshape(-1, 1).astype(np.float64)
+        return binarizer.transform(y).astype(np.float64)
 
     def _check_known_labels(self, y) -> None:
         labels = unique_labels(y)
