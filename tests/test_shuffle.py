@@ -116,6 +116,20 @@ def test_core_is_the_reference_bit_for_bit(n):
         assert np.array_equal(core.permutation(seed, epoch, n), permutation(seed, epoch, n)), (n, seed, epoch)
 
 
+# Both ends of every half width h = 2 .. 9 (n in (2^(2h-2), 2^(2h)]) and the top of h = 1: the core's
+# first pass runs in vector lanes up to h = 8 (AVX-512 builds), with 1, 2, 4 or 8 registers per
+# round table, and one row at a time above; the ends are where a vector holds rows past n or cycle
+# walking is the most or the least work.
+HALF_WIDTH_EDGES = [4] + [n for h in range(2, 10) for n in ((1 << (2 * h - 2)) + 1, 1 << (2 * h))]
+
+
+@needs_cpp
+@pytest.mark.parametrize("n", HALF_WIDTH_EDGES)
+def test_core_is_the_reference_at_every_half_width(n):
+    for seed, epoch in ((3, 0), ((1 << 64) - 1, 77)):
+        assert np.array_equal(core.permutation(seed, epoch, n), permutation(seed, epoch, n)), (n, seed, epoch)
+
+
 @needs_cpp
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(0, 5000), seed=st.integers(0, (1 << 64) - 1), epoch=st.integers(0, (1 << 62) - 1))
