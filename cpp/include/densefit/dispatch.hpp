@@ -50,9 +50,9 @@ constexpr bool kBlockGemmBuilt = false;
 // general pass is faster. Without it train_epochs takes the general pass, with the same results.
 constexpr bool kTinyPassBuilt = kVectorBytes == 64;
 
-// shuffle.hpp's vector Feistel rounds are AVX-512BW intrinsics (16-bit lanes, word permutes);
-// other builds run every round as a scalar table look-up.
-#if defined(__AVX512BW__)
+// shuffle.hpp's vector Feistel rounds are AVX-512BW and VBMI2 intrinsics (16-bit lanes, word
+// permutes, word compress); other builds run every round as a scalar table look-up.
+#if defined(__AVX512BW__) && defined(__AVX512VBMI2__)
 constexpr bool kFeistelVectorBuilt = true;
 #else
 constexpr bool kFeistelVectorBuilt = false;

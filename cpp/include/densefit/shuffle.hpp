@@ -15,7 +15,7 @@
 #include "inline.hpp"
 #include "rng.hpp"
 
-#if defined(__AVX512BW__)
+#if defined(__AVX512BW__) && defined(__AVX512VBMI2__)
 #include <immintrin.h>
 #endif
 
@@ -47,19 +47,23 @@ struct EpochOrder {
     int64_t n;
     int h;
     bool vector;  // the first pass in vector lanes
-    std::vector<int64_t> order;    // n, rounded up to kLanes on the vector path (it stores whole vectors)
-    std::vector<int64_t> walking;  // the rows still cycle walking (the vector path stores 8 at a time)
-    std::vector<uint32_t> tables;  // 4 rounds × 2^h (h <= 32)
-    std::vector<uint16_t> words;   // the vector path's copy of tables: 4 rounds × max(2^h, kLanes)
+    std::vector<int64_t> order;       // n, rounded up to kLanes on the vector path (it stores whole vectors)
+    std::vector<int64_t> walking;     // the rows still cycle walking
+    std::vector<uint32_t> tables;     // 4 rounds × 2^h (h <= 32)
+    std::vector<uint16_t> words;      // the vector path's copy of tables: 4 rounds × max(2^h, kLanes)
+    std::vector<uint16_t> walking16;  // the vector path's walking rows as it notes them, kLanes at a time
 
     explicit EpochOrder(int64_t rows)
         : n(rows),
           h(shuffle_half_bits(rows)),
           vector(rows > 0 && feistel_vector_applies(h)),
           order(static_cast<size_t>(vector ? (rows + kLanes - 1) / kLanes * kLanes : rows)),
-          walking(static_cast<size_t>(vector ? rows + 8 : rows)) {
+          walking(static_cast<size_t>(rows)) {
         if (n > 0) tables.resize(size_t{4} << h);  // (none for a call that does not shuffle)
-        if (vector) words.resize(4 * word_stride());  // (the entries past 2^h stay 0 and are never read)
+        if (vector) {
+            words.resize(4 * word_stride());  // (the entries past 2^h stay 0 and are never read)
+            walking16.resize(static_cast<size_t>(rows + kLanes));
+        }
     }
 
     // order = the row order of `epoch` over the n rows the buffers were sized for.
@@ -119,7 +123,7 @@ struct EpochOrder {
         return count;
     }
 
-#if defined(__AVX512BW__)
+#if defined(__AVX512BW__) && defined(__AVX512VBMI2__)
     // F_r of each lane's index, from the round's table in `chunks` registers of 32 words: a word
     // permute reads one register (chunks = 1) or a pair (the index's low 6 bits), and with more
     // pairs the index's higher bits select between the pairs' results.
@@ -136,9 +140,10 @@ struct EpochOrder {
     }
 
     // first_pass, 32 rows i at a time: the halves of i in 16-bit lanes through the four rounds, the
-    // values widened into order, and the rows whose value is >= n compressed into walking (no
+    // values widened into order, and the rows whose value is >= n compressed into walking16 (no
     // branch on the random values: a branch per vector, taken about half the time, measured
-    // slower). Lanes past n are computed and stored (order is padded) but never walked.
+    // slower; so did compressing them as int64 into walking, 8 at a time). Lanes past n are
+    // computed and stored (order is padded) but never walked.
     template <int chunks>
     int64_t first_pass_lanes() {
         __m512i table[4][chunks];
@@ -146,7 +151,6 @@ struct EpochOrder {
             for (int c = 0; c < chunks; c++) table[r][c] = _mm512_loadu_si512(words.data() + r * word_stride() + 32 * c);
         const __m512i lane = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14,
                                               13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-        const __m512i lane8 = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
         const __m512i mask = _mm512_set1_epi16(static_cast<short>((1 << h) - 1));
         const __m512i last = _mm512_set1_epi16(static_cast<short>(n - 1));  // n <= 2^16
         const __m128i shift = _mm_cvtsi32_si128(h);
@@ -162,14 +166,12 @@ struct EpochOrder {
             const __m512i x = _mm512_or_si512(_mm512_sll_epi16(left, shift), right);
             uint32_t outside = _mm512_cmpgt_epu16_mask(x, last);
             if (n - base < kLanes) outside &= (uint32_t{1} << (n - base)) - 1;
-            for (int j = 0; j < 4; j++) {  // 8 lanes at a time, as int64
+            for (int j = 0; j < 4; j++)  // 8 lanes at a time, as int64
                 _mm512_storeu_si512(order.data() + base + 8 * j, _mm512_cvtepu16_epi64(_mm512_extracti32x4_epi32(x, j)));
-                const auto walk = static_cast<__mmask8>(outside >> (8 * j));
-                const __m512i rows = _mm512_add_epi64(lane8, _mm512_set1_epi64(base + 8 * j));
-                _mm512_storeu_si512(walking.data() + count, _mm512_maskz_compress_epi64(walk, rows));
-                count += __builtin_popcount(walk);
-            }
+            _mm512_storeu_si512(walking16.data() + count, _mm512_maskz_compress_epi16(outside, i));
+            count += __builtin_popcount(outside);
         }
+        std::copy(walking16.data(), walking16.data() + count, walking.data());
         return count;
     }
 
