@@ -200,7 +200,8 @@ inline int64_t linear_block_rows(int64_t batch, int64_t row_bytes) {
 // EpochOrder's first Feistel pass, 32 rows at a time in 16-bit lanes, for halves of up to 8 bits
 // (n ≤ 2^16): both halves and the value they make fit a lane, and each round's table is 2^h / 32
 // registers, looked up by word permutes (one instruction to h = 6, then a select between pairs).
-// Wider halves take the scalar pass (a larger n has more work per row around the shuffle).
+// Wider halves take the scalar pass (their values do not fit 16-bit lanes; wider lanes with
+// tables of 2^h / 16 registers were not tried).
 inline bool feistel_vector_applies(int half_bits) { return kFeistelVectorBuilt && half_bits <= kFeistelVectorMaxHalfBits; }
 
 // ---------------------------------------------------------------------------------------------

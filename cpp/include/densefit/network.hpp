@@ -490,10 +490,12 @@ DENSEFIT_ALWAYS_INLINE BatchRows<T> batch_rows(Workspace<T>& ws, const StridedMa
         else
             for (int64_t k = 0; k < m; k++) own[k] = orders->at(e, start + k);
         first = index[0];
-        int64_t mismatch = shuffled;
-        if (!shuffled)
+        consecutive = !shuffled;
+        if (!shuffled) {
+            int64_t mismatch = 0;
             for (int64_t k = 0; k < m; k++) mismatch |= index[k] ^ (first + k);
-        consecutive = mismatch == 0;
+            consecutive = mismatch == 0;
+        }
     }
     const T* x = consecutive && X_direct != nullptr ? X_direct + first * X.cols : ws.x;
     const T* y = consecutive && Y_direct != nullptr ? Y_direct + first * Y.cols : ws.y;

@@ -40,13 +40,13 @@ inline int shuffle_half_bits(int64_t n) {
 //
 // The first pass (feistel(i) for every i) runs in vector lanes where dispatch.hpp's
 // feistel_vector_applies says so, 32 rows at a time with the tables in registers, else one row at
-// a time; cycle walking, for the few values still >= n, is the scalar feistel on both paths.
+// a time; cycle walking, for the values still >= n, is the scalar feistel on both paths.
 struct EpochOrder {
     static constexpr int64_t kLanes = 32;  // rows per vector of the first pass (16-bit lanes)
 
     int64_t n;
     int h;
-    bool vector;  // the first pass in vector lanes
+    bool in_lanes;  // the first pass in vector lanes (first_pass_lanes)
     std::vector<int64_t> order;       // n, rounded up to kLanes on the vector path (it stores whole vectors)
     std::vector<int64_t> walking;     // the rows still cycle walking
     std::vector<uint32_t> tables;     // 4 rounds × 2^h (h <= 32)
@@ -56,11 +56,11 @@ struct EpochOrder {
     explicit EpochOrder(int64_t rows)
         : n(rows),
           h(shuffle_half_bits(rows)),
-          vector(rows > 0 && feistel_vector_applies(h)),
-          order(static_cast<size_t>(vector ? (rows + kLanes - 1) / kLanes * kLanes : rows)),
+          in_lanes(rows > 0 && feistel_vector_applies(h)),
+          order(static_cast<size_t>(in_lanes ? (rows + kLanes - 1) / kLanes * kLanes : rows)),
           walking(static_cast<size_t>(rows)) {
         if (n > 0) tables.resize(size_t{4} << h);  // (none for a call that does not shuffle)
-        if (vector) {
+        if (in_lanes) {
             words.resize(4 * word_stride());  // (the entries past 2^h stay 0 and are never read)
             walking16.resize(static_cast<size_t>(rows + kLanes));
         }
@@ -74,12 +74,12 @@ struct EpochOrder {
             const uint64_t key = mix(seed ^ mix(epoch * 4 + r));
             uint32_t* F = tables.data() + r * size;
             for (uint64_t v = 0; v < size; v++) F[v] = static_cast<uint32_t>(mix(v ^ key) & mask);
-            if (vector) std::copy(F, F + size, words.data() + r * word_stride());
+            if (in_lanes) std::copy(F, F + size, words.data() + r * word_stride());
         }
         // Cycle walking one step for all the values still >= n at a time, not to the end value by
         // value: the steps of different values are independent, so they overlap instead of
         // waiting on each other's look-ups, and no branch depends on the random values.
-        int64_t count = vector ? first_pass_vector() : first_pass();  // walking[0..count) are still >= n
+        int64_t count = in_lanes ? first_pass_vector() : first_pass();  // walking[0..count) are still >= n
         while (count > 0) {
             int64_t still = 0;
             for (int64_t k = 0; k < count; k++) {
@@ -141,9 +141,9 @@ struct EpochOrder {
 
     // first_pass, 32 rows i at a time: the halves of i in 16-bit lanes through the four rounds, the
     // values widened into order, and the rows whose value is >= n compressed into walking16 (no
-    // branch on the random values: a branch per vector, taken about half the time, measured
-    // slower; so did compressing them as int64 into walking, 8 at a time). Lanes past n are
-    // computed and stored (order is padded) but never walked.
+    // branch on the random values: a branch per vector on whether any lane walks is unpredictable
+    // and measured slower; so did compressing the rows as int64 into walking, 8 at a time). Lanes
+    // past n are computed and stored (order is padded) but never walked.
     template <int chunks>
     int64_t first_pass_lanes() {
         __m512i table[4][chunks];
