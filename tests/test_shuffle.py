@@ -116,6 +116,20 @@ def test_core_is_the_reference_bit_for_bit(n):
         assert np.array_equal(core.permutation(seed, epoch, n), permutation(seed, epoch, n)), (n, seed, epoch)
 
 
+# Both ends of every half width h = 2 .. 9 (n in (2^(2h-2), 2^(2h)]) and the top of h = 1: the core's
+# first pass runs in vector lanes up to h = 8 (AVX-512 BW + VBMI2 builds), with 1, 2, 4 or 8 registers per
+# round table, and one row at a time above; the ends are where a vector holds rows past n or cycle
+# walking is the most or the least work.
+HALF_WIDTH_EDGES = [4] + [n for h in range(2, 10) for n in ((1 << (2 * h - 2)) + 1, 1 << (2 * h))]
+
+
+@needs_cpp
+@pytest.mark.parametrize("n", HALF_WIDTH_EDGES)
+def test_core_is_the_reference_at_every_half_width(n):
+    for seed, epoch in ((3, 0), ((1 << 64) - 1, 77)):
+        assert np.array_equal(core.permutation(seed, epoch, n), permutation(seed, epoch, n)), (n, seed, epoch)
+
+
 @needs_cpp
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(0, 5000), seed=st.integers(0, (1 << 64) - 1), epoch=st.integers(0, (1 << 62) - 1))
@@ -194,6 +208,32 @@ def test_cpp_spec_against_explicit_orders_on_a_large_set():
         cpp_backend.train_epochs(model.plan, model.state, X, y, orders, np.full(2, 0.01), 16)
         finals.append(model.state.params.copy())
     assert np.array_equal(*finals)
+
+
+@needs_cpp
+@pytest.mark.parametrize("sample_weight", [False, True])
+def test_cpp_shuffled_batches_are_the_rows_read_in_place(sample_weight):
+    """One feature and one target (W6's shape, gathered in one loop): a shuffled epoch trains on
+    exactly the batches an unshuffled epoch reads in place from the rows permuted beforehand."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((1000, 1))
+    y = 6 + 4 * X + 0.1 * rng.standard_normal((1000, 1))
+    w = rng.uniform(0.5, 2.0, 1000) if sample_weight else None
+    spec, lrs = Shuffle(21, 4), np.array([0.01, 0.02, 0.005])
+    models = []
+    for _ in range(2):
+        model = df.Sequential([df.Dense(1, input_dim=1)], seed=1, dtype="float64", backend="cpp")
+        model.compile(loss="mse", optimizer=df.SGD(0.01))
+        models.append(model)
+    shuffled, in_place = models
+    stats = cpp_backend.train_epochs(shuffled.plan, shuffled.state, X, y, spec, lrs, 64, sample_weight=w)
+    for e, order in enumerate(spec.orders(len(lrs), len(X))):
+        permuted_w = None if w is None else np.ascontiguousarray(w[order])
+        epoch = cpp_backend.train_epochs(in_place.plan, in_place.state, np.ascontiguousarray(X[order]),
+                                         np.ascontiguousarray(y[order]), None, lrs[e:e + 1], 64,
+                                         sample_weight=permuted_w)
+        assert np.array_equal(epoch[0], stats[e])
+    assert np.array_equal(shuffled.state.params, in_place.state.params)
 
 
 @needs_cpp

@@ -50,6 +50,14 @@ constexpr bool kBlockGemmBuilt = false;
 // general pass is faster. Without it train_epochs takes the general pass, with the same results.
 constexpr bool kTinyPassBuilt = kVectorBytes == 64;
 
+// shuffle.hpp's vector Feistel rounds are AVX-512BW and VBMI2 intrinsics (16-bit lanes, word
+// permutes, word compress); other builds run every round as a scalar table look-up.
+#if defined(__AVX512BW__) && defined(__AVX512VBMI2__)
+constexpr bool kFeistelVectorBuilt = true;
+#else
+constexpr bool kFeistelVectorBuilt = false;
+#endif
+
 // ---------------------------------------------------------------------------------------------
 // tuning constants
 
@@ -90,6 +98,10 @@ constexpr int64_t kGatherAhead = 8;
 
 // LinearPass visits a batch in blocks of about this many bytes of X, so each block stays in L1.
 constexpr int64_t kLinearBlockBytes = 4 * 1024;
+
+// The widest Feistel half EpochOrder computes in vector lanes (feistel_vector_applies): the value
+// both halves make, 2h bits, must fit a 16-bit lane.
+constexpr int kFeistelVectorMaxHalfBits = 8;
 
 // TinyPass's lanes per row (a row of float in one ymm, of double in one zmm).
 constexpr int64_t kTinyWidth = 8;
@@ -188,6 +200,13 @@ inline int64_t linear_block_rows(int64_t batch, int64_t row_bytes) {
     const int64_t rows = kLinearBlockBytes / row_bytes;
     return rows < 1 ? 1 : rows < batch ? rows : batch;
 }
+
+// EpochOrder's first Feistel pass, 32 rows at a time in 16-bit lanes, for halves of up to 8 bits
+// (n ≤ 2^16): both halves and the value they make fit a lane, and each round's table is 2^h / 32
+// registers, looked up by word permutes (one instruction to h = 6, then a select between pairs).
+// Wider halves take the scalar pass (their values do not fit 16-bit lanes; wider lanes with
+// tables of 2^h / 16 registers were not tried).
+inline bool feistel_vector_applies(int half_bits) { return kFeistelVectorBuilt && half_bits <= kFeistelVectorMaxHalfBits; }
 
 // ---------------------------------------------------------------------------------------------
 // Dense products
