@@ -11,7 +11,7 @@
 //   transpose_b_first     per gemm() call: transpose a small B and run the NN product
 //   parallel_gemm_parts   per OpenBLAS product: how many blocks of C the thread pool splits it into
 //   dense_fuses_in_registers / gated_dinp_applies   where Dense's epilogues go into block_gemm
-//   sums_down_columns, bce_inline_math, prefetch_next_batch, linear_block_rows,
+//   sums_down_columns, bce_inline_math, softmax_inline_math, prefetch_next_batch, linear_block_rows,
 //   kParallelUpdateParams: the smaller per-sweep choices below.
 // Every choice keeps the results of the general pass bit for bit (TinyPass, block_gemm and its
 // epilogues, the zero-skipping pairs), or within the rounding DESIGN.md allows where the summation
@@ -117,6 +117,11 @@ constexpr int64_t kDataParallelReduceParams = int64_t{1} << 13;
 // Binary cross-entropy over fewer elements than this uses the library's exp and log one element at
 // a time (faster for a lone element); more vectorize with vmath's inline forms (other bits).
 constexpr int64_t kBceInlineMathElements = 8;
+
+// Softmax rows (and categorical cross-entropy's) of fewer than this many logits take the library's
+// exp inside the loop that sums them: for a few elements a separate loop for the exp, vectorized
+// on vmath's inline form, costs more than its lanes save. Wider rows take that loop (other bits).
+constexpr int64_t kSoftmaxInlineMathElements = 8;
 
 // ---------------------------------------------------------------------------------------------
 // the training pass: once per train_epochs call
@@ -287,5 +292,8 @@ inline bool sums_down_columns(int64_t rows, int64_t cols) { return cols < kNarro
 
 // Whether binary cross-entropy over n elements uses the inline exp and log1p (see bce_rows).
 inline bool bce_inline_math(int64_t n) { return n >= kBceInlineMathElements; }
+
+// Whether a softmax row of K logits takes vmath's exp in a loop of its own (see softmax_exp_row).
+inline bool softmax_inline_math(int64_t K) { return K >= kSoftmaxInlineMathElements; }
 
 }  // namespace densefit
