@@ -11,7 +11,7 @@
 //   transpose_b_first     per gemm() call: transpose a small B and run the NN product
 //   parallel_gemm_parts   per OpenBLAS product: how many blocks of C the thread pool splits it into
 //   dense_fuses_in_registers / gated_dinp_applies   where Dense's epilogues go into block_gemm
-//   sums_down_columns, bce_inline_math, softmax_inline_math, prefetch_next_batch, linear_block_rows,
+//   sweep_splits, sums_down_columns, bce_inline_math, softmax_inline_math, prefetch_next_batch, linear_block_rows,
 //   kParallelUpdateParams: the smaller per-sweep choices below.
 // Every choice keeps the results of the general pass bit for bit (TinyPass, block_gemm and its
 // epilogues, the zero-skipping pairs), or within the rounding DESIGN.md allows where the summation
@@ -80,6 +80,12 @@ constexpr int64_t kParallelGemmMacs = int64_t{1} << 21;
 
 // From this many parameters the optimizer update is split over the pool's threads.
 constexpr int64_t kParallelUpdateParams = int64_t{1} << 15;
+
+// From this many elements (m × n) Dense's bias-and-activation sweeps, forward and backward, are
+// split over the pool's threads, in blocks of columns: a transcendental activation over a wide
+// layer's batch is far more work than waking a worker, and the second core otherwise waits
+// between the products it shares.
+constexpr int64_t kParallelSweepElements = int64_t{1} << 16;
 
 // Batches of X up to this size are prefetched one batch ahead by the general pass.
 constexpr int64_t kPrefetchBatchBytes = 32 * 1024;
@@ -286,6 +292,12 @@ bool gated_dinp_applies(int64_t m, int64_t n_in, int64_t n_out, int64_t act) {
     if (n_out == 1) return std::is_same_v<T, float> && kBlockGemmBuilt && n_in >= 16 && act == RELU;
     return !dense_is_direct(m, n_in, n_out) && gemm_takes_block_gemm<T>(m, n_in, n_out);
 }
+
+// Whether Dense's bias-and-activation sweep over m × n splits into blocks of columns over the
+// pool's threads (bias_activation, bias_activation_backward): every element has its own formula
+// and every column keeps its sum down the rows in order, so the split changes no bit; at least 32
+// columns, two blocks of 16 (parallel_ranges's alignment).
+inline bool sweep_splits(int64_t m, int64_t n) { return n >= 32 && m >= kParallelSweepElements / n; }
 
 // Whether column_sums takes a dot product down each column (else it adds the rows in order).
 inline bool sums_down_columns(int64_t rows, int64_t cols) { return cols < kNarrow && rows >= kNarrow; }
