@@ -1,7 +1,8 @@
-"""The cpp backend splits a large fused bias-and-activation sweep of the general pass (forward and
-backward, cpp/include/densefit/layers.hpp; the rule is dispatch.hpp's sweep_splits) into blocks of
-columns over the core's threads: the same bits for 1, 2 and 3 threads, every activation, both
-dtypes, and the numpy reference within DESIGN.md's tolerances."""
+"""The cpp backend splits a large activation sweep of the general pass (forward and backward) over
+the core's threads: a Dense's fused bias-and-activation sweep in blocks of columns
+(cpp/include/densefit/layers.hpp; the rule is dispatch.hpp's sweep_splits), an unfused Activation
+op (after BatchNorm) in ranges of elements (network.hpp). The same bits for 1, 2 and 3 threads,
+every activation, both dtypes, and the numpy reference within DESIGN.md's tolerances."""
 
 from __future__ import annotations
 
@@ -13,20 +14,23 @@ _core = pytest.importorskip("densefit._core")
 import densefit  # noqa: E402
 from densefit import optimizers as O  # noqa: E402
 from densefit.backends import cpp, numpy_  # noqa: E402
-from densefit.layers import Dense  # noqa: E402
+from densefit.layers import Activation, BatchNorm, Dense  # noqa: E402
 from densefit.plan import build_plan, init_state  # noqa: E402
 
+SWEEP_ELEMENTS = _core.build_info()["tuning"]["parallel_sweep_elements"]
 THREADS = (1, 2, 3)
 ACTIVATIONS = ("relu", "gelu", "tanh", "elu", "sigmoid", "softplus", "leaky_relu")
 TOL = {"float64": 1e-10, "float32": 1e-4}
-# 300 rows × 256 columns is above dispatch.hpp's kParallelSweepElements (2^16) with 33 column
-# blocks of 16 spare; the 256 × 256 product keeps the network off the data-parallel pass (its
-# chunks run each sweep on one thread), so the general pass runs, whole batches at a time.
+# 300 rows × 256 columns reach dispatch.hpp's kParallelSweepElements (the last batch of 100 rows
+# does not); the 256 × 256 product keeps the network off the data-parallel pass (its chunks run
+# each sweep on one thread), so the general pass runs, whole batches at a time.
 BATCH, N, WIDTH = 300, 700, 256
 
 
-def _problem(activation, dtype, seed=0):
+def _problem(activation, dtype, batchnorm, seed=0):
     def layers():
+        if batchnorm:  # BatchNorm keeps the network off the data-parallel pass too
+            return [Dense(WIDTH, input_dim=12), BatchNorm(), Activation(activation), Dense(3, activation="softmax")]
         return [Dense(WIDTH, activation=activation, input_dim=12), Dense(WIDTH, activation=activation),
                 Dense(3, activation="softmax")]
     plan = build_plan(layers(), 12, "categorical_crossentropy", O.AdamW(0.01, weight_decay=0.05), dtype, seed)
@@ -45,11 +49,12 @@ def restore_threads():
     densefit.set_num_threads(before)
 
 
+@pytest.mark.parametrize("batchnorm", [False, True], ids=["fused", "after-batchnorm"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_split_sweeps_give_the_same_bits_for_any_thread_count(activation, dtype, restore_threads):
-    plan, state, X, y, orders, lrs = _problem(activation, dtype)
-    assert cpp._net(plan).training_pass(BATCH) == "general"
+def test_split_sweeps_give_the_same_bits_for_any_thread_count(activation, dtype, batchnorm, restore_threads):
+    plan, state, X, y, orders, lrs = _problem(activation, dtype, batchnorm)
+    assert cpp._net(plan).training_pass(BATCH) == "general" and BATCH * WIDTH >= SWEEP_ELEMENTS
     results = []
     for threads in THREADS:
         densefit.set_num_threads(threads)
@@ -67,10 +72,11 @@ def test_split_sweeps_give_the_same_bits_for_any_thread_count(activation, dtype,
     assert np.isfinite(first[1]).all() and not np.array_equal(first[0].params, state.params)
 
 
+@pytest.mark.parametrize("batchnorm", [False, True], ids=["fused", "after-batchnorm"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_split_sweeps_match_numpy(activation, dtype, restore_threads):
-    plan, state, X, y, _, _ = _problem(activation, dtype)
+def test_split_sweeps_match_numpy(activation, dtype, batchnorm, restore_threads):
+    plan, state, X, y, _, _ = _problem(activation, dtype, batchnorm)
     densefit.set_num_threads(2)
     loss, grad = cpp.loss_and_grad(plan, state, X[:BATCH], y[:BATCH])
     loss_ref, grad_ref = numpy_.loss_and_grad(plan, state, X[:BATCH], y[:BATCH])

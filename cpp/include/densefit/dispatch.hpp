@@ -81,10 +81,10 @@ constexpr int64_t kParallelGemmMacs = int64_t{1} << 21;
 // From this many parameters the optimizer update is split over the pool's threads.
 constexpr int64_t kParallelUpdateParams = int64_t{1} << 15;
 
-// From this many elements (m × n) Dense's bias-and-activation sweeps, forward and backward, are
-// split over the pool's threads, in blocks of columns: a transcendental activation over a wide
-// layer's batch is far more work than waking a worker, and the second core otherwise waits
-// between the products it shares.
+// From this many elements (m × n) the activation sweeps, forward and backward, are split over the
+// pool's threads (Dense's fused ones in blocks of columns, sweep_splits; an unfused Activation op
+// in ranges of elements): a transcendental activation over a wide layer's batch is far more work
+// than waking a worker, and the second core otherwise waits between the products it shares.
 constexpr int64_t kParallelSweepElements = int64_t{1} << 16;
 
 // Batches of X up to this size are prefetched one batch ahead by the general pass.
