@@ -11,8 +11,9 @@
 //   transpose_b_first     per gemm() call: transpose a small B and run the NN product
 //   parallel_gemm_parts   per OpenBLAS product: how many blocks of C the thread pool splits it into
 //   dense_fuses_in_registers / gated_dinp_applies   where Dense's epilogues go into block_gemm
-//   sweep_splits, sums_down_columns, bce_inline_math, softmax_inline_math, prefetch_next_batch, linear_block_rows,
-//   kParallelUpdateParams: the smaller per-sweep choices below.
+//   sweep_splits, sums_down_columns, bce_inline_math, softmax_inline_math, prefetch_next_batch,
+//   linear_block_rows, kParallelUpdateParams, kParallelSweepElements: the smaller per-sweep
+//   choices below.
 // Every choice keeps the results of the general pass bit for bit (TinyPass, block_gemm and its
 // epilogues, the zero-skipping pairs), or within the rounding DESIGN.md allows where the summation
 // order differs (LinearPass's blocks, OpenBLAS against the direct loops).
