@@ -598,6 +598,8 @@ PYBIND11_MODULE(_core, m) {
             tuning["linear_block_bytes"] = df::kLinearBlockBytes;
             tuning["tiny_width"] = df::kTinyWidth;
             tuning["bce_inline_math_elements"] = df::kBceInlineMathElements;
+            tuning["softmax_inline_math_elements"] = df::kSoftmaxInlineMathElements;
+            tuning["parallel_sweep_elements"] = df::kParallelSweepElements;
             tuning["data_parallel_rows"] = df::kDataParallelRows;
             tuning["data_parallel_min_rows"] = df::kDataParallelMinRows;
             tuning["data_parallel_min_row_macs"] = df::kDataParallelMinRowMacs;

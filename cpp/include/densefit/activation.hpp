@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "codes.hpp"
+#include "dispatch.hpp"
 #include "inline.hpp"
 #include "vmath.hpp"
 
@@ -91,16 +92,28 @@ DENSEFIT_ALWAYS_INLINE void activation_backward(T* dinp, const T* dout, const T*
     });
 }
 
+// e = exp(zr - mx) over a row of K logits; returns Σ e, summed in order. Wide rows
+// (softmax_inline_math) in two loops, the first vectorized on vmath::exp; narrow ones in one loop
+// through the library's exp.
+template <class T>
+DENSEFIT_ALWAYS_INLINE T softmax_exp_row(T* e, const T* zr, T mx, int64_t K) {
+    T sum = 0;
+    if (!softmax_inline_math(K)) {
+        for (int64_t j = 0; j < K; j++) sum += (e[j] = std::exp(zr[j] - mx));
+        return sum;
+    }
+    for (int64_t j = 0; j < K; j++) e[j] = vmath::exp(zr[j] - mx);
+    for (int64_t j = 0; j < K; j++) sum += e[j];
+    return sum;
+}
+
 // out (m × K) = softmax of each row of z, exp(z - max) / Σ exp(z - max).
 template <class T>
 void softmax_rows(T* out, const T* z, int64_t m, int64_t K) {
     for (int64_t r = 0; r < m; r++) {
         const T* zr = z + r * K;
         T* o = out + r * K;
-        T mx = *std::max_element(zr, zr + K);
-        for (int64_t j = 0; j < K; j++) o[j] = vmath::exp(zr[j] - mx);  // vectorizes; the sum below is in order
-        T sum = 0;
-        for (int64_t j = 0; j < K; j++) sum += o[j];
+        const T sum = softmax_exp_row(o, zr, *std::max_element(zr, zr + K), K);
         for (int64_t j = 0; j < K; j++) o[j] /= sum;
     }
 }

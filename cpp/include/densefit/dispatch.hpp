@@ -11,8 +11,9 @@
 //   transpose_b_first     per gemm() call: transpose a small B and run the NN product
 //   parallel_gemm_parts   per OpenBLAS product: how many blocks of C the thread pool splits it into
 //   dense_fuses_in_registers / gated_dinp_applies   where Dense's epilogues go into block_gemm
-//   sums_down_columns, bce_inline_math, prefetch_next_batch, linear_block_rows,
-//   kParallelUpdateParams: the smaller per-sweep choices below.
+//   sweep_splits, sums_down_columns, bce_inline_math, softmax_inline_math, prefetch_next_batch,
+//   linear_block_rows, kParallelUpdateParams, kParallelSweepElements: the smaller per-sweep
+//   choices below.
 // Every choice keeps the results of the general pass bit for bit (TinyPass, block_gemm and its
 // epilogues, the zero-skipping pairs), or within the rounding DESIGN.md allows where the summation
 // order differs (LinearPass's blocks, OpenBLAS against the direct loops).
@@ -89,6 +90,12 @@ constexpr int64_t kParallelGemmMacs = int64_t{1} << 21;
 // From this many parameters the optimizer update is split over the pool's threads.
 constexpr int64_t kParallelUpdateParams = int64_t{1} << 15;
 
+// From this many elements (m × n) the activation sweeps, forward and backward, are split over the
+// pool's threads (Dense's fused ones in blocks of columns, sweep_splits; an unfused Activation op
+// in ranges of elements): a transcendental activation over a wide layer's batch is far more work
+// than waking a worker, and the second core otherwise waits between the products it shares.
+constexpr int64_t kParallelSweepElements = int64_t{1} << 16;
+
 // Batches of X up to this size are prefetched one batch ahead by the general pass.
 constexpr int64_t kPrefetchBatchBytes = 32 * 1024;
 
@@ -133,6 +140,11 @@ constexpr int64_t kDataParallelReduceParams = int64_t{1} << 13;
 // Binary cross-entropy over fewer elements than this uses the library's exp and log one element at
 // a time (faster for a lone element); more vectorize with vmath's inline forms (other bits).
 constexpr int64_t kBceInlineMathElements = 8;
+
+// Softmax rows (and categorical cross-entropy's) of fewer than this many logits take the library's
+// exp inside the loop that sums them: for a few elements a separate loop for the exp, vectorized
+// on vmath's inline form, costs more than its lanes save. Wider rows take that loop (other bits).
+constexpr int64_t kSoftmaxInlineMathElements = 8;
 
 // ---------------------------------------------------------------------------------------------
 // the training pass: once per train_epochs call
@@ -305,10 +317,19 @@ bool gated_dinp_applies(int64_t m, int64_t n_in, int64_t n_out, int64_t act) {
     return !dense_is_direct(m, n_in, n_out) && gemm_takes_block_gemm<T>(m, n_in, n_out);
 }
 
+// Whether Dense's bias-and-activation sweep over m × n splits into blocks of columns over the
+// pool's threads (bias_activation, bias_activation_backward): every element has its own formula
+// and every column keeps its sum down the rows in order, so the split changes no bit; at least 32
+// columns, two blocks of 16 (parallel_ranges's alignment).
+inline bool sweep_splits(int64_t m, int64_t n) { return n >= 32 && m >= kParallelSweepElements / n; }
+
 // Whether column_sums takes a dot product down each column (else it adds the rows in order).
 inline bool sums_down_columns(int64_t rows, int64_t cols) { return cols < kNarrow && rows >= kNarrow; }
 
 // Whether binary cross-entropy over n elements uses the inline exp and log1p (see bce_rows).
 inline bool bce_inline_math(int64_t n) { return n >= kBceInlineMathElements; }
+
+// Whether a softmax row of K logits takes vmath's exp in a loop of its own (see softmax_exp_row).
+inline bool softmax_inline_math(int64_t K) { return K >= kSoftmaxInlineMathElements; }
 
 }  // namespace densefit

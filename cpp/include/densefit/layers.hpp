@@ -13,6 +13,7 @@
 #include "dispatch.hpp"
 #include "gemm.hpp"
 #include "inline.hpp"
+#include "parallel.hpp"
 #include "rng.hpp"
 
 namespace densefit {
@@ -166,14 +167,15 @@ DENSEFIT_ALWAYS_INLINE void dense_product(T* __restrict out, const T* __restrict
 }
 
 // The sweeps of bias_activation and its backward for one activation A (functions with restrict
-// parameters: pointers captured by a lambda lose them, and the loops were versioned for aliasing).
-// InPlace: a is z (passed as null), overwritten by act(z).
+// parameters: pointers captured by a lambda lose them, and the loops were versioned for aliasing),
+// over n columns of m rows ld apart (ld = n, or a block of columns of a wider matrix when split, see
+// bias_activation). InPlace: a is z (passed as null), overwritten by act(z).
 template <int64_t A, bool InPlace, class T, class Width>
 DENSEFIT_ALWAYS_INLINE void bias_activation_rows(T* __restrict z, T* __restrict a, const T* __restrict b, int64_t m,
-                                                 Width n, T alpha) {
+                                                 Width n, Width ld, T alpha) {
     for (int64_t r = 0; r < m; r++) {
-        T* zr = z + r * n;
-        T* ar = InPlace ? zr : a + r * n;
+        T* zr = z + r * ld;
+        T* ar = InPlace ? zr : a + r * ld;
         for (int64_t j = 0; j < n; j++) {
             const T v = b != nullptr ? zr[j] + b[j] : zr[j];
             if constexpr (kGradientReadsInput<A> && !InPlace) zr[j] = v;
@@ -185,11 +187,12 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_rows(T* __restrict z, T* __restrict 
 // (Same bits, measured slower: four rows per pass; columns in cache-line blocks down all rows.)
 template <int64_t A, class T, class Width>
 DENSEFIT_ALWAYS_INLINE void bias_activation_backward_rows(T* __restrict d, T* __restrict db, const T* __restrict z,
-                                                          const T* __restrict a, int64_t m, Width n, T alpha) {
+                                                          const T* __restrict a, int64_t m, Width n, Width ld,
+                                                          T alpha) {
     for (int64_t r = 0; r < m; r++) {
-        T* dr = d + r * n;
-        const T* zr = z + r * n;
-        const T* ar = a + r * n;
+        T* dr = d + r * ld;
+        const T* zr = z + r * ld;
+        const T* ar = a + r * ld;
         for (int64_t j = 0; j < n; j++) {
             const T g = activation_gradient<A>(dr[j], zr[j], ar[j], alpha);
             dr[j] = g;
@@ -203,15 +206,28 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_backward_rows(T* __restrict d, T* __
 // (kGradientReadsInput; nothing else reads z), so relu's sweep reads z and writes only a.
 // a may be z when act's derivative does not read its input: then z is overwritten by act(z), and
 // the next passes read one buffer less (see forward()).
+// A large sweep (sweep_splits) runs in blocks of columns over the pool's threads: elementwise, so
+// the same bits.
 template <class T>
 DENSEFIT_ALWAYS_INLINE void bias_activation(T* z, T* a, const T* b, int64_t m, int64_t n, int64_t act, T alpha) {
     if (a == nullptr) return add_bias(z, b, m, n);
     with_activation(act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
+        const bool in_place = !kGradientReadsInput<code()> && a == z;
+        if (sweep_splits(m, n)) {
+            parallel_ranges(n, 0, [&](int64_t c0, int64_t c1) {
+                const T* bc = b != nullptr ? b + c0 : nullptr;
+                if (in_place)
+                    bias_activation_rows<code(), true>(z + c0, static_cast<T*>(nullptr), bc, m, c1 - c0, n, alpha);
+                else
+                    bias_activation_rows<code(), false>(z + c0, a + c0, bc, m, c1 - c0, n, alpha);
+            });
+            return;
+        }
         with_small_width(n, [&](auto width) DENSEFIT_INLINE_LAMBDA {
-            if (!kGradientReadsInput<code()> && a == z)
-                bias_activation_rows<code(), true>(z, static_cast<T*>(nullptr), b, m, width, alpha);
+            if (in_place)
+                bias_activation_rows<code(), true>(z, static_cast<T*>(nullptr), b, m, width, width, alpha);
             else
-                bias_activation_rows<code(), false>(z, a, b, m, width, alpha);
+                bias_activation_rows<code(), false>(z, a, b, m, width, width, alpha);
         });
     });
 }
@@ -243,13 +259,22 @@ DENSEFIT_ALWAYS_INLINE void dense_forward(T* z, T* a, const T* inp, const T* W, 
 // db (n, may be null) = Σ_rows of the result, in the same sweep unless column_sums would sum
 // down the columns (then after it, as for an unfused Dense). (A single-output Dense's dinp folded
 // into this sweep was much slower in AVX2 and SSE2 builds; AVX-512 builds have gated_outer_dinp.)
+// A large sweep (sweep_splits) runs in blocks of columns over the pool's threads, each column
+// still summed down its rows in order: the same bits.
 template <class T>
 DENSEFIT_ALWAYS_INLINE void bias_activation_backward(T* d, T* db, const T* z, const T* a, int64_t m, int64_t n,
                                                      int64_t act, T alpha) {
     const bool sums_in_sweep = db != nullptr && !sums_down_columns(m, n);
     with_activation(act, [&](auto code) DENSEFIT_INLINE_LAMBDA {
+        if (sweep_splits(m, n)) {
+            parallel_ranges(n, 0, [&](int64_t c0, int64_t c1) {
+                bias_activation_backward_rows<code()>(d + c0, sums_in_sweep ? db + c0 : nullptr, z + c0, a + c0, m,
+                                                      c1 - c0, n, alpha);
+            });
+            return;
+        }
         with_small_width(n, [&](auto width) DENSEFIT_INLINE_LAMBDA {
-            bias_activation_backward_rows<code()>(d, sums_in_sweep ? db : nullptr, z, a, m, width, alpha);
+            bias_activation_backward_rows<code()>(d, sums_in_sweep ? db : nullptr, z, a, m, width, width, alpha);
         });
     });
     if (db != nullptr && !sums_in_sweep) column_sums(db, d, m, n);

@@ -117,9 +117,7 @@ LossSum cce_rows(T* dz, const T* z, const T* y, int64_t m, int64_t K, bool index
         T* d = dz + r * K;
         const int64_t predicted = std::max_element(zr, zr + K) - zr;
         const T mx = zr[predicted];
-        for (int64_t j = 0; j < K; j++) d[j] = vmath::exp(zr[j] - mx);  // vectorizes; the sum below is in order
-        T sum_e = 0;
-        for (int64_t j = 0; j < K; j++) sum_e += d[j];
+        const T sum_e = softmax_exp_row(d, zr, mx, K);
         const T log_sum_e = std::log(sum_e);
         if (index_targets) {
             const int64_t label = static_cast<int64_t>(y[r]);

@@ -152,7 +152,11 @@ void forward(Workspace<T>& ws, const Net& net, const T* params, const T* stats, 
                 }
                 break;
             }
-            case ACTIVATION: activation_forward(out, inp, m * op.n_out, op.act, T(op.alpha)); break;  // unfused or inference
+            case ACTIVATION:  // unfused or inference; elementwise, so a large sweep splits over the pool with the same bits
+                parallel_ranges(m * op.n_out, kParallelSweepElements, [&](int64_t b, int64_t e) {
+                    activation_forward(out + b, inp + b, e - b, op.act, T(op.alpha));
+                });
+                break;
             case DROPOUT:
                 if (ws.training && op.rate > 0)
                     dropout_forward(out, ws.cache[i], inp, m, op.n_in, op.rate, stream_key(net.seed, step, op.layer),
@@ -216,7 +220,9 @@ void backward(T* grad, Workspace<T>& ws, const Net& net, const T* params, int64_
             }
             case ACTIVATION:  // a fused one was done by the Dense before it
                 if (need_dinp && !op.fused)
-                    activation_backward(d, d, ws.ins[i], ws.ins[i + 1], m * op.n_in, op.act, T(op.alpha));
+                    parallel_ranges(m * op.n_in, kParallelSweepElements, [&](int64_t b, int64_t e) {
+                        activation_backward(d + b, d + b, ws.ins[i] + b, ws.ins[i + 1] + b, e - b, op.act, T(op.alpha));
+                    });
                 break;
             case DROPOUT:
                 if (need_dinp && op.rate > 0) dropout_backward(d, d, ws.cache[i], m * op.n_in);
