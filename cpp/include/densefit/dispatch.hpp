@@ -99,10 +99,6 @@ constexpr int64_t kParallelSweepElements = int64_t{1} << 16;
 // Batches of X up to this size are prefetched one batch ahead by the general pass.
 constexpr int64_t kPrefetchBatchBytes = 32 * 1024;
 
-// gather_rows prefetches the row this many places ahead: enough misses in flight to overlap the
-// next rows' latency, few enough that the prefetched lines are still in L1 when copied.
-constexpr int64_t kGatherAhead = 8;
-
 // LinearPass visits a batch in blocks of about this many bytes of X, so each block stays in L1.
 constexpr int64_t kLinearBlockBytes = 4 * 1024;
 

@@ -9,8 +9,6 @@
 #include <cstring>
 #include <type_traits>
 
-#include "dispatch.hpp"
-
 namespace densefit {
 
 // A read-only (rows × cols) matrix with arbitrary byte strides (numpy's layout model).
@@ -63,17 +61,7 @@ inline void gather_rows(T* out, const StridedMatrix<T>& src, const int64_t* inde
         for (int64_t k = 0; k < m; k++) std::memcpy(out + k, data + index[k] * stride, sizeof(T));
         return;
     }
-    // Shuffled rows of a large X are cache misses one after another: ask for the row kGatherAhead
-    // places on (its first and last cache line) while this one is copied, so the misses overlap.
-    const int64_t row_bytes = (src.cols - 1) * src.col_stride + static_cast<int64_t>(sizeof(T));
-    for (int64_t k = 0; k < m; k++) {
-        if (k + kGatherAhead < m) {
-            const char* ahead = src.data + index[k + kGatherAhead] * src.row_stride;
-            __builtin_prefetch(ahead);
-            __builtin_prefetch(ahead + row_bytes - 1);
-        }
-        copy_row(out + k * src.cols, src, index[k]);
-    }
+    for (int64_t k = 0; k < m; k++) copy_row(out + k * src.cols, src, index[k]);
 }
 
 // True iff x[0], x[stride], …, x[(n-1)·stride] are all finite. x - x is 0 for a finite x and NaN
