@@ -23,6 +23,7 @@
 
 #include "dispatch.hpp"
 #include "loss.hpp"
+#include "matrix.hpp"
 #include "net.hpp"
 #include "parallel.hpp"
 
@@ -68,13 +69,21 @@ public:
     // `step`, without the penalty; returns the batch's mean loss (or, with row_scale (m), the
     // weighted one; see loss.hpp) and its correct count: what batch_loss_and_grad computes before
     // its penalty, summed in chunks.
-    LossValue loss_and_grad(T* grad, const Net& net, const T* params, const T* stats, const T* x, const T* y,
-                            int64_t y_cols, int64_t m, uint64_t step, const T* row_scale) {
+    // x null: chunk i gathers its rows, index[first..first+rows) of X, into its own workspace (on
+    // its thread, so a shuffled batch's gather is split too).
+    LossValue loss_and_grad(T* grad, const Net& net, const T* params, const T* stats, const T* x,
+                            const StridedMatrix<T>& X, const int64_t* index, const T* y, int64_t y_cols, int64_t m,
+                            uint64_t step, const T* row_scale) {
         const int64_t c = data_parallel_chunks(m), K = net.n_outputs, d = net.n_features;
         ThreadPool::instance().run(static_cast<int>(c), [&](int i) {
             const int64_t first = data_parallel_first(i, m, c), rows = data_parallel_first(i + 1, m, c) - first;
             W& ws = chunks_[i];
-            forward(ws, net, params, stats, static_cast<T*>(nullptr), x + first * d, rows, step, first);
+            const T* xc = ws.x;
+            if (x != nullptr)
+                xc = x + first * d;
+            else
+                gather_rows(ws.x, X, index + first, rows);
+            forward(ws, net, params, stats, static_cast<T*>(nullptr), xc, rows, step, first);
             const T* z = ws.ins.back();
             const T* yc = y + first * y_cols;
             if (row_scale != nullptr) {

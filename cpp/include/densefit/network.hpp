@@ -479,11 +479,13 @@ void gather_batch(T* out_x, T* out_y, const StridedMatrix<T>& X, const StridedMa
 
 // The rows start..start+m-1 of epoch e's order (0..n-1 when orders is null). A shuffled epoch's
 // batches are gathered without looking for rows in order first: the rows of a random order almost
-// never are, and reading them in place or gathered gives the same values.
+// never are, and reading them in place or gathered gives the same values. defer_x: x rows that
+// would be gathered are left to the data-parallel pass's chunks (x null, index lists them), which
+// gather their own rows on their threads.
 template <class T>
 DENSEFIT_ALWAYS_INLINE BatchRows<T> batch_rows(Workspace<T>& ws, const StridedMatrix<T>& X, const StridedMatrix<T>& Y,
                                                const T* X_direct, const T* Y_direct,
-                                               const StridedMatrix<int64_t>* orders, bool shuffled,
+                                               const StridedMatrix<int64_t>* orders, bool shuffled, bool defer_x,
                                                const T* sample_weight, int64_t e, int64_t start, int64_t m) {
     int64_t* own = ws.index.data();
     const int64_t* index = own;  // the batch's rows: a contiguous order's are read where they are
@@ -507,7 +509,10 @@ DENSEFIT_ALWAYS_INLINE BatchRows<T> batch_rows(Workspace<T>& ws, const StridedMa
     const T* y = consecutive && Y_direct != nullptr ? Y_direct + first * Y.cols : ws.y;
     if ((x == ws.x || y == ws.y) && orders == nullptr)  // rows in order, from a strided X or Y
         for (int64_t k = 0; k < m; k++) own[k] = start + k;
-    if (x == ws.x && y == ws.y) {
+    if (x == ws.x && defer_x) {
+        x = nullptr;
+        if (y == ws.y) gather_rows(ws.y, Y, index, m);
+    } else if (x == ws.x && y == ws.y) {
         gather_batch(ws.x, ws.y, X, Y, index, m);
     } else {
         if (x == ws.x) gather_rows(ws.x, X, index, m);
@@ -523,18 +528,20 @@ DENSEFIT_ALWAYS_INLINE BatchRows<T> batch_rows(Workspace<T>& ws, const StridedMa
 }
 
 // Loss and gradient of one batch through the call's pass, into state.grad; with check, false
-// (nothing else defined) when x holds a NaN or an infinity.
+// (nothing else defined) when x holds a NaN or an infinity. x null (data-parallel pass only, never
+// with check): the chunks gather rows index[0..m) of X themselves.
 template <class T>
 DENSEFIT_ALWAYS_INLINE bool train_batch(LossValue& lv, TrainingState<T>& state, Workspace<T>& ws, const Net& net,
-                                        T* params, T* stats, const T* x, const T* y, int64_t y_cols, int64_t d,
-                                        int64_t m, uint64_t step, bool check, const BatchScale<T>& scale) {
+                                        T* params, T* stats, const T* x, const StridedMatrix<T>& X,
+                                        const int64_t* index, const T* y, int64_t y_cols, int64_t d, int64_t m,
+                                        uint64_t step, bool check, const BatchScale<T>& scale) {
     if (state.linear != nullptr) return linear_loss_and_grad(lv, *state.linear, ws.grad, net, params, x, y, m, check, scale);
     if (check && !all_finite(x, m * d, 1)) return false;
     if (state.tiny != nullptr) {
         lv = state.tiny->loss_and_grad(x, y, y_cols, m, scale.row_scale);
         lv.value += add_penalties(state.grad, *state.net, state.params, scale.penalty);
     } else if (state.chunked != nullptr) {
-        lv = state.chunked->loss_and_grad(ws.grad, net, params, stats, x, y, y_cols, m, step, scale.row_scale);
+        lv = state.chunked->loss_and_grad(ws.grad, net, params, stats, x, X, index, y, y_cols, m, step, scale.row_scale);
         lv.value += add_penalties(ws.grad, net, params, scale.penalty);
     } else {
         lv = batch_loss_and_grad(ws.grad, ws, net, params, stats, stats, x, y, y_cols, m, step, scale);
@@ -612,8 +619,10 @@ int64_t train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const
                 return e;
             }
             const int64_t m = std::min(batch_size, n - start);
+            const bool check = check_finite && e == 0;  // (reads the gathered batch)
             const BatchRows<T> b = batch_rows(ws, X, Y, X_direct, Y_direct, epoch_orders, shuffle != nullptr,
-                                               sample_weight, shuffle != nullptr ? 0 : e, start, m);
+                                               state.chunked != nullptr && !check, sample_weight,
+                                               shuffle != nullptr ? 0 : e, start, m);
             const BatchScale<T> scale = batch_scale(ws.row_scale, net, b.w, m);
             // The next batch's rows of a small batch read in place are fetched while this one trains.
             if (b.x != ws.x && prefetch_next_batch(state.pass, m * X.cols * static_cast<int64_t>(sizeof(T)))) {
@@ -622,8 +631,8 @@ int64_t train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const
                 for (; next < end; next += 64) __builtin_prefetch(next);
             }
             LossValue lv;
-            if (!train_batch(lv, state, ws, net, params, stats, b.x, b.y, Y.cols, X.cols, m, step,
-                             check_finite && e == 0, scale))
+            if (!train_batch(lv, state, ws, net, params, stats, b.x, X, b.index, b.y, Y.cols, X.cols, m, step, check,
+                             scale))
                 reject(b, m);
             apply_gradient(state.params, state.slot0, state.slot1, state.grad, *state.net, lrs[e],
                            static_cast<int64_t>(step) + 1);
