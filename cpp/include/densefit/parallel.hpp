@@ -94,10 +94,7 @@ private:
             seen = generation_;
         }
         for (;;) {
-            // A spin of a few hundred µs catches the back-to-back GEMMs of one step and the next
-            // batch of the data-parallel pass (whose serial part between batches, the gather and
-            // the optimizer step, can take tens of µs); then sleep. Waking a sleeping worker costs
-            // more than a small batch, so a spin that ends too soon makes two threads slower than one.
+            // A short spin (tens of µs) catches the back-to-back GEMMs of one step; then sleep.
             for (int spin = 0; spin < kSpins && (cursor_.load(std::memory_order_acquire) >> 32) == seen && !stop_; spin++) {
 #if defined(__x86_64__) || defined(__i386__)
                 __builtin_ia32_pause();
@@ -142,7 +139,7 @@ private:
         return inside;
     }
 
-    static constexpr int kSpins = 8000;
+    static constexpr int kSpins = 2000;
     std::atomic<int> threads_{1};  // read by callers deciding how to split, outside the lock
     std::vector<std::thread> workers_;
     std::mutex run_mutex_;  // one run (or set_threads) at a time
