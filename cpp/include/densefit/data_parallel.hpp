@@ -29,8 +29,6 @@
 
 namespace densefit {
 
-inline int64_t data_parallel_chunks(int64_t m) { return (m + kDataParallelRows - 1) / kDataParallelRows; }
-
 // The first row of chunk i of c over m rows (i = c gives m).
 inline int64_t data_parallel_first(int64_t i, int64_t m, int64_t c) { return i * m / c; }
 

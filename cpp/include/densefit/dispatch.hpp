@@ -169,6 +169,9 @@ inline bool tiny_pass_applies(const Net& net, int64_t batch) {
 // keep their fast pass with weights.
 enum class TrainingPass { GENERAL, LINEAR, TINY, DATA_PARALLEL };
 
+// The data-parallel pass's chunks of a batch of m rows.
+inline int64_t data_parallel_chunks(int64_t m) { return (m + kDataParallelRows - 1) / kDataParallelRows; }
+
 // Whether train_epochs runs batches of up to `batch` rows of this network through the data-parallel
 // pass (data_parallel.hpp): a rule on the network and the batch only, never on the thread count, so
 // 1 thread and N threads take the same pass and get the same bits. Not with BatchNorm (its
@@ -177,7 +180,7 @@ enum class TrainingPass { GENERAL, LINEAR, TINY, DATA_PARALLEL };
 // one of them cannot do, and the whole-batch pass's products split over the threads anyway.
 inline bool data_parallel_applies(const Net& net, int64_t batch) {
     if (batch < kDataParallelMinRows || batch > kDataParallelMaxRows) return false;
-    const int64_t chunks = (batch + kDataParallelRows - 1) / kDataParallelRows;
+    const int64_t chunks = data_parallel_chunks(batch);
     if (net.n_params > kDataParallelMaxGradElements / chunks) return false;
     int64_t row_macs = 0;
     for (const Op& op : net.ops) {

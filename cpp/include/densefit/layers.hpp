@@ -271,11 +271,11 @@ DENSEFIT_ALWAYS_INLINE void bias_activation_backward(T* d, T* db, const T* z, co
                 bias_activation_backward_rows<code()>(d + c0, sums_in_sweep ? db + c0 : nullptr, z + c0, a + c0, m,
                                                       c1 - c0, n, alpha);
             });
-            return;
+        } else {
+            with_small_width(n, [&](auto width) DENSEFIT_INLINE_LAMBDA {
+                bias_activation_backward_rows<code()>(d, sums_in_sweep ? db : nullptr, z, a, m, width, width, alpha);
+            });
         }
-        with_small_width(n, [&](auto width) DENSEFIT_INLINE_LAMBDA {
-            bias_activation_backward_rows<code()>(d, sums_in_sweep ? db : nullptr, z, a, m, width, width, alpha);
-        });
     });
     if (db != nullptr && !sums_in_sweep) column_sums(db, d, m, n);
 }

@@ -498,7 +498,7 @@ DENSEFIT_ALWAYS_INLINE BatchRows<T> batch_rows(Workspace<T>& ws, const StridedMa
         else
             for (int64_t k = 0; k < m; k++) own[k] = orders->at(e, start + k);
         first = index[0];
-        consecutive = !shuffled;
+        consecutive = false;
         if (!shuffled) {
             int64_t mismatch = 0;
             for (int64_t k = 0; k < m; k++) mismatch |= index[k] ^ (first + k);
@@ -509,10 +509,8 @@ DENSEFIT_ALWAYS_INLINE BatchRows<T> batch_rows(Workspace<T>& ws, const StridedMa
     const T* y = consecutive && Y_direct != nullptr ? Y_direct + first * Y.cols : ws.y;
     if ((x == ws.x || y == ws.y) && orders == nullptr)  // rows in order, from a strided X or Y
         for (int64_t k = 0; k < m; k++) own[k] = start + k;
-    if (x == ws.x && defer_x) {
-        x = nullptr;
-        if (y == ws.y) gather_rows(ws.y, Y, index, m);
-    } else if (x == ws.x && y == ws.y) {
+    if (x == ws.x && defer_x) x = nullptr;  // the chunks gather it
+    if (x == ws.x && y == ws.y) {
         gather_batch(ws.x, ws.y, X, Y, index, m);
     } else {
         if (x == ws.x) gather_rows(ws.x, X, index, m);
