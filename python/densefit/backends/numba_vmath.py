@@ -7,8 +7,10 @@ core's ``-ffp-contract=off``): every function gives the same bits as the core's,
 ``tests/test_numba_vmath.py`` checks against ``_core.vmath``. The method and its measured errors
 against libm are vmath.hpp's docstring and docs/design.md ("Elementwise math").
 
-Each function takes a float32 or float64 scalar and returns the same type; the constants of
-the two widths are in :class:`_Float32` and :class:`_Float64`, picked when numba types a call
+Importing this module binds :mod:`densefit.activations`' ``exp``, ``expm1``, ``log1p`` and ``tanh``
+(numpy's functions for arrays, which the activation formulas call) in jitted code to these
+forms: a float32 or float64 scalar in, the same type out. The constants of the two widths are
+in :class:`_Float32` and :class:`_Float64`, picked when numba types a call
 (:func:`numba.extending.overload`). Integer steps are on the float's bits (:func:`to_bits`,
 :func:`from_bits`: LLVM bitcasts) and cast back to the width after each operation: numba widens
 uint32 arithmetic to 64 bits, and the truncation is the C++ code's unsigned wrap-around.
@@ -19,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic, overload
+
+from .. import activations as A
 
 _OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True, "inline": "always"}
 
@@ -202,9 +206,8 @@ def _kernels(C):
     @_compile
     def tanh(x):
         e = expm1(-TWO * abs(x))
-        v = -e / (e + TWO)  # ≥ +0 (e in (-1, 0]), so copysign(v, x) is these selects (±0 is x itself); numba's
-        return select(x < ZERO, -v, select(x == ZERO, x, v))  # np.copysign, and a select on x's bits, kept
-        # the float64 loop from vectorizing
+        v = -e / (e + TWO)  # ≥ +0 (e in (-1, 0]), so copysign(v, x) is these selects (±0: x itself)
+        return select(x < ZERO, -v, select(x == ZERO, x, v))
 
     return {"exp": exp, "expm1": expm1, "log1p": log1p, "tanh": tanh}
 
@@ -221,27 +224,9 @@ def _kernel(name, x):
     return _KERNELS[C.T][name]
 
 
-def exp(x):
-    """e^x."""
-    return np.exp(x)
-
-
-def expm1(x):
-    """e^x - 1."""
-    return np.expm1(x)
-
-
-def log1p(x):
-    """log(1 + x)."""
-    return np.log1p(x)
-
-
-def tanh(x):
-    """tanh(x) = sign(x) · (-e / (e + 2)), e = e^(-2|x|) - 1."""
-    return np.tanh(x)
-
-
 def _overload(stub):
+    """Bind ``stub`` (one of :mod:`densefit.activations`' four, numpy's for arrays) in jitted code to
+    the kernel of its name for the argument's width."""
     @overload(stub, jit_options=_OPTIONS)
     def typed(x):
         kernel = _kernel(stub.__name__, x)
@@ -250,5 +235,5 @@ def _overload(stub):
         return lambda x: kernel(x)
 
 
-for _stub in (exp, expm1, log1p, tanh):
+for _stub in (A.exp, A.expm1, A.log1p, A.tanh):
     _overload(_stub)
