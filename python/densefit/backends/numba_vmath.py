@@ -25,6 +25,7 @@ from numba.extending import intrinsic, overload
 from .. import activations as A
 
 _OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True, "inline": "always"}
+_OVERLOAD_OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
 @intrinsic
@@ -227,7 +228,7 @@ def _kernel(name, x):
 def _overload(stub):
     """Bind ``stub`` (one of :mod:`densefit.activations`' four, numpy's for arrays) in jitted code to
     the kernel of its name for the argument's width."""
-    @overload(stub, jit_options=_OPTIONS)
+    @overload(stub, inline="always", jit_options=_OVERLOAD_OPTIONS)
     def typed(x):
         kernel = _kernel(stub.__name__, x)
         if kernel is None:
