@@ -498,7 +498,7 @@ class Sequential:
         """The backend's inference pass on an already validated ``X``."""
         batch_size = _EVAL_ROWS if batch_size is None else check_int("batch_size", batch_size, 1)
         batch_size = min(batch_size, max(1, X.shape[0]))  # any larger size means the same: one batch
-        return backends.get(self._backend).predict(self.plan, self.state, X, batch_size, logits=logits)
+        return backends.predict(self._backend, self.plan, self.state, X, batch_size, logits=logits)
 
     @_exclusive
     def evaluate(self, X, y, batch_size: int | None = None, sample_weight=None) -> dict:
@@ -539,10 +539,9 @@ class Sequential:
         in :meth:`get_weights` order. Dropout uses the mask of the next optimizer step.
         ``sample_weight`` weighs the rows as in :meth:`fit`."""
         X, y = self._prepare(X, y)
-        kwargs = {}
         if sample_weight is not None:
-            kwargs["sample_weight"] = as_sample_weight(sample_weight, X.shape[0], self.plan.dtype)
-        value, grad = backends.get(self._backend).loss_and_grad(self.plan, self.state, X, y, **kwargs)
+            sample_weight = as_sample_weight(sample_weight, X.shape[0], self.plan.dtype)
+        value, grad = backends.loss_and_grad(self._backend, self.plan, self.state, X, y, sample_weight)
         return float(value), self._unflatten(grad)
 
     # ----------------------------------------------------------------------------- weights

@@ -1,8 +1,13 @@
 """The number of threads the compiled core may use.
 
 The core runs OpenBLAS single-threaded and splits each large GEMM (≥ 2²¹ multiply-adds) into
-independent blocks over its own threads; smaller work stays on one core. The default is
+independent blocks over its own threads, and a batch of a mid-sized network into chunks over
+them (the data-parallel pass); smaller work stays on one core. The default is
 ``DENSEFIT_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the CPUs this process may run on.
+
+The numba and numpy backends run on one thread, and so does the BLAS they call during their
+calls (``backends._blas_on_one_thread``); outside them numpy's and scipy's BLAS keep their own
+settings.
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ from .validation import check_int
 
 
 def set_num_threads(n: int) -> None:
-    """Use at most ``n`` threads in the cpp backend's large matrix products. Has no effect when
-    the compiled core is unavailable (numba and numpy use their own BLAS settings)."""
+    """Use at most ``n`` threads in the cpp backend. Has no effect when the compiled core is
+    unavailable (the numba and numpy backends run on one thread)."""
     n = check_int("n", n, 1)
     core = _core()
     if core is not None:

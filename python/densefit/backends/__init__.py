@@ -36,6 +36,7 @@ dtype, ``(n, K)`` or ``(n, 1)`` class indices for categorical cross-entropy.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import warnings
@@ -156,6 +157,26 @@ def _reference() -> ModuleType:
     return module
 
 
+_blas_libraries = None
+
+
+def _blas_on_one_thread(module: ModuleType):
+    """A context in which the BLAS libraries loaded in the process (numpy's and scipy's OpenBLAS,
+    which numpy's matmul and numba's np.dot call) run on one thread, for a backend whose
+    ``ONE_BLAS_THREAD`` is true: its products are a batch's, small, and OpenBLAS's threads wait for
+    each other on every call, which costs more than they save on such products; on a loaded machine
+    far more (their threads spin while another process holds the core). The cpp backend runs its
+    own BLAS single-threaded and splits large products over its own threads. threadpoolctl's
+    controller is made once, on first use (after the backend module has loaded its BLAS)."""
+    global _blas_libraries
+    if not getattr(module, "ONE_BLAS_THREAD", False):
+        return contextlib.nullcontext()
+    if _blas_libraries is None:
+        from threadpoolctl import ThreadpoolController
+        _blas_libraries = ThreadpoolController().select(user_api="blas")
+    return _blas_libraries.limit(limits=1)
+
+
 def train_epochs(name: str, plan, state, X, y, orders, lrs: np.ndarray, batch_size: int,
                  check_finite: bool = False, sample_weight: np.ndarray | None = None,
                  progress: np.ndarray | None = None, cancel: np.ndarray | None = None) -> np.ndarray:
@@ -182,7 +203,24 @@ def train_epochs(name: str, plan, state, X, y, orders, lrs: np.ndarray, batch_si
         kwargs["check_finite"] = True
     elif check_finite and not all_finite(X):
         raise ValueError("X contains NaN or infinity")
-    stats = module.train_epochs(plan, state, X, y, orders, np.asarray(lrs, dtype=np.float64), batch_size, **kwargs)
+    with _blas_on_one_thread(module):
+        stats = module.train_epochs(plan, state, X, y, orders, np.asarray(lrs, dtype=np.float64), batch_size,
+                                    **kwargs)
     state.step += int(stats[:, STEPS].sum())
     state.epoch += stats.shape[0]  # fewer than len(lrs) when cancelled
     return stats
+
+
+def predict(name: str, plan, state, X, batch_size: int, logits: bool = False) -> np.ndarray:
+    """Backend ``name``'s inference pass (see the module docstring)."""
+    module = get(name)
+    with _blas_on_one_thread(module):
+        return module.predict(plan, state, X, batch_size, logits=logits)
+
+
+def loss_and_grad(name: str, plan, state, X, y, sample_weight: np.ndarray | None = None):
+    """Backend ``name``'s ``(loss, grad)`` of one training-mode batch (see the module docstring)."""
+    module = get(name)
+    kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
+    with _blas_on_one_thread(module):
+        return module.loss_and_grad(plan, state, X, y, **kwargs)

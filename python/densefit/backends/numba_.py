@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.linalg.cython_blas  # noqa: F401  the BLAS numba's np.dot calls, loaded before the dispatcher limits it
 from numba import njit  # without numba this raises ImportError and the dispatcher falls back
 
 from .. import activations as A
@@ -53,6 +54,9 @@ from .. import optimizers as O
 from ..plan import (ACT, ACTIVATION, ALPHA, BATCHNORM, BN_EPSILON, BN_MOMENTUM, DENSE, DROPOUT, KIND, L1, L2,
                     LAYER, N_IN, N_OUT, PARAM_OFF, RATE, STAT_OFF, USE_BIAS, Plan, State)
 from . import CORRECT, LOSS_SUM, SEEN, STEPS, contract
+
+# The dispatcher runs this module's calls with the process's BLAS on one thread (see there).
+ONE_BLAS_THREAD = True
 
 # Products with at most this many multiply-adds run as loops: below it BLAS call overhead dominates.
 SMALL_GEMM = 512
