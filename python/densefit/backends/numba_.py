@@ -980,8 +980,9 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
 
     - ``TRAIN``: all epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one
       row; rows ``0..n-1`` if that row is empty), or if ``shuffled`` the order :func:`epoch_order` computes
-      for epoch ``first_epoch + e`` with ``shuffle_seed`` (both uint64; ``orders`` unused), in slices of ``batch_size`` with learning rate ``lrs[e]``, one
-      optimizer step per slice, the first one numbered ``step``; returns ``(E, 4)`` stats.
+      for epoch ``first_epoch + e`` with ``shuffle_seed`` (both uint64; ``orders`` unused), in slices of
+      ``batch_size`` with learning rate ``lrs[e]``, one optimizer step per slice, the first one numbered
+      ``step``; returns ``(E, 4)`` stats.
     - ``GRADIENT``: one training-mode batch (``batch_size = n``, one epoch): fills ``grad (P,)`` and returns
       the stats of that batch, without an optimizer step (``stats`` moves: pass a copy).
     - ``PREDICT``: the inference-mode outputs through ``output_act`` into ``outputs (n·K,)``; ``y`` unused.
