@@ -255,3 +255,63 @@ def test_resumed_shuffled_fit_equals_one_fit(backend_name):
     twice.fit(X, y, epochs=2, batch_size=3, verbose=0)
     assert np.array_equal(once.state.params, twice.state.params)
     assert np.array_equal(once.state.slots, twice.state.slots)
+
+
+# ------------------------------------------------------------------------------------- numba
+
+needs_numba = pytest.mark.skipif("numba" not in BACKENDS, reason="numba is not available")
+
+
+@needs_numba
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 64, 1000, 65536, 65537, 100003])
+def test_numba_order_is_the_reference_bit_for_bit(n):
+    """The kernel's jitted order (numba_.epoch_order, uint64 arithmetic throughout) is shuffle.permutation,
+    seeds of 2^63 and above included (a uint64 meeting an int64 in numba would make a float64)."""
+    from densefit.backends import numba_
+    for seed, epoch in ((0, 0), (2024, 9), (1 << 63, 5), ((1 << 64) - 1, (1 << 62) - 1), ((1 << 70) + 5, 3),
+                        (0x9E3779B97F4A7C15, 1 << 63)):
+        assert np.array_equal(numba_.permutation(seed, epoch, n), permutation(seed, epoch, n)), (n, seed, epoch)
+
+
+@needs_numba
+@pytest.mark.parametrize("n", HALF_WIDTH_EDGES)
+def test_numba_order_is_the_reference_at_every_half_width(n):
+    from densefit.backends import numba_
+    for seed, epoch in ((3, 0), ((1 << 64) - 1, 77)):
+        assert np.array_equal(numba_.permutation(seed, epoch, n), permutation(seed, epoch, n)), (n, seed, epoch)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype, batch_size, sample_weight", [("float64", 3, False), ("float64", 1, True),
+                                                              ("float32", 64, True), ("float32", 1000, False)])
+def test_numba_spec_is_the_explicit_orders(dtype, batch_size, sample_weight):
+    """numba's own train_epochs (no dispatcher between) given the spec computes each epoch's order in the
+    kernel, and trains bit for bit as when given the orders Shuffle.orders materializes: one-sample steps,
+    batches, the whole set in one batch, with and without row weights, n = 1025 just past a power of 4
+    (the most cycle walking)."""
+    from densefit.backends import numba_
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((1025, 4)).astype(dtype)
+    y = (X @ rng.standard_normal((4, 2))).astype(dtype)
+    w = rng.uniform(0.5, 2.0, len(X)).astype(dtype) if sample_weight else None
+    spec, lrs = Shuffle((1 << 64) - 3, 7), np.array([0.01, 0.02, 0.005])
+    results = []
+    for orders in (spec, spec.orders(len(lrs), len(X))):
+        model = make_model("numba", dtype)
+        stats = numba_.train_epochs(model.plan, model.state, X, y, orders, lrs, batch_size, sample_weight=w)
+        results.append((model.state.params.copy(), model.state.slots.copy(), stats))
+    (p1, s1, t1), (p2, s2, t2) = results
+    assert np.array_equal(p1, p2) and np.array_equal(s1, s2) and np.array_equal(t1, t2)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_no_backend_is_given_materialized_orders(backend_name, monkeypatch):
+    """A shuffled fit hands every backend the spec: nothing builds the (E, n) orders on the way."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the (E, n) orders were materialized")
+    monkeypatch.setattr(shuffle, "orders", refuse)
+    monkeypatch.setattr(Shuffle, "orders", refuse)
+    X, y = order_sensitive_problem()
+    model = make_model(backend_name)
+    model.fit(X, y, epochs=2, batch_size=3, verbose=0)
+    assert np.all(np.isfinite(model.state.params))

@@ -2,8 +2,9 @@
 
 ``fit(shuffle=True)`` visits the rows of epoch ``e`` in the order ``permutation(seed, e, n)``.
 Every backend computes that order itself (the C++ core in ``cpp/include/densefit/shuffle.hpp``,
-the numpy backend with :func:`permutation`), so a fit hands a backend only the small spec
-:class:`Shuffle` instead of an ``(epochs, n)`` index array built in Python.
+the numba kernel with ``densefit.backends.numba_.epoch_order``, the numpy backend with
+:func:`permutation`), so a fit hands a backend only the small spec :class:`Shuffle` instead of an
+``(epochs, n)`` index array built in Python.
 
 The generator, exactly (all arithmetic on unsigned 64-bit integers, wrapping modulo 2⁶⁴)::
 
@@ -127,8 +128,9 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 def orders(seed: int, first_epoch: int, count: int, n: int) -> np.ndarray:
     """The ``(count, n)`` int64 orders of epochs ``first_epoch .. first_epoch + count - 1``: the
-    compiled core's ``permutation`` when it loads (the same bits, and much faster: it is what a
-    backend that is given orders waits for), else :func:`permutation`."""
+    compiled core's ``permutation`` when it loads (the same bits, and much faster), else
+    :func:`permutation`. No backend needs them (each computes its orders from a :class:`Shuffle`);
+    they are the explicit ``(E, n)`` orders a backend also accepts, for tests and comparisons."""
     check = validation.check_int
     seed, first_epoch, count, n = check("seed", seed, 0), check("first_epoch", first_epoch, 0), \
         check("count", count, 0), check("n", n, 0)

@@ -5,9 +5,8 @@ Every backend is a module with the same three functions (the numpy module is the
 - ``train_epochs(plan, state, X, y, orders, lrs, batch_size, sample_weight=None) -> stats``: for each epoch ``e``,
   visit ``orders[e]`` (``orders`` is ``(E, n)`` row indices, or ``None`` for rows ``0..n-1`` in
   order, which costs no memory, or a :class:`densefit.shuffle.Shuffle` ``(seed, first_epoch)``:
-  then epoch ``e`` visits ``shuffle.permutation(seed, first_epoch + e, n)``, which a backend with
-  ``SHUFFLES = True`` computes itself; for the others, today the numba backend, :func:`train_epochs`
-  here materializes the ``(E, n)`` orders first, an interim until it computes them too)
+  then epoch ``e`` visits ``shuffle.permutation(seed, first_epoch + e, n)``, which every backend
+  computes itself, one epoch at a time)
   in consecutive slices of ``batch_size`` (the last, smaller slice kept) and
   take one optimizer step per slice with learning rate ``lrs[e]``; the first step uses step
   counter ``state.step``. Updates ``state.params``, ``state.slots`` and ``state.stats`` in place
@@ -45,7 +44,6 @@ from types import ModuleType
 import numpy as np
 
 from .. import validation  # (a module: validation imports all_finite from here)
-from .. import shuffle as _shuffle  # (a module, for the same reason: shuffle imports validation)
 from .._native import core as _compiled
 
 NAMES = ("cpp", "numba", "numpy")
@@ -196,9 +194,6 @@ def train_epochs(name: str, plan, state, X, y, orders, lrs: np.ndarray, batch_si
                     and flag.flags.writeable):
                 raise ValueError(f"{what} must be a writeable int64 numpy array of shape (1,)")
             kwargs[what] = flag
-    if isinstance(orders, _shuffle.Shuffle) and not getattr(module, "SHUFFLES", False):
-        # Interim, until the numba backend computes orders from the spec itself: it is given them made here.
-        orders = orders.orders(len(lrs), X.shape[0])
     if check_finite and getattr(module, "CHECKS_FINITE_IN_PASS", False):
         kwargs["check_finite"] = True
     elif check_finite and not all_finite(X):

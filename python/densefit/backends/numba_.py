@@ -30,7 +30,9 @@ Memory: a kernel call allocates one workspace ``ws`` (see :func:`workspace`) and
 inside it; nothing is allocated per batch: the gathered batch and every op's output (op ``i``
 reads segment ``i`` at ``at[SEGMENT, i]`` and writes segment ``i + 1`` at ``at[SEGMENT, i + 1]``),
 the dropout scales and BatchNorm ``x̂``/``invstd`` (op ``i``'s at ``at[CACHE, i]``), BatchNorm's
-scratch, and the two halves between which the running gradient moves at each Dense op. ``T`` is
+scratch, and the two halves between which the running gradient moves at each Dense op. A shuffled
+call (a :class:`densefit.shuffle.Shuffle` spec) computes each epoch's order in the kernel
+(:func:`epoch_order`) into one int64 buffer of ``n`` rows allocated once per call. ``T`` is
 the data's dtype: scalars are cast to it where the reference casts them, and loss, penalty and
 gradient-norm sums are accumulated in float64, so float32 results match the reference.
 
@@ -51,6 +53,7 @@ from numba import njit  # without numba this raises ImportError and the dispatch
 from .. import activations as A
 from .. import losses as L
 from .. import optimizers as O
+from .. import shuffle
 from ..plan import (ACT, ACTIVATION, ALPHA, BATCHNORM, BN_EPSILON, BN_MOMENTUM, DENSE, DROPOUT, KIND, L1, L2,
                     LAYER, N_IN, N_OUT, PARAM_OFF, RATE, STAT_OFF, USE_BIAS, Plan, State)
 from . import CORRECT, LOSS_SUM, SEEN, STEPS, contract
@@ -91,6 +94,65 @@ def mix(z):
 def stream_key(seed, step, layer):
     """``mix(mix(mix(seed) ^ step) ^ layer)``; ``seed`` is already a uint64."""
     return mix(mix(mix(seed) ^ np.uint64(step)) ^ np.uint64(layer))
+
+
+# ---------------------------------------------------------------------------------------------
+# the epoch order of densefit.shuffle (its docstring is the definition; shuffle.hpp's EpochOrder
+# computes the same bits): every value is a uint64 (a uint64 meeting an int64 would make a float64)
+
+
+@jit
+def shuffle_half_bits(n):
+    """``h``: the width of each Feistel half for ``n`` rows (``shuffle.half_bits``)."""
+    bits = 0
+    v = n - 1 if n > 1 else 0
+    while v != 0:
+        v >>= 1
+        bits += 1
+    return 1 if bits < 2 else (bits + 1) // 2
+
+
+@inline
+def feistel(F0, F1, F2, F3, h, mask, x):
+    """The four rounds on ``x`` (uint64, ``< 2²ʰ``) as look-ups in the round tables ``F0 .. F3`` (uint32)."""
+    left, right = x >> h, x & mask
+    left, right = right, left ^ np.uint64(F0[right])
+    left, right = right, left ^ np.uint64(F1[right])
+    left, right = right, left ^ np.uint64(F2[right])
+    left, right = right, left ^ np.uint64(F3[right])
+    return (left << h) | right
+
+
+@jit
+def epoch_order(order, walking, tables, seed, epoch, h):
+    """``order[:] = shuffle.permutation(seed, epoch, order.size)``, given ``h`` (:func:`shuffle_half_bits`)
+    and the buffers ``walking`` (int64, ``order.size``) and ``tables`` (uint32, ``4·2ʰ``): ``F_r`` tabulated
+    for every ``h``-bit value, then ``feistel(i)`` for every row, then cycle walking one step at a time for
+    all the values still ``>= n`` (their steps are independent, so they overlap)."""
+    n = order.size
+    size = 1 << h
+    hu, mask, nu = np.uint64(h), np.uint64(size - 1), np.uint64(n)
+    for r in range(4):
+        key = mix(seed ^ mix(epoch * np.uint64(4) + np.uint64(r)))
+        F = tables[r * size:(r + 1) * size]
+        for v in range(size):
+            F[v] = np.uint32(mix(np.uint64(v) ^ key) & mask)
+    F0, F1, F2, F3 = tables[:size], tables[size:2 * size], tables[2 * size:3 * size], tables[3 * size:4 * size]
+    count = 0
+    for i in range(n):
+        x = feistel(F0, F1, F2, F3, hu, mask, np.uint64(i))
+        order[i] = np.int64(x)
+        walking[count] = i
+        count += np.int64(x >= nu)
+    while count > 0:
+        still = 0
+        for k in range(count):
+            i = walking[k]
+            x = feistel(F0, F1, F2, F3, hu, mask, np.uint64(order[i]))
+            order[i] = np.int64(x)
+            walking[still] = i
+            still += np.int64(x >= nu)
+        count = still
 
 
 # ---------------------------------------------------------------------------------------------
@@ -916,12 +978,15 @@ TRAIN, GRADIENT, PREDICT = range(3)
 
 @jit
 def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, penalty_per_weight, params, slots,
-           stats, grad, outputs, X, y, sample_weight, orders, lrs, batch_size, step, progress, cancel):
+           stats, grad, outputs, X, y, sample_weight, orders, shuffled, shuffle_seed, first_epoch, lrs, batch_size,
+           step, progress, cancel):
     """The network run over batches, in one of three modes:
 
     - ``TRAIN``: all epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one
-      row; rows ``0..n-1`` if that row is empty) in slices of ``batch_size`` with learning rate ``lrs[e]``, one
-      optimizer step per slice, the first one numbered ``step``; returns ``(E, 4)`` stats.
+      row; rows ``0..n-1`` if that row is empty), or if ``shuffled`` the order :func:`epoch_order` computes
+      for epoch ``first_epoch + e`` with ``shuffle_seed`` (both uint64; ``orders`` unused), in slices of
+      ``batch_size`` with learning rate ``lrs[e]``, one optimizer step per slice, the first one numbered
+      ``step``; returns ``(E, 4)`` stats.
     - ``GRADIENT``: one training-mode batch (``batch_size = n``, one epoch): fills ``grad (P,)`` and returns
       the stats of that batch, without an optimizer step (``stats`` moves: pass a copy).
     - ``PREDICT``: the inference-mode outputs through ``output_act`` into ``outputs (n·K,)``; ``y`` unused.
@@ -954,8 +1019,17 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
     out = np.zeros((lrs.size, 4))
     watch = cancel.size > 0
     saved_params, saved_slots, saved_stats = params[:0].copy(), slots[:, :0].copy(), stats[:0].copy()
+    # a shuffled call's epoch order, computed into one buffer (with its tables, see epoch_order) per epoch
+    h = shuffle_half_bits(n)
+    shuffled_order = np.empty(n if shuffled else 0, np.int64)
+    walking = np.empty(n if shuffled else 0, np.int64)
+    tables = np.empty((4 << h) if shuffled else 0, np.uint32)
     for e in range(lrs.size):
-        order = orders[min(e, orders.shape[0] - 1)]
+        if shuffled:
+            epoch_order(shuffled_order, walking, tables, shuffle_seed, first_epoch + np.uint64(e), h)
+            order = shuffled_order
+        else:
+            order = orders[min(e, orders.shape[0] - 1)]
         in_order = is_identity(order)  # then every batch is rows start..start + m - 1 (always if order is empty)
         if watch:  # the state as the epoch began, to undo it if cancelled
             saved_params, saved_slots, saved_stats = params.copy(), slots.copy(), stats.copy()
@@ -1131,6 +1205,10 @@ def _sample_weight(plan: Plan, sample_weight, n: int) -> np.ndarray:
 
 
 _IN_ORDER = np.zeros((1, 0), dtype=np.int64)  # an empty order: rows 0..n-1 every epoch
+_M64 = (1 << 64) - 1                           # a Shuffle's seed and first epoch are taken modulo 2⁶⁴
+
+# Each shuffled epoch's order is computed in the kernel from a Shuffle spec (epoch_order).
+SHUFFLES = True
 _ONE_PASS = np.zeros(1)                        # one epoch (its learning rate unused)
 
 
@@ -1138,21 +1216,24 @@ _NO_PROGRESS = np.zeros(0, dtype=np.int64)
 
 
 def _run(mode, plan: Plan, state: State, X, y, orders, lrs, batch_size, grad, outputs, stats=None, output_act=0,
-         sample_weight=None, progress=None, cancel=None):
+         sample_weight=None, progress=None, cancel=None, spec=None):
     return kernel(mode, plan.ops, plan.op_params, plan.opt_params, plan.loss, plan.optimizer, output_act,
                   _seed(plan), bool(plan.penalty_per_weight), state.params, state.slots,
                   state.stats if stats is None else stats, grad, outputs, X, y,
-                  _sample_weight(plan, sample_weight, X.shape[0]), orders, lrs, int(batch_size), int(state.step),
+                  _sample_weight(plan, sample_weight, X.shape[0]), orders, spec is not None,
+                  np.uint64(0 if spec is None else spec.seed & _M64),
+                  np.uint64(0 if spec is None else spec.first_epoch & _M64), lrs, int(batch_size), int(state.step),
                   _NO_PROGRESS if progress is None else progress, _NO_PROGRESS if cancel is None else cancel)
 
 
-def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.ndarray, batch_size: int,
-                 sample_weight: np.ndarray | None = None, progress: np.ndarray | None = None,
+def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray | shuffle.Shuffle | None, lrs: np.ndarray,
+                 batch_size: int, sample_weight: np.ndarray | None = None, progress: np.ndarray | None = None,
                  cancel: np.ndarray | None = None) -> np.ndarray:
     X, y, orders, lrs, batch_size, sample_weight = contract.training(plan, state, X, y, orders, lrs, batch_size,
                                                                     sample_weight)
     X, y, lrs = _read_only(X), _read_only(y), np.ascontiguousarray(lrs, dtype=np.float64)
-    if orders is None:
+    spec = orders if isinstance(orders, shuffle.Shuffle) else None
+    if orders is None or spec is not None:
         orders = _IN_ORDER
     else:
         if orders.shape[0] > 1 and orders.strides[0] == 0:
@@ -1160,7 +1241,17 @@ def train_epochs(plan: Plan, state: State, X, y, orders: np.ndarray, lrs: np.nda
         orders = np.ascontiguousarray(orders, dtype=np.int64)
     grad = np.empty(plan.n_params, dtype=plan.dtype)
     return _run(TRAIN, plan, state, X, y, orders, lrs, batch_size, grad, grad[:0], sample_weight=sample_weight,
-                progress=progress, cancel=cancel)
+                progress=progress, cancel=cancel, spec=spec)
+
+
+def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The ``(n,)`` row order of ``epoch`` as the kernel computes it (:func:`epoch_order`), for the
+    tests: ``shuffle.permutation`` bit for bit."""
+    n = int(n)
+    h = shuffle_half_bits(n)
+    order, walking, tables = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(4 << h, np.uint32)
+    epoch_order(order, walking, tables, np.uint64(seed & _M64), np.uint64(epoch & _M64), h)
+    return order
 
 
 def predict(plan: Plan, state: State, X, batch_size: int, logits: bool = False) -> np.ndarray:
