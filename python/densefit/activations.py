@@ -21,11 +21,17 @@ Each elementwise formula is a plain Python function in the numpy subset that mea
 an array and on a scalar: ``forward(x, a, T)`` and ``backward(d, x, y, a, T)`` (``d · act'(x)``,
 ``y = act(x)``), with ``a`` the parameter α and every constant built with ``T``, the dtype's scalar
 type (so float32 stays float32 in numba as in numpy). The numpy backend applies them to whole
-arrays. They are written so that numba can compile the same functions element by element (with
-:func:`select` as the scalar ``a if cond else b``); the numba backend does not use them yet: its
-rewrite onto them is slower today (issue #13), so it keeps its own loops for now. Adding an
-activation: a :class:`Spec` in :data:`REGISTRY` with its two functions here, its loops in
-``backends/numba_.py`` and the C++ function in ``cpp/``; the tests read the registry.
+arrays; the numba backend compiles the same functions element by element (:func:`select` as the
+scalar ``a if cond else b``, :func:`masked` as ``a if cond else 0``, and the other functions of
+this module that the formulas call, such as :func:`sigmoid`, as jitable helpers; :func:`exp`,
+:func:`expm1`, :func:`log1p` and :func:`tanh` as the core's vectorizable forms, numba_vmath.py)
+and generates its loops, one per code, from :data:`REGISTRY` (``backends/numba_.py``, issue #13).
+So a formula may use only what numba compiles on scalars: numpy's ufuncs, arithmetic,
+comparisons, :func:`select`, :func:`masked` and this module's helpers (and for those four
+functions, these names rather than numpy's, or numba's loop calls libm per element).
+Adding an activation: a :class:`Spec` in :data:`REGISTRY` with its two functions here and the C++
+function in ``cpp/``; the tests read the registry. (numba caches compiled code keyed on
+``numba_.py``: after a formula here changes, clear that cache.)
 """
 
 from __future__ import annotations
@@ -38,8 +44,8 @@ import numpy as np
 
 
 def select(cond, a, b):
-    """``a`` where ``cond`` else ``b``: ``numpy.where`` here; numba would compile it as the
-    scalar ``a if cond else b`` (both sides are computed either way)."""
+    """``a`` where ``cond`` else ``b``: ``numpy.where`` here; numba compiles it as the scalar
+    ``a if cond else b`` (``backends/numba_.py``; both sides are computed either way)."""
     return np.where(cond, a, b)
 
 
@@ -63,11 +69,16 @@ def tanh(x):
     return np.tanh(x)
 
 
+def masked(cond, a, T):
+    """``a`` where ``cond`` else ``0``: ``a * cond`` here (half ``numpy.where``'s cost; a masked 0 may be
+    -0, and a masked inf or nan stays nan); numba compiles it as the scalar ``a if cond else T(0)``."""
+    return a * cond
+
+
 def sigmoid(x, T):
     """``1 / (1 + exp(-x))`` without overflow: ``exp(x) / (1 + exp(x))`` for negative ``x``."""
     e = exp(-np.abs(x))
-    one_plus_e = T(1) + e
-    return select(x >= T(0), T(1) / one_plus_e, e / one_plus_e)
+    return select(x >= T(0), T(1), e) / (T(1) + e)  # one division: 1 / (1 + e) or e / (1 + e)
 
 
 GELU_C = math.sqrt(2 / math.pi)
@@ -105,7 +116,7 @@ def relu_forward(x, a, T):
 
 
 def relu_backward(d, x, y, a, T):
-    return d * (x > T(0))  # as select(x > 0, d, 0) for finite d (a masked 0 may be -0), at half its numpy cost
+    return masked(x > T(0), d, T)
 
 
 def leaky_relu_forward(x, a, T):

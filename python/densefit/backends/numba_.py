@@ -23,7 +23,7 @@ optimizer rule, and codes, class indices and row indices checked before the loop
 :func:`kernel` for training, gradients and inference) holds the forward and backward loops over
 the ops and calls leaves on few buffers (``ws`` holds the whole workspace): a function taking
 arrays costs that counting on every call even when numba pastes it in (``inline``), so only
-helpers on scalars or on a leaf's own views (``argmax``, ``sigmoid``, the partial sums) are
+helpers on scalars or on a leaf's own views (``argmax``, the activation formulas, the partial sums) are
 ``inline``. 2-D views are made only around BLAS calls.
 
 Memory: a kernel call allocates one workspace ``ws`` (see :func:`workspace`) and the passes work
@@ -38,17 +38,19 @@ gradient-norm sums are accumulated in float64, so float32 results match the refe
 
 Every jitted function is cached: the compiled code lands in ``__pycache__`` (or ``NUMBA_CACHE_DIR``)
 and the next process loads it instead of compiling. Numba keys that cache on this file only; the
-constants imported from ``densefit`` below are frozen into the compiled code, so a change to them
-needs the cache cleared.
+constants imported from ``densefit`` below and the activation formulas of
+:mod:`densefit.activations` (compiled here, see "activations, elementwise") are frozen into the
+compiled code, so a change to them needs the cache cleared.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
 
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  the BLAS numba's np.dot calls, loaded before the dispatcher limits it
-from numba import njit  # without numba this raises ImportError and the dispatcher falls back
+from numba import njit, types  # without numba this raises ImportError and the dispatcher falls back
+from numba.extending import overload, register_jitable
 
 from .. import activations as A
 from .. import losses as L
@@ -56,7 +58,7 @@ from .. import optimizers as O
 from .. import shuffle
 from ..plan import (ACT, ACTIVATION, ALPHA, BATCHNORM, BN_EPSILON, BN_MOMENTUM, DENSE, DROPOUT, KIND, L1, L2,
                     LAYER, N_IN, N_OUT, PARAM_OFF, RATE, STAT_OFF, USE_BIAS, Plan, State)
-from . import CORRECT, LOSS_SUM, SEEN, STEPS, contract
+from . import CORRECT, LOSS_SUM, SEEN, STEPS, contract, numba_vmath
 
 # The dispatcher runs this module's calls with the process's BLAS on one thread (see there).
 ONE_BLAS_THREAD = True
@@ -74,7 +76,6 @@ SEGMENT, CACHE = 0, 1
 jit = njit(cache=True, error_model="numpy", nogil=True)
 inline = njit(cache=True, error_model="numpy", nogil=True, inline="always")
 
-_GELU_C = math.sqrt(2 / math.pi)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
@@ -177,14 +178,6 @@ def argmax(row):
     return best
 
 
-@inline
-def sigmoid(x):
-    """``1 / (1 + exp(-x))`` without overflow, in the dtype of ``x``."""
-    one = type(x)(1)
-    e = np.exp(-abs(x))
-    return one / (one + e) if x >= 0 else e / (one + e)
-
-
 # Sums of a batch's terms (its rows' MSE terms, dW and db over its rows) are taken in four partial
 # sums. A single running sum ``acc += x`` makes each add wait for the previous one to finish (a few
 # cycles of latency, ~64 waits for a batch of 64); four sums that take every fourth term (4k, 4k+1,
@@ -212,114 +205,119 @@ def sum_squares64(a, size):
 
 
 # ---------------------------------------------------------------------------------------------
-# activations, elementwise
+# activations, elementwise: the formulas of densefit.activations, compiled here (issue #13)
+#
+# Each registry formula is written once, in activations.py, in numpy's array/scalar subset. numba
+# compiles it on scalars: ``activations.select`` as ``a if cond else b`` and ``activations.masked``
+# as ``a if cond else 0`` (the overloads below), the module's other helpers that the formulas call
+# (``activations.sigmoid``) as jitable functions, and each ``spec.forward`` / ``spec.backward`` as
+# an inline function (``_forward_<code>``, ``_backward_<code>``). The functions that pick a formula by code are generated from the registry
+# (``_ACTIVATION_SOURCE``, below): one branch per standalone code, each a loop over that one constant
+# formula, so that LLVM vectorizes it; adding an activation needs no edit here. The generated code
+# is compiled with this file as its file name, so numba caches it with the rest of this module (the
+# line numbers in its error messages are those of _ACTIVATION_SOURCE); like the constants (see the
+# module docstring), a changed formula needs the cache cleared.
 
 
-@inline
-def activate(x, act, a):
-    """``act(x)`` for one value ``x`` (``a``: alpha in the dtype of ``x``). The loops below call it with
-    a constant ``act``, so each loop is that one formula (and vectorizes)."""
-    T = type(x)
-    if act == A.SIGMOID:
-        return sigmoid(x)
-    if act == A.TANH:
-        return np.tanh(x)
-    if act == A.RELU:
-        return T(0) if x < 0 else x
-    if act == A.LEAKY_RELU:
-        return x if x > 0 else x * a
-    if act == A.ELU:
-        return x if x > 0 else a * np.expm1(x)
-    if act == A.SOFTPLUS:
-        return np.log1p(np.exp(-abs(x))) + (T(0) if x < 0 else x)
-    if act == A.GELU:
-        return T(0.5) * x * (T(1) + np.tanh(T(_GELU_C) * (x + T(0.044715) * (x * x * x))))
-    return x  # IDENTITY
+@overload(A.select, inline="always")
+def _select(cond, a, b):
+    """``activations.select`` on scalars: ``a if cond else b`` (arrays are numpy's, not compiled here)."""
+    if isinstance(cond, types.Boolean):
+        def select(cond, a, b):
+            if cond:
+                return a
+            return b
+        return select
+    return None
 
 
-@inline
-def activation_gradient(d, x, y, act, a):
-    """``d · act'(x)`` for one value, given ``y = act(x)`` (some derivatives are written in it)."""
-    T = type(x)
-    if act == A.SIGMOID:
-        return d * y * (T(1) - y)
-    if act == A.TANH:
-        return d * (T(1) - y * y)
-    if act == A.RELU:
-        return d if x > 0 else T(0)
-    if act == A.LEAKY_RELU:
-        return d if x > 0 else d * a
-    if act == A.ELU:
-        return d if x > 0 else d * (y + a)
-    if act == A.SOFTPLUS:
-        return d * sigmoid(x)
-    if act == A.GELU:
-        c = T(_GELU_C)
-        t = np.tanh(c * (x + T(0.044715) * (x * x * x)))
-        du = c * (T(1) + T(3 * 0.044715) * x * x)
-        return d * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du)
-    return d  # IDENTITY
+@overload(A.masked, inline="always")
+def _masked(cond, a, T):
+    """``activations.masked`` on scalars: ``a if cond else T(0)`` (numpy's ``a * cond`` is no faster here,
+    and unlike it keeps a masked inf or nan out)."""
+    if isinstance(cond, types.Boolean):
+        def masked(cond, a, T):
+            if cond:
+                return a
+            return T(0)
+        return masked
+    return None
+
+
+def _jitable_helpers(function, seen):
+    """Make every function of densefit.activations that ``function`` calls (by global name) callable
+    from compiled code, inline, and the ones those call; ``select`` and ``masked`` have their overloads
+    above, exp, expm1, log1p and tanh theirs in numba_vmath (the core's vectorizable forms)."""
+    for name in function.__code__.co_names:
+        helper = function.__globals__.get(name)
+        if (inspect.isfunction(helper) and helper.__module__ == A.__name__ and helper not in (A.select, A.masked, *numba_vmath.BOUND)
+                and helper not in seen):
+            seen.add(helper)
+            _jitable_helpers(helper, seen)
+            register_jitable(inline="always")(helper)
+
+
+_STANDALONE = tuple(A.spec(code) for code in A.STANDALONE)
+_helpers: set = set()
+for _spec in _STANDALONE:
+    _jitable_helpers(_spec.forward, _helpers)
+    _jitable_helpers(_spec.backward, _helpers)
+    globals()[f"_forward_{_spec.code}"] = inline(_spec.forward)
+    globals()[f"_backward_{_spec.code}"] = inline(_spec.backward)
+
+
+def _branches(template, first="if", rest="elif"):
+    """One ``if act == <code>:`` branch per standalone code, its body ``template`` with ``{c}`` the code."""
+    return "".join(f"    {first if k == 0 else rest} act == {s.code}:\n" + template.format(c=s.code)
+                   for k, s in enumerate(_STANDALONE))
+
+
+_ACTIVATION_SOURCE = (
+    "def activate(x, act, a):\n"
+    "    T = type(x)\n"
+    + _branches("        return _forward_{c}(x, a, T)\n", rest="if")
+    + "    return x\n"
+    "\n\n"
+    "def activation_gradient(d, x, y, act, a):\n"
+    "    T = type(x)\n"
+    + _branches("        return _backward_{c}(d, x, y, a, T)\n", rest="if")
+    + "    return d\n"
+    "\n\n"
+    "def activation_forward(dst, out_at, src, inp_at, size, act, alpha):\n"
+    "    out, inp = dst[out_at:out_at + size], src[inp_at:inp_at + size]\n"
+    "    T = inp.dtype.type\n"
+    "    a = T(alpha)\n"
+    + _branches("        for i in range(size):\n"
+                "            out[i] = _forward_{c}(inp[i], a, T)\n")
+    + "\n\n"
+    "def activation_backward(dbuf, d_at, acts, inp_at, out_at, size, act, alpha):\n"
+    "    d, inp, out = dbuf[d_at:d_at + size], acts[inp_at:inp_at + size], acts[out_at:out_at + size]\n"
+    "    T = inp.dtype.type\n"
+    "    a = T(alpha)\n"
+    + _branches("        for i in range(size):\n"
+                "            d[i] = _backward_{c}(d[i], inp[i], out[i], a, T)\n")
+)
+exec(compile(_ACTIVATION_SOURCE, __file__, "exec"), globals())
+
+activate.__doc__ = """``act(x)`` for one value ``x`` (``a``: alpha in the dtype of ``x``). The loops below
+    call it with a constant ``act``, so each loop is that one formula (and vectorizes)."""
+activation_gradient.__doc__ = """``d · act'(x)`` for one value, given ``y = act(x)`` (some derivatives are
+    written in it)."""
+activation_forward.__doc__ = """``out = act(inp)`` elementwise for ``out, inp`` the ``size`` elements at
+    ``dst[out_at:]``, ``src[inp_at:]``: one loop per code, each over that code's constant formula."""
+activation_backward.__doc__ = """``d *= act'(inp)`` in place for ``d`` at ``dbuf[d_at:]``; ``out = act(inp)``
+    (``acts[out_at:]``, ``acts[inp_at:]``) serves the derivatives written in it. One loop per code, as
+    above."""
+activate, activation_gradient = inline(activate), inline(activation_gradient)
+activation_forward, activation_backward = jit(activation_forward), jit(activation_backward)
+
+_IS_STANDALONE = tuple(code in A.STANDALONE for code in range(len(A.REGISTRY)))
 
 
 @jit
-def activation_forward(dst, out_at, src, inp_at, size, act, alpha):
-    """``out = act(inp)`` elementwise for ``out, inp`` the ``size`` elements at ``dst[out_at:]``,
-    ``src[inp_at:]``: one loop per code, each calling :func:`activate` with that constant."""
-    out, inp = dst[out_at:out_at + size], src[inp_at:inp_at + size]
-    a = inp.dtype.type(alpha)
-    if act == A.IDENTITY:
-        for i in range(size):
-            out[i] = inp[i]
-    elif act == A.SIGMOID:
-        for i in range(size):
-            out[i] = activate(inp[i], A.SIGMOID, a)
-    elif act == A.TANH:
-        for i in range(size):
-            out[i] = activate(inp[i], A.TANH, a)
-    elif act == A.RELU:
-        for i in range(size):
-            out[i] = activate(inp[i], A.RELU, a)
-    elif act == A.LEAKY_RELU:
-        for i in range(size):
-            out[i] = activate(inp[i], A.LEAKY_RELU, a)
-    elif act == A.ELU:
-        for i in range(size):
-            out[i] = activate(inp[i], A.ELU, a)
-    elif act == A.SOFTPLUS:
-        for i in range(size):
-            out[i] = activate(inp[i], A.SOFTPLUS, a)
-    elif act == A.GELU:
-        for i in range(size):
-            out[i] = activate(inp[i], A.GELU, a)
-
-
-@jit
-def activation_backward(dbuf, d_at, acts, inp_at, out_at, size, act, alpha):
-    """``d *= act'(inp)`` in place for ``d`` at ``dbuf[d_at:]``; ``out = act(inp)`` (``acts[out_at:]``,
-    ``acts[inp_at:]``) serves the derivatives written in it. One loop per code, as above."""
-    d, inp, out = dbuf[d_at:d_at + size], acts[inp_at:inp_at + size], acts[out_at:out_at + size]
-    a = inp.dtype.type(alpha)
-    if act == A.SIGMOID:
-        for i in range(size):
-            d[i] = activation_gradient(d[i], inp[i], out[i], A.SIGMOID, a)
-    elif act == A.TANH:
-        for i in range(size):
-            d[i] = activation_gradient(d[i], inp[i], out[i], A.TANH, a)
-    elif act == A.RELU:
-        for i in range(size):
-            d[i] = activation_gradient(d[i], inp[i], out[i], A.RELU, a)
-    elif act == A.LEAKY_RELU:
-        for i in range(size):
-            d[i] = activation_gradient(d[i], inp[i], out[i], A.LEAKY_RELU, a)
-    elif act == A.ELU:
-        for i in range(size):
-            d[i] = activation_gradient(d[i], inp[i], out[i], A.ELU, a)
-    elif act == A.SOFTPLUS:
-        for i in range(size):
-            d[i] = activation_gradient(d[i], inp[i], out[i], A.SOFTPLUS, a)
-    elif act == A.GELU:
-        for i in range(size):
-            d[i] = activation_gradient(d[i], inp[i], out[i], A.GELU, a)
+def is_standalone(act):
+    """Whether ``act`` is the code of an activation with a standalone forward and backward."""
+    return 0 <= act < len(_IS_STANDALONE) and _IS_STANDALONE[act]
 
 
 @jit
@@ -962,7 +960,7 @@ def check_codes(ops, loss, optimizer):
         kind = ops[i, KIND]
         if kind != DENSE and kind != ACTIVATION and kind != DROPOUT and kind != BATCHNORM:
             raise ValueError("unknown op kind")
-        if kind == ACTIVATION and not A.IDENTITY <= ops[i, ACT] <= A.GELU:
+        if kind == ACTIVATION and not is_standalone(ops[i, ACT]):
             raise ValueError("activation has no standalone forward (softmax is fused with the loss)")
     if loss != L.MSE and loss != L.BINARY_CROSSENTROPY and loss != L.CATEGORICAL_CROSSENTROPY:
         raise ValueError("unknown loss code")

@@ -24,8 +24,7 @@ from numba.extending import intrinsic, overload
 
 from .. import activations as A
 
-_OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True, "inline": "always"}
-_OVERLOAD_OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
+_OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
 @intrinsic
@@ -228,7 +227,7 @@ def _kernel(name, x):
 def _overload(stub):
     """Bind ``stub`` (one of :mod:`densefit.activations`' four, numpy's for arrays) in jitted code to
     the kernel of its name for the argument's width."""
-    @overload(stub, inline="always", jit_options=_OVERLOAD_OPTIONS)
+    @overload(stub, inline="always", jit_options=_OPTIONS)
     def typed(x):
         kernel = _kernel(stub.__name__, x)
         if kernel is None:
@@ -236,5 +235,7 @@ def _overload(stub):
         return lambda x: kernel(x)
 
 
-for _stub in (A.exp, A.expm1, A.log1p, A.tanh):
+#: The functions of densefit.activations this module binds in jitted code.
+BOUND = (A.exp, A.expm1, A.log1p, A.tanh)
+for _stub in BOUND:
     _overload(_stub)
