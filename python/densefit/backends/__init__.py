@@ -158,21 +158,27 @@ def _reference() -> ModuleType:
 _blas_libraries = None
 
 
-def _blas_on_one_thread(module: ModuleType):
+def _blas_threads(module: ModuleType):
     """A context in which the BLAS libraries loaded in the process (numpy's and scipy's OpenBLAS,
-    which numpy's matmul and numba's np.dot call) run on one thread, for a backend whose
-    ``ONE_BLAS_THREAD`` is true: its products are a batch's, small, and OpenBLAS's threads wait for
-    each other on every call, which costs more than they save on such products; on a loaded machine
-    far more (their threads spin while another process holds the core). The cpp backend runs its
-    own BLAS single-threaded and splits large products over its own threads. threadpoolctl's
-    controller is made once, on first use (after the backend module has loaded its BLAS)."""
+    which numpy's matmul and numba's np.dot call) use at most :func:`densefit.get_num_threads`
+    threads, for a backend whose ``LIMITS_BLAS_THREADS`` is true (numba, numpy), so that
+    ``set_num_threads`` governs every backend. A no-op (no cost) while every library already uses
+    no more. OpenBLAS's threads wait for each other on every call and spin while another process
+    holds a core: on a loaded machine set_num_threads(1) made these backends 11-24x faster, on an
+    idle one their threads make batch-sized products 1.3-1.8x faster (BENCHMARKS.md). The cpp backend
+    runs its OpenBLAS on one thread and splits work over its own. threadpoolctl's controller is made
+    once, on first use (after the backend module has loaded its BLAS)."""
     global _blas_libraries
-    if not getattr(module, "ONE_BLAS_THREAD", False):
+    if not getattr(module, "LIMITS_BLAS_THREADS", False):
         return contextlib.nullcontext()
     if _blas_libraries is None:
         from threadpoolctl import ThreadpoolController
         _blas_libraries = ThreadpoolController().select(user_api="blas")
-    return _blas_libraries.limit(limits=1)
+    from .. import threads  # (a module: threads imports validation, which imports this one)
+    limit = threads.get_num_threads()
+    if all(library.num_threads <= limit for library in _blas_libraries.lib_controllers):
+        return contextlib.nullcontext()
+    return _blas_libraries.limit(limits=limit)
 
 
 def train_epochs(name: str, plan, state, X, y, orders, lrs: np.ndarray, batch_size: int,
@@ -198,7 +204,7 @@ def train_epochs(name: str, plan, state, X, y, orders, lrs: np.ndarray, batch_si
         kwargs["check_finite"] = True
     elif check_finite and not all_finite(X):
         raise ValueError("X contains NaN or infinity")
-    with _blas_on_one_thread(module):
+    with _blas_threads(module):
         stats = module.train_epochs(plan, state, X, y, orders, np.asarray(lrs, dtype=np.float64), batch_size,
                                     **kwargs)
     state.step += int(stats[:, STEPS].sum())
@@ -209,7 +215,7 @@ def train_epochs(name: str, plan, state, X, y, orders, lrs: np.ndarray, batch_si
 def predict(name: str, plan, state, X, batch_size: int, logits: bool = False) -> np.ndarray:
     """Backend ``name``'s inference pass (see the module docstring)."""
     module = get(name)
-    with _blas_on_one_thread(module):
+    with _blas_threads(module):
         return module.predict(plan, state, X, batch_size, logits=logits)
 
 
@@ -217,5 +223,5 @@ def loss_and_grad(name: str, plan, state, X, y, sample_weight: np.ndarray | None
     """Backend ``name``'s ``(loss, grad)`` of one training-mode batch (see the module docstring)."""
     module = get(name)
     kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
-    with _blas_on_one_thread(module):
+    with _blas_threads(module):
         return module.loss_and_grad(plan, state, X, y, **kwargs)

@@ -60,8 +60,8 @@ from ..plan import (ACT, ACTIVATION, ALPHA, BATCHNORM, BN_EPSILON, BN_MOMENTUM, 
                     LAYER, N_IN, N_OUT, PARAM_OFF, RATE, STAT_OFF, USE_BIAS, Plan, State)
 from . import CORRECT, LOSS_SUM, SEEN, STEPS, contract, numba_vmath
 
-# The dispatcher runs this module's calls with the process's BLAS on one thread (see there).
-ONE_BLAS_THREAD = True
+# The dispatcher runs this module's calls with the process's BLAS on at most densefit's threads (see there).
+LIMITS_BLAS_THREADS = True
 
 # Products with at most this many multiply-adds run as loops: below it BLAS call overhead dominates.
 SMALL_GEMM = 512

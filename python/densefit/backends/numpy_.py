@@ -367,7 +367,7 @@ def batch_loss_and_grad(plan: Plan, state: State, X: np.ndarray, y: np.ndarray, 
 
 # Each epoch's order is computed here from a Shuffle spec (densefit.shuffle.permutation).
 SHUFFLES = True
-ONE_BLAS_THREAD = True  # the dispatcher runs this module's calls with numpy's BLAS on one thread (see there)
+LIMITS_BLAS_THREADS = True  # the dispatcher runs this module's calls with BLAS on at most densefit's threads (see there)
 
 # Rows of logits kept for the loss (see train_epochs): 16384 rows of K outputs, 64 KB per output in
 # float32 (or one batch, if larger).
