@@ -33,7 +33,7 @@ from .shuffle import Shuffle
 from .validation import as_features, as_sample_weight, as_targets, check_int
 
 FORMAT_VERSION = 2                # 2: shuffled epochs follow densefit.shuffle (1: PCG64 permutations)
-_MAX_ORDER_ENTRIES = 1 << 22      # sample indices per backend call where the dispatcher materializes orders (32 MB of int64)
+_MAX_ORDER_ENTRIES = 1 << 22      # rows × epochs per backend call at most (sized once for materialized orders, which no backend is handed now)
 _CALL_SECONDS = 0.1               # target length of one backend call when nothing needs Python
 _EVAL_ROWS = 1 << 16              # rows per chunk in evaluate/predict
 

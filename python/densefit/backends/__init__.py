@@ -165,7 +165,7 @@ def _blas_threads(module: ModuleType):
     ``set_num_threads`` governs every backend. A no-op (no cost) while every library already uses
     no more. OpenBLAS's threads wait for each other on every call and spin while another process
     holds a core: on a loaded machine set_num_threads(1) made these backends 11-24x faster, on an
-    idle one their threads make batch-sized products 1.3-1.8x faster (BENCHMARKS.md). The cpp backend
+    idle one their threads make batch-sized products 1.2-1.9x faster (BENCHMARKS.md). The cpp backend
     runs its OpenBLAS on one thread and splits work over its own. threadpoolctl's controller is made
     once, on first use (after the backend module has loaded its BLAS)."""
     global _blas_libraries
