@@ -65,3 +65,13 @@ def test_shuffle_cost_prints_a_row_per_workload_and_backend(capsys):
     for line in table[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] == "W6" and cells[4].endswith("×") and float(cells[4][:-1]) > 0
+
+
+def test_blas_threads_prints_a_row_per_backend_and_net(capsys):
+    from densefit.bench import blas_threads
+
+    blas_threads.main(["--backends", "numpy", "--rounds", "1", "--nets", "4-8-1:16,3-5-5-1:8"])
+    rows = capsys.readouterr().out.strip().splitlines()[2:]
+    assert [row.split("|")[2].strip() for row in rows] == ["4-8-1", "3-5-5-1"]
+    for row in rows:
+        assert all(float(cell.replace(",", "")) > 0 for cell in row.strip("|").split("|")[3:])
