@@ -102,17 +102,6 @@ def stream_key(seed, step, layer):
 # computes the same bits): every value is a uint64 (a uint64 meeting an int64 would make a float64)
 
 
-@jit
-def shuffle_half_bits(n):
-    """``h``: the width of each Feistel half for ``n`` rows (``shuffle.half_bits``)."""
-    bits = 0
-    v = n - 1 if n > 1 else 0
-    while v != 0:
-        v >>= 1
-        bits += 1
-    return 1 if bits < 2 else (bits + 1) // 2
-
-
 @inline
 def feistel(F0, F1, F2, F3, h, mask, x):
     """The four rounds on ``x`` (uint64, ``< 2²ʰ``) as look-ups in the round tables ``F0 .. F3`` (uint32)."""
@@ -126,7 +115,7 @@ def feistel(F0, F1, F2, F3, h, mask, x):
 
 @jit
 def epoch_order(order, walking, tables, seed, epoch, h):
-    """``order[:] = shuffle.permutation(seed, epoch, order.size)``, given ``h`` (:func:`shuffle_half_bits`)
+    """``order[:] = shuffle.permutation(seed, epoch, order.size)``, given ``h`` (``shuffle.half_bits``)
     and the buffers ``walking`` (int64, ``order.size``) and ``tables`` (uint32, ``4·2ʰ``): ``F_r`` tabulated
     for every ``h``-bit value, then ``feistel(i)`` for every row, then cycle walking one step at a time for
     all the values still ``>= n`` (their steps are independent, so they overlap)."""
@@ -211,8 +200,9 @@ def sum_squares64(a, size):
 # compiles it on scalars: ``activations.select`` as ``a if cond else b`` and ``activations.masked``
 # as ``a if cond else 0`` (the overloads below), the module's other helpers that the formulas call
 # (``activations.sigmoid``) as jitable functions, and each ``spec.forward`` / ``spec.backward`` as
-# an inline function (``_forward_<code>``, ``_backward_<code>``). The functions that pick a formula by code are generated from the registry
-# (``_ACTIVATION_SOURCE``, below): one branch per standalone code, each a loop over that one constant
+# an inline function (``_forward_<code>``, ``_backward_<code>``). The functions that pick a formula
+# by code are generated from the registry (``_ACTIVATION_SOURCE``, below): one branch per standalone
+# code, each a loop over that one constant
 # formula, so that LLVM vectorizes it; adding an activation needs no edit here. The generated code
 # is compiled with this file as its file name, so numba caches it with the rest of this module (the
 # line numbers in its error messages are those of _ACTIVATION_SOURCE); like the constants (see the
@@ -250,8 +240,8 @@ def _jitable_helpers(function, seen):
     above, exp, expm1, log1p and tanh theirs in numba_vmath (the core's vectorizable forms)."""
     for name in function.__code__.co_names:
         helper = function.__globals__.get(name)
-        if (inspect.isfunction(helper) and helper.__module__ == A.__name__ and helper not in (A.select, A.masked, *numba_vmath.BOUND)
-                and helper not in seen):
+        if (inspect.isfunction(helper) and helper.__module__ == A.__name__
+                and helper not in (A.select, A.masked, *numba_vmath.BOUND) and helper not in seen):
             seen.add(helper)
             _jitable_helpers(helper, seen)
             register_jitable(inline="always")(helper)
@@ -976,13 +966,14 @@ TRAIN, GRADIENT, PREDICT = range(3)
 
 @jit
 def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, penalty_per_weight, params, slots,
-           stats, grad, outputs, X, y, sample_weight, orders, shuffled, shuffle_seed, first_epoch, lrs, batch_size,
+           stats, grad, outputs, X, y, sample_weight, orders, half_bits, shuffle_seed, first_epoch, lrs, batch_size,
            step, progress, cancel):
     """The network run over batches, in one of three modes:
 
     - ``TRAIN``: all epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one
-      row; rows ``0..n-1`` if that row is empty), or if ``shuffled`` the order :func:`epoch_order` computes
-      for epoch ``first_epoch + e`` with ``shuffle_seed`` (both uint64; ``orders`` unused), in slices of
+      row; rows ``0..n-1`` if that row is empty), or for a shuffled call (``half_bits``, ``shuffle.half_bits(n)``,
+      not 0) the order :func:`epoch_order` computes for epoch ``first_epoch + e`` with ``shuffle_seed`` (both
+      uint64; ``orders`` unused), in slices of
       ``batch_size`` with learning rate ``lrs[e]``, one optimizer step per slice, the first one numbered
       ``step``; returns ``(E, 4)`` stats.
     - ``GRADIENT``: one training-mode batch (``batch_size = n``, one epoch): fills ``grad (P,)`` and returns
@@ -1018,7 +1009,7 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
     watch = cancel.size > 0
     saved_params, saved_slots, saved_stats = params[:0].copy(), slots[:, :0].copy(), stats[:0].copy()
     # a shuffled call's epoch order, computed into one buffer (with its tables, see epoch_order) per epoch
-    h = shuffle_half_bits(n)
+    shuffled, h = half_bits > 0, half_bits
     shuffled_order = np.empty(n if shuffled else 0, np.int64)
     walking = np.empty(n if shuffled else 0, np.int64)
     tables = np.empty((4 << h) if shuffled else 0, np.uint32)
@@ -1218,7 +1209,8 @@ def _run(mode, plan: Plan, state: State, X, y, orders, lrs, batch_size, grad, ou
     return kernel(mode, plan.ops, plan.op_params, plan.opt_params, plan.loss, plan.optimizer, output_act,
                   _seed(plan), bool(plan.penalty_per_weight), state.params, state.slots,
                   state.stats if stats is None else stats, grad, outputs, X, y,
-                  _sample_weight(plan, sample_weight, X.shape[0]), orders, spec is not None,
+                  _sample_weight(plan, sample_weight, X.shape[0]), orders,
+                  0 if spec is None else shuffle.half_bits(X.shape[0]),
                   np.uint64(0 if spec is None else spec.seed & _M64),
                   np.uint64(0 if spec is None else spec.first_epoch & _M64), lrs, int(batch_size), int(state.step),
                   _NO_PROGRESS if progress is None else progress, _NO_PROGRESS if cancel is None else cancel)
@@ -1246,7 +1238,7 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     """The ``(n,)`` row order of ``epoch`` as the kernel computes it (:func:`epoch_order`), for the
     tests: ``shuffle.permutation`` bit for bit."""
     n = int(n)
-    h = shuffle_half_bits(n)
+    h = shuffle.half_bits(n)
     order, walking, tables = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(4 << h, np.uint32)
     epoch_order(order, walking, tables, np.uint64(seed & _M64), np.uint64(epoch & _M64), h)
     return order

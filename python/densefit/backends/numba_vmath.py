@@ -27,28 +27,25 @@ from .. import activations as A
 _OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
+def _bitcast(source, target):
+    """The signature and code of an intrinsic reinterpreting a ``source`` value's bits as ``target``."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(target))
+    return target(source), codegen
+
+
 @intrinsic
 def to_bits(typingctx, x):
     """The bits of a float32 (float64) as a uint32 (uint64)."""
-    if x not in (types.float32, types.float64):
-        return None
-    U = types.uint32 if x == types.float32 else types.uint64
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(U))
-    return U(x), codegen
+    U = {types.float32: types.uint32, types.float64: types.uint64}.get(x)
+    return None if U is None else _bitcast(x, U)
 
 
 @intrinsic
 def from_bits(typingctx, u):
     """The float32 (float64) whose bits are the uint32 (uint64) ``u``."""
-    if u not in (types.uint32, types.uint64):
-        return None
-    F = types.float32 if u == types.uint32 else types.float64
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(F))
-    return F(u), codegen
+    F = {types.uint32: types.float32, types.uint64: types.float64}.get(u)
+    return None if F is None else _bitcast(u, F)
 
 
 class _Float32:
