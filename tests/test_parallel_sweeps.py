@@ -29,8 +29,9 @@ BATCH, N, WIDTH = 300, 700, 256
 
 def _problem(activation, dtype, batchnorm, seed=0):
     def layers():
-        if batchnorm:  # BatchNorm keeps the network off the data-parallel pass too
-            return [Dense(WIDTH, input_dim=12), BatchNorm(), Activation(activation), Dense(3, activation="softmax")]
+        if batchnorm:  # the unfused Activation after BatchNorm; the 256 × 256 product as below
+            return [Dense(WIDTH, input_dim=12), BatchNorm(), Activation(activation), Dense(WIDTH),
+                    Dense(3, activation="softmax")]
         return [Dense(WIDTH, activation=activation, input_dim=12), Dense(WIDTH, activation=activation),
                 Dense(3, activation="softmax")]
     plan = build_plan(layers(), 12, "categorical_crossentropy", O.AdamW(0.01, weight_decay=0.05), dtype, seed)

@@ -13,7 +13,7 @@ import densefit  # noqa: E402
 from densefit import optimizers as O  # noqa: E402
 from densefit import shuffle  # noqa: E402
 from densefit.backends import cpp, numpy_  # noqa: E402
-from densefit.layers import BatchNorm, Dense, Dropout  # noqa: E402
+from densefit.layers import Activation, BatchNorm, Dense, Dropout  # noqa: E402
 from densefit.plan import build_plan, init_state  # noqa: E402
 
 TUNING = _core.build_info()["tuning"]
@@ -43,6 +43,15 @@ NETS = {
         lambda: [Dense(36, activation="sigmoid", input_dim=12), Dense(36, activation="softplus"),
                  Dense(3, activation="sigmoid")],
         "binary_crossentropy", lambda: O.Adagrad(0.05), "binary"),
+    # BatchNorm: the chunks add their statistics at each BatchNorm (on the inputs too: no input gradient)
+    "batchnorm-relu-bce-momentum": (
+        lambda: [Dense(48, input_dim=20), BatchNorm(), Activation("relu"), Dense(32), BatchNorm(momentum=0.9),
+                 Activation("tanh"), Dense(1, activation="sigmoid")],
+        "binary_crossentropy", lambda: O.SGD(0.05, momentum=0.9), "binary"),
+    "batchnorm-inputs-dropout-cce-adam-l2": (
+        lambda: [BatchNorm(), Dense(40, activation="gelu", input_dim=24, kernel_regularizer={"l2": 0.01}),
+                 Dropout(0.2), BatchNorm(), Dense(3, activation="softmax")],
+        "categorical_crossentropy", lambda: O.Adam(0.01), "index"),
 }
 
 # around one chunk (the whole-batch pass), around the smallest data-parallel batch, odd sizes, 1024
@@ -52,7 +61,7 @@ N = 1100  # no batch size above divides it: every epoch ends on a smaller batch
 
 def _problem(name, dtype, seed=0, penalty_per_weight=False):
     layers_fn, loss, optimizer, target = NETS[name]
-    d = layers_fn()[0].input_dim
+    d = next(layer.input_dim for layer in layers_fn() if getattr(layer, "input_dim", None))
     plan = build_plan(layers_fn(), d, loss, optimizer(), dtype, seed, penalty_per_weight=penalty_per_weight)
     state = init_state(plan, layers_fn(), seed)
     state.step = 5  # dropout masks and the optimizers' first steps depend on it
@@ -155,12 +164,27 @@ def test_data_parallel_pass_matches_numpy(name, dtype, batch_size, restore_threa
             assert relative(getattr(ours, part), getattr(ref, part)) < TOL[dtype], part
 
 
-def test_batchnorm_and_small_nets_stay_whole_batch():
-    bn = [Dense(64, activation="relu", input_dim=20), BatchNorm(), Dense(1, activation="sigmoid")]
+def test_small_nets_stay_whole_batch_and_batchnorm_ones_split():
     small = [Dense(16, activation="relu", input_dim=8), Dense(1, activation="sigmoid")]  # 144 multiply-adds a row
-    for layers in (bn, small):
-        plan = build_plan(layers, 20 if layers is bn else 8, "binary_crossentropy", O.SGD(0.1), "float32", 0)
-        assert cpp._net(plan).training_pass(1024) == "general"
+    plan = build_plan(small, 8, "binary_crossentropy", O.SGD(0.1), "float32", 0)
+    assert cpp._net(plan).training_pass(1024) == "general"
+    bn = [Dense(64, input_dim=20), BatchNorm(), Activation("relu"), Dense(1, activation="sigmoid")]
+    plan = build_plan(bn, 20, "binary_crossentropy", O.SGD(0.1), "float32", 0)
+    assert cpp._net(plan).training_pass(1024) == "data_parallel"
+
+
+@pytest.mark.parametrize("name", ["batchnorm-relu-bce-momentum", "batchnorm-inputs-dropout-cce-adam-l2"])
+def test_batchnorm_statistics_over_chunks_are_the_whole_batch_ones(name, restore_threads):
+    """One step of the data-parallel pass moves the running statistics as the numpy reference's
+    whole-batch step does: the chunks' sums make the batch's mean and variance."""
+    plan, state, X, y, _, _, _ = _problem(name, "float64")
+    densefit.set_num_threads(2)
+    ref, ours = state.copy(), state.copy()
+    numpy_.train_epochs(plan, ref, X[:300], y[:300], None, np.array([0.01]), 300)
+    cpp.train_epochs(plan, ours, X[:300], y[:300], None, np.array([0.01]), 300)
+    assert cpp._net(plan).training_pass(300) == "data_parallel"
+    assert relative(ours.stats, ref.stats) < 1e-12
+    assert relative(ours.params, ref.params) < 1e-10
 
 
 def test_products_the_threads_would_split_stay_whole_batch():

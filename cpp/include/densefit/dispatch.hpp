@@ -174,8 +174,8 @@ inline int64_t data_parallel_chunks(int64_t m) { return (m + kDataParallelRows -
 
 // Whether train_epochs runs batches of up to `batch` rows of this network through the data-parallel
 // pass (data_parallel.hpp): a rule on the network and the batch only, never on the thread count, so
-// 1 thread and N threads take the same pass and get the same bits. Not with BatchNorm (its
-// statistics need all rows of the batch), nor when a chunk's Dense product would reach
+// 1 thread and N threads take the same pass and get the same bits. BatchNorm networks too (the
+// chunks add their statistics at each BatchNorm). Not when a chunk's Dense product would reach
 // kParallelGemmMacs: gemm() would split that product over the threads, which a chunk running on
 // one of them cannot do, and the whole-batch pass's products split over the threads anyway.
 inline bool data_parallel_applies(const Net& net, int64_t batch) {
@@ -184,7 +184,6 @@ inline bool data_parallel_applies(const Net& net, int64_t batch) {
     if (net.n_params > kDataParallelMaxGradElements / chunks) return false;
     int64_t row_macs = 0;
     for (const Op& op : net.ops) {
-        if (op.kind == BATCHNORM) return false;
         if (op.kind != DENSE) continue;
         const int64_t macs = op.n_in * op.n_out;  // ≤ n_params ≤ 2^24
         if (macs >= kParallelGemmMacs / kDataParallelRows) return false;

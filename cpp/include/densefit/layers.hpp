@@ -389,42 +389,74 @@ void dropout_backward(T* dinp, const T* dout, const T* mask, int64_t n) {
     for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * mask[i];
 }
 
-// Training: normalize by the batch mean and biased variance (two passes), out = γ x̂ + β.
-// x̂ (m × C) and invstd (C) are kept for the backward pass; mean (C) is scratch. When
-// running_mean/running_var are given they move towards the batch statistics (unbiased variance).
+// BatchNorm in training, in pieces: the data-parallel pass (data_parallel.hpp) runs each piece on
+// its chunks of a batch and adds the chunks' sums between pieces; the whole-batch functions below
+// run the same pieces over all rows. M is the whole batch's rows (the divisor of the means), m the
+// rows at hand (M for the whole batch, a chunk's rows in the data-parallel pass).
+
+// sum (C) = Σ_rows inp (m × C), the rows added in order.
+template <class T>
+void batchnorm_sums(T* __restrict sum, const T* __restrict inp, int64_t m, int64_t C) {
+    std::fill(sum, sum + C, T(0));
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t c = 0; c < C; c++) sum[c] += inp[r * C + c];
+}
+
+// centered (m × C) = inp - mean; sq (C) = Σ_rows centered², the rows added in order.
+template <class T>
+void batchnorm_center(T* __restrict centered, T* __restrict sq, const T* __restrict inp, const T* __restrict mean,
+                      int64_t m, int64_t C) {
+    std::fill(sq, sq + C, T(0));
+    for (int64_t r = 0; r < m; r++) {
+        for (int64_t c = 0; c < C; c++) {
+            const T x = inp[r * C + c] - mean[c];
+            centered[r * C + c] = x;
+            sq[c] += x * x;
+        }
+    }
+}
+
+// invstd (C) = 1/sqrt(var + ε) with the biased variance var = sq / M (sq may be invstd). When
+// running_mean/running_var are given they move towards the batch's mean and unbiased variance.
+template <class T>
+void batchnorm_statistics(T* invstd, const T* sq, const T* mean, T* running_mean, T* running_var, int64_t M,
+                          int64_t C, double momentum, double epsilon) {
+    const T mom = T(momentum), keep = T(1) - mom;
+    const T unbias = M > 1 ? T(static_cast<double>(M) / static_cast<double>(M - 1)) : T(1);
+    for (int64_t c = 0; c < C; c++) {
+        const T var = sq[c] / T(M);
+        if (running_mean != nullptr) {
+            running_mean[c] = keep * running_mean[c] + mom * mean[c];
+            running_var[c] = keep * running_var[c] + mom * (var * unbias);
+        }
+        invstd[c] = T(1) / std::sqrt(var + T(epsilon));
+    }
+}
+
+// xhat (m × C, centered on entry) = x̂ = centered · invstd; out = γ x̂ + β.
+template <class T>
+void batchnorm_normalize(T* __restrict out, T* __restrict xhat, const T* __restrict invstd, const T* __restrict gamma,
+                         const T* __restrict beta, int64_t m, int64_t C) {
+    for (int64_t r = 0; r < m; r++) {
+        for (int64_t c = 0; c < C; c++) {
+            const T x = xhat[r * C + c] * invstd[c];
+            xhat[r * C + c] = x;
+            out[r * C + c] = gamma[c] * x + beta[c];
+        }
+    }
+}
+
+// Training over the whole batch (m rows): normalize by the batch mean and biased variance (two
+// passes), out = γ x̂ + β. x̂ (m × C) and invstd (C) are kept for the backward pass; mean (C) is
+// scratch. When running_mean/running_var are given they move towards the batch statistics.
 template <class T>
 void batchnorm_forward_train(T* out, T* xhat, T* invstd, T* mean, T* running_mean, T* running_var, const T* inp,
                              const T* gamma, const T* beta, int64_t m, int64_t C, double momentum, double epsilon) {
-    T* var = invstd;  // holds the variance until it becomes 1/sqrt(var + ε)
-    std::fill(mean, mean + C, T(0));
-    for (int64_t r = 0; r < m; r++)
-        for (int64_t c = 0; c < C; c++) mean[c] += inp[r * C + c];
+    batchnorm_sums(mean, inp, m, C);
     for (int64_t c = 0; c < C; c++) mean[c] /= T(m);
-    std::fill(var, var + C, T(0));
-    for (int64_t r = 0; r < m; r++) {
-        for (int64_t c = 0; c < C; c++) {
-            T centered = inp[r * C + c] - mean[c];
-            xhat[r * C + c] = centered;
-            var[c] += centered * centered;
-        }
-    }
-    for (int64_t c = 0; c < C; c++) var[c] /= T(m);
-    if (running_mean != nullptr) {
-        const T mom = T(momentum), keep = T(1) - mom;
-        const T unbias = m > 1 ? T(static_cast<double>(m) / static_cast<double>(m - 1)) : T(1);
-        for (int64_t c = 0; c < C; c++) {
-            running_mean[c] = keep * running_mean[c] + mom * mean[c];
-            running_var[c] = keep * running_var[c] + mom * (var[c] * unbias);
-        }
-    }
-    for (int64_t c = 0; c < C; c++) invstd[c] = T(1) / std::sqrt(var[c] + T(epsilon));
-    for (int64_t r = 0; r < m; r++) {
-        for (int64_t c = 0; c < C; c++) {
-            T* x = xhat + r * C + c;
-            *x = *x * invstd[c];
-            out[r * C + c] = gamma[c] * *x + beta[c];
-        }
-    }
+    batchnorm_center(xhat, invstd, inp, mean, m, C);  // invstd holds Σ centered² until it is computed
+    batchnorm_statistics(invstd, invstd, mean, running_mean, running_var, m, C, momentum, epsilon);
+    batchnorm_normalize(out, xhat, invstd, gamma, beta, m, C);
 }
 
 // Inference: out = γ (x - running_mean) / sqrt(running_var + ε) + β.
@@ -439,13 +471,13 @@ void batchnorm_forward_infer(T* out, const T* inp, const T* gamma, const T* beta
     }
 }
 
-// dγ = Σ dout x̂, dβ = Σ dout, dinp = (invstd/m)(m dx̂ - Σ dx̂ - x̂ Σ dx̂ x̂) with dx̂ = dout γ.
-// sums (2C) is scratch; dinp may be dout (in place) or null.
+// The backward pass's sums over m rows: dγ = Σ dout x̂, dβ = Σ dout, and sums (2C) = Σ dx̂, Σ dx̂ x̂
+// with dx̂ = dout γ, the rows added in order.
 template <class T>
-void batchnorm_backward(T* dinp, T* dgamma, T* dbeta, T* sums, const T* dout, const T* xhat, const T* invstd,
-                        const T* gamma, int64_t m, int64_t C) {
-    T* sum_dxhat = sums;
-    T* sum_dxhat_xhat = sums + C;
+void batchnorm_backward_sums(T* __restrict dgamma, T* __restrict dbeta, T* __restrict sums, const T* __restrict dout,
+                             const T* __restrict xhat, const T* __restrict gamma, int64_t m, int64_t C) {
+    T* __restrict sum_dxhat = sums;
+    T* __restrict sum_dxhat_xhat = sums + C;
     std::fill(dgamma, dgamma + C, T(0));
     std::fill(dbeta, dbeta + C, T(0));
     std::fill(sums, sums + 2 * C, T(0));
@@ -458,14 +490,31 @@ void batchnorm_backward(T* dinp, T* dgamma, T* dbeta, T* sums, const T* dout, co
             sum_dxhat_xhat[c] += dx * x;
         }
     }
-    if (dinp == nullptr) return;
-    const T tm = T(m);
+}
+
+// dinp (m × C) = (invstd/M)(M dx̂ - Σ dx̂ - x̂ Σ dx̂ x̂), the sums (2C) over the whole batch's M rows;
+// dinp may be dout (in place).
+template <class T>
+void batchnorm_backward_dinp(T* dinp, const T* dout, const T* xhat, const T* invstd, const T* gamma, const T* sums,
+                             int64_t M, int64_t m, int64_t C) {
+    const T* sum_dxhat = sums;
+    const T* sum_dxhat_xhat = sums + C;
+    const T tm = T(M);
     for (int64_t r = 0; r < m; r++) {
         for (int64_t c = 0; c < C; c++) {
             const T dx = dout[r * C + c] * gamma[c];
             dinp[r * C + c] = (invstd[c] / tm) * (tm * dx - sum_dxhat[c] - xhat[r * C + c] * sum_dxhat_xhat[c]);
         }
     }
+}
+
+// Backward over the whole batch (m rows): dγ, dβ and, unless dinp is null, dinp (may be dout, in
+// place); sums (2C) is scratch.
+template <class T>
+void batchnorm_backward(T* dinp, T* dgamma, T* dbeta, T* sums, const T* dout, const T* xhat, const T* invstd,
+                        const T* gamma, int64_t m, int64_t C) {
+    batchnorm_backward_sums(dgamma, dbeta, sums, dout, xhat, gamma, m, C);
+    if (dinp != nullptr) batchnorm_backward_dinp(dinp, dout, xhat, invstd, gamma, sums, m, m, C);
 }
 
 }  // namespace densefit

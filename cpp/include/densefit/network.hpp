@@ -126,12 +126,14 @@ Workspace<T> make_workspace(const Net& net, int64_t batch, int64_t y_cols, bool 
 // Run the ops on x (m × d). Training mode (ws.training) uses batch statistics and dropout masks
 // for step `step`; running_stats, when not null, receives the BatchNorm running-statistics update
 // (it is the writable alias of stats). x's rows are rows first_row.. of their batch (a chunk of the
-// data-parallel pass): their dropout masks are those rows' masks.
+// data-parallel pass): their dropout masks are those rows' masks. Only the ops [begin, end) run
+// (the data-parallel pass runs the ops between two BatchNorms; x is read when begin is 0).
 template <class T>
 void forward(Workspace<T>& ws, const Net& net, const T* params, const T* stats, T* running_stats, const T* x, int64_t m,
-             uint64_t step, int64_t first_row = 0) {
-    ws.ins[0] = x;
-    for (size_t i = 0; i < net.ops.size(); i++) {
+             uint64_t step, int64_t first_row = 0, size_t begin = 0, size_t end = SIZE_MAX) {
+    if (begin == 0) ws.ins[0] = x;
+    end = std::min(end, net.ops.size());
+    for (size_t i = begin; i < end; i++) {  // a range never ends between a Dense and its fused activation
         const Op& op = net.ops[i];
         const T* inp = ws.ins[i];
         T* out = ws.training ? ws.out[i] : (inp == ws.out[0] ? ws.out[1] : ws.out[0]);
@@ -182,12 +184,17 @@ void forward(Workspace<T>& ws, const Net& net, const T* params, const T* stats, 
     }
 }
 
-// grad (P) = d(loss)/d(params) given dz (m × K) in ws.d[0], after a training forward pass.
+// grad (P) = d(loss)/d(params) given dz (m × K) in ws.d[0], after a training forward pass. Only
+// the ops [begin, end) run, from the top down, the running gradient in ws.d[cur] (the data-parallel
+// pass runs the ops between two BatchNorms); returns where it ends (0 or 1).
 template <class T>
-void backward(T* grad, Workspace<T>& ws, const Net& net, const T* params, int64_t m) {
-    int cur = 0;
-    bool gated = false;  // d already went through the fused relu of the Dense at i (and has its bias gradient)
-    for (int64_t i = static_cast<int64_t>(net.ops.size()) - 1; i >= 0; i--) {
+int backward(T* grad, Workspace<T>& ws, const Net& net, const T* params, int64_t m, size_t begin = 0,
+             size_t end = SIZE_MAX, int cur = 0) {
+    // d already went through the fused relu of the Dense at i (and has its bias gradient); false
+    // where a range starts: a BatchNorm is never a fused activation, so no gate crosses one
+    bool gated = false;
+    end = std::min(end, net.ops.size());
+    for (int64_t i = static_cast<int64_t>(end) - 1; i >= static_cast<int64_t>(begin); i--) {
         const Op& op = net.ops[i];
         const bool need_dinp = i > 0;
         T* d = ws.d[cur];
@@ -236,6 +243,7 @@ void backward(T* grad, Workspace<T>& ws, const Net& net, const T* params, int64_
             default: unknown_code("op kind", op.kind);
         }
     }
+    return cur;
 }
 
 // grad += scale · the l1/l2 penalties' gradient; returns scale · the penalty. The scale multiplies
@@ -429,7 +437,7 @@ struct TrainingState {
         if (pass == TrainingPass::LINEAR) linear = std::make_unique<LinearPass<T>>(ws.batch, plan_net.n_features);
         if (pass == TrainingPass::DATA_PARALLEL)  // chunks read x and y in the batch's rows: no y buffer (0 columns)
             chunked = std::make_unique<DataParallelPass<T, Workspace<T>>>(
-                ws.batch, [&](int64_t rows) { return make_workspace<T>(plan_net, rows, 0, true); });
+                plan_net, ws.batch, [&](int64_t rows) { return make_workspace<T>(plan_net, rows, 0, true); });
         if (pass == TrainingPass::TINY) {
             tiny = std::make_unique<TinyPass<T>>(plan_net, ws.batch);
             tiny->load(plan_params, plan_slot0, plan_slot1);
