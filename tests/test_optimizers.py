@@ -325,3 +325,48 @@ def test_the_registry_has_one_code_per_optimizer():
     assert sorted(O.BY_CODE) == list(range(len(O.BY_NAME)))
     assert {cls.code for cls in O.BY_NAME.values()} == set(O.BY_CODE)
     assert [name for name, cls in O.BY_NAME.items() if not cls.adaptive] == ["sgd"]
+
+
+# The update rules (densefit.optimizers): each written once, compiled by numba, applied by numpy;
+# numpy's in-place forms must give the rule's bits.
+RULE_CASES = {"sgd": {}, "momentum": {"momentum": 0.9, "dampening": 0.1}, "nesterov": {"momentum": 0.8, "nesterov": True},
+              "adam": {}, "adamw": {}, "rmsprop": {}, "adagrad": {}}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", list(RULE_CASES))
+def test_numpy_in_place_forms_give_the_rules_bits(case, dtype):
+    from densefit.backends import numpy_
+    name = "sgd" if case in ("momentum", "nesterov") else case
+    opt = df.optimizers.BY_NAME[name](**RULE_CASES[case])
+    q, T = opt.params(), np.dtype(dtype).type
+    rng = np.random.default_rng(3)
+    w, g = rng.normal(size=500).astype(dtype), rng.normal(size=500).astype(dtype)
+    g[:5] = [0.0, -0.0, 1e-30, -1e30, 3.0]
+    s0, s1 = np.abs(rng.normal(size=500)).astype(dtype), np.abs(rng.normal(size=500)).astype(dtype)
+    for t in (1, 2, 17):
+        c = opt.coefficients(q, 0.01, t, T)
+        with np.errstate(over="ignore"):  # -1e30² in float32
+            expected = opt.rule(w.copy(), s0.copy(), s1.copy(), g, c)
+            ours = [w.copy(), s0.copy(), s1.copy()]
+            numpy_.IN_PLACE[opt.code](*ours, g, c)
+        for got, want, part in zip(ours, expected, ("w", "s0", "s1")):
+            assert got.dtype == np.dtype(dtype), part
+            np.testing.assert_array_equal(got.view(np.uint8), np.asarray(want, dtype).view(np.uint8), err_msg=f"{part}, t={t}")
+
+
+def test_an_optimizer_without_an_in_place_form_runs_its_rule(monkeypatch):
+    """numpy_.update falls back to the rule: what a new optimizer gets before (or without) one."""
+    from densefit.backends import numpy_
+    X = np.random.default_rng(0).normal(size=(64, 3))
+    y = X @ np.array([[1.0], [-2.0], [0.5]])
+    results = []
+    for in_place in (True, False):
+        if not in_place:
+            monkeypatch.setattr(numpy_, "IN_PLACE", {})
+        m = df.Sequential([df.Dense(4, activation="tanh", input_dim=3), df.Dense(1)], seed=0, dtype="float64",
+                          backend="numpy")
+        m.compile(loss="mse", optimizer=df.optimizers.Adam(0.01))
+        m.fit(X, y, epochs=3, batch_size=16, verbose=0)
+        results.append(np.concatenate([p.ravel() for p in m.get_weights()]))
+    np.testing.assert_array_equal(results[0], results[1])

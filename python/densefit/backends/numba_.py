@@ -803,68 +803,50 @@ def clip(grad, clipvalue, clipnorm):
                 grad[j] = grad[j] * s
 
 
-@jit
-def sgd_step(w, g, lr):
-    """Plain SGD: ``w -= lr g``."""
-    lr_t = w.dtype.type(lr)
-    for j in range(w.size):
-        w[j] -= lr_t * g[j]
+# The update rules of densefit.optimizers, compiled here (issue #13) as the activation formulas are:
+# each optimizer's ``rule`` and ``coefficients`` become inline functions (``_rule_<code>``,
+# ``_coefficients_<code>``), and ``optimizer_step`` is generated from the registry, one branch per
+# code, each a loop over that one rule; adding an optimizer needs no edit here. It is inlined into
+# the kernel (numba-IR level): a call would take a reference on each of its arrays per step.
+_OPTIMIZERS = tuple(O.BY_CODE[code] for code in sorted(O.BY_CODE))
+_N_OPTIMIZERS = len(_OPTIMIZERS)
+for _opt in _OPTIMIZERS:
+    globals()[f"_rule_{_opt.code}"] = inline(_opt.rule)
+    globals()[f"_coefficients_{_opt.code}"] = inline(_opt.coefficients)
+_decay_factor = inline(O.decay_factor)
 
 
 @jit
-def momentum_step(w, slots, g, q, lr, t):
-    """SGD with momentum (torch.optim's: dampening, Nesterov), the velocity in ``slots[0]``."""
-    T = w.dtype.type
-    s0 = slots[0]
-    lr_t, mu_t, keep_t = T(lr), T(q[O.MOMENTUM]), T(1 - q[O.DAMPENING])
-    nesterov = q[O.NESTEROV] != 0
-    for j in range(w.size):
-        s0[j] = g[j] if t == 1 else s0[j] * mu_t + keep_t * g[j]
-        direction = g[j] + mu_t * s0[j] if nesterov else s0[j]
-        w[j] -= lr_t * direction
+def decay_kernels(w, ops, decay):
+    """AdamW's decoupled decay: ``w *= decay`` on the Dense kernels."""
+    for i in range(ops.shape[0]):
+        if ops[i, KIND] == DENSE:
+            start = ops[i, PARAM_OFF]
+            for j in range(start, start + ops[i, N_IN] * ops[i, N_OUT]):
+                w[j] *= decay
 
 
-@jit
-def adam_step(w, slots, g, ops, optimizer, q, lr, t):
-    """Adam, and AdamW's decoupled weight decay on Dense kernels first; moments in ``slots``."""
-    T = w.dtype.type
-    s0, s1 = slots[0], slots[1]
-    b1, b2 = q[O.BETA_1], q[O.BETA_2]
-    if optimizer == O.ADAMW and q[O.WEIGHT_DECAY] > 0:
-        decay = T(1 - lr * q[O.WEIGHT_DECAY])
-        for i in range(ops.shape[0]):
-            if ops[i, KIND] == DENSE:
-                start = ops[i, PARAM_OFF]
-                for j in range(start, start + ops[i, N_IN] * ops[i, N_OUT]):
-                    w[j] *= decay
-    b1_t, b2_t, keep1, keep2 = T(b1), T(b2), T(1 - b1), T(1 - b2)
-    step_size = T(lr / (1 - b1 ** np.float64(t)))
-    bias2 = T(np.sqrt(1 - b2 ** np.float64(t)))
-    eps = T(q[O.EPSILON])
-    for j in range(w.size):
-        s0[j] = s0[j] * b1_t + keep1 * g[j]
-        s1[j] = s1[j] * b2_t + keep2 * g[j] * g[j]
-        w[j] -= step_size * s0[j] / (np.sqrt(s1[j]) / bias2 + eps)
+def _optimizer_branch(opt):
+    lines = f"    {'if' if opt is _OPTIMIZERS[0] else 'elif'} optimizer == {opt.code}:\n"
+    if opt.decays:
+        lines += ("        if q[O.WEIGHT_DECAY] > 0:\n"
+                  "            decay_kernels(w, ops, T(_decay_factor(q, lr)))\n")
+    written = ("w[j]", "s0[j]", "s1[j]")[:1 + opt.slots] + ("_",) * (2 - opt.slots)
+    return lines + (f"        c = _coefficients_{opt.code}(q, lr, t, T)\n"
+                    "        for j in range(w.size):\n"
+                    f"            {', '.join(written)} = _rule_{opt.code}(w[j], s0[j], s1[j], g[j], c)\n")
 
 
-@jit
-def rmsprop_step(w, slots, g, q, lr):
-    T = w.dtype.type
-    s0 = slots[0]
-    lr_t, rho_t, keep, eps = T(lr), T(q[O.RHO]), T(1 - q[O.RHO]), T(q[O.EPSILON])
-    for j in range(w.size):
-        s0[j] = s0[j] * rho_t + keep * g[j] * g[j]
-        w[j] -= lr_t * g[j] / (np.sqrt(s0[j]) + eps)
-
-
-@jit
-def adagrad_step(w, slots, g, q, lr):
-    T = w.dtype.type
-    s0 = slots[0]
-    lr_t, eps = T(lr), T(q[O.EPSILON])
-    for j in range(w.size):
-        s0[j] += g[j] * g[j]
-        w[j] -= lr_t * g[j] / (np.sqrt(s0[j]) + eps)
+_OPTIMIZER_SOURCE = (
+    "def optimizer_step(w, slots, g, ops, optimizer, q, lr, t):\n"
+    "    T = w.dtype.type\n"
+    "    s0, s1 = slots[0], slots[1]\n"
+    + "".join(_optimizer_branch(opt) for opt in _OPTIMIZERS)
+)
+exec(compile(_OPTIMIZER_SOURCE, __file__, "exec"), globals())
+optimizer_step.__doc__ = """Step ``t`` (from 1) of the optimizer with code ``optimizer`` at learning rate ``lr``, in place on
+    the weights ``w``, their ``slots`` (2, P) given the gradient ``g``; ``q`` its ``opt_params``."""
+optimizer_step = inline(optimizer_step)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -954,7 +936,7 @@ def check_codes(ops, loss, optimizer):
             raise ValueError("activation has no standalone forward (softmax is fused with the loss)")
     if loss != L.MSE and loss != L.BINARY_CROSSENTROPY and loss != L.CATEGORICAL_CROSSENTROPY:
         raise ValueError("unknown loss code")
-    if not O.SGD_ <= optimizer <= O.ADAGRAD:
+    if not 0 <= optimizer < _N_OPTIMIZERS:
         raise ValueError("unknown optimizer code")
 
 
@@ -1149,19 +1131,7 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
 
             if opt_params[O.CLIPVALUE] > 0 or opt_params[O.CLIPNORM] > 0:
                 clip(grad, opt_params[O.CLIPVALUE], opt_params[O.CLIPNORM])
-            # the update, one function per rule, picked here rather than in a helper: a helper taking
-            # these arrays would take a reference on each of them every step
-            lr, t = lrs[e], step + 1
-            if optimizer == O.SGD_ and opt_params[O.MOMENTUM] == 0:
-                sgd_step(params, grad, lr)
-            elif optimizer == O.SGD_:
-                momentum_step(params, slots, grad, opt_params, lr, t)
-            elif optimizer == O.ADAM or optimizer == O.ADAMW:
-                adam_step(params, slots, grad, ops, optimizer, opt_params, lr, t)
-            elif optimizer == O.RMSPROP:
-                rmsprop_step(params, slots, grad, opt_params, lr)
-            else:
-                adagrad_step(params, slots, grad, opt_params, lr)
+            optimizer_step(params, slots, grad, ops, optimizer, opt_params, lrs[e], step + 1)
             step += 1
             if progress.size > 0:
                 progress[0] = e * n + start + m
