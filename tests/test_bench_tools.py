@@ -43,6 +43,12 @@ def test_threads_prints_a_ratio_per_workload(capsys):
     assert row.endswith("× |") or "error" in row
 
 
+def test_threads_times_nets_with_batchnorm_in_the_data_parallel_pass(capsys):
+    assert threads.main(["--workloads", "", "--rounds", "1", "--alternate", "--nets", "16-64-1bn:256:600"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| 16-64-1bn, batch 256"))
+    assert "(data_parallel pass)" in row and row.endswith("× |")
+
+
 def test_sklearn_dropin_times_the_pipeline_and_the_estimator_alone(capsys):
     pytest.importorskip("sklearn")
     from densefit.bench import sklearn_dropin

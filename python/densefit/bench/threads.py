@@ -6,7 +6,8 @@ fresh process (``OMP_NUM_THREADS`` and every library's thread variable set befor
         [--nets 20-64-1:1024:1000000,100-128-128-10:256:100000,100-128-128-10:1024:100000] [--alternate]
 
 ``--nets`` adds networks given as ``sizes:batch:rows`` (relu hidden layers, a sigmoid or softmax
-output, Adam, float32, one epoch over random rows in order), which show the data-parallel pass
+output, Adam, float32, one epoch over random rows in order; ``sizes`` ending in ``bn``, as
+``32-128-128-1bn``, puts a BatchNorm between each hidden Dense and its relu), which show the data-parallel pass
 within a batch (cpp/include/densefit/data_parallel.hpp); each row names the pass that ran. With
 ``--alternate`` they are timed in one process, every thread count in each round, so that on a
 machine shared with other work a change in its load falls on every count alike.
@@ -38,16 +39,21 @@ def _net_rates(net: str, rounds: int, counts: list[int] | None = None) -> tuple[
 
     from .. import optimizers
     from ..backends import cpp
-    from ..layers import Dense
+    from ..layers import Activation, BatchNorm, Dense
     from ..plan import build_plan, init_state
     sizes_text, batch_text, rows_text = net.split(":")
-    sizes, batch, rows = [int(s) for s in sizes_text.split("-")], int(batch_text), int(rows_text)
+    batchnorm = sizes_text.endswith("bn")
+    sizes = [int(s) for s in sizes_text.removesuffix("bn").split("-")]
+    batch, rows = int(batch_text), int(rows_text)
     K = sizes[-1]
     loss = "binary_crossentropy" if K == 1 else "categorical_crossentropy"
 
     def layers():
-        hidden = [Dense(w, activation="relu", **({"input_dim": sizes[0]} if i == 0 else {}))
-                  for i, w in enumerate(sizes[1:-1])]
+        hidden = []
+        for i, w in enumerate(sizes[1:-1]):
+            first = {"input_dim": sizes[0]} if i == 0 else {}
+            hidden += ([Dense(w, **first), BatchNorm(), Activation("relu")] if batchnorm
+                       else [Dense(w, activation="relu", **first)])
         return hidden + [Dense(K, activation="sigmoid" if K == 1 else "softmax")]
     plan = build_plan(layers(), sizes[0], loss, optimizers.Adam(1e-3), "float32", 0)
     start_state = init_state(plan, layers(), 0)
