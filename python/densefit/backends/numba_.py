@@ -65,6 +65,9 @@ LIMITS_BLAS_THREADS = True
 
 # Products with at most this many multiply-adds run as loops: below it BLAS call overhead dominates.
 SMALL_GEMM = 512
+# The same for one sample (a matrix-vector product), whose loops vectorize (dense_forward_loops,
+# dense_backward_one): BLAS's call, views and reshapes cost more than them up to far larger layers.
+SMALL_GEMV = 1 << 14
 
 # Rows of the workspace's offset table (see workspace).
 SEGMENT, CACHE = 0, 1
@@ -263,16 +266,16 @@ def _branches(template, first="if", rest="elif"):
 
 
 _ACTIVATION_SOURCE = (
-    "def activate(x, act, a):\n"
-    "    T = type(x)\n"
-    + _branches("        return _forward_{c}(x, a, T)\n", rest="if")
-    + "    return x\n"
-    "\n\n"
-    "def activation_gradient(d, x, y, act, a):\n"
-    "    T = type(x)\n"
-    + _branches("        return _backward_{c}(d, x, y, a, T)\n", rest="if")
-    + "    return d\n"
-    "\n\n"
+    "def activation_forward_one(ws, out_at, inp_at, size, act, a):\n"
+    "    T = type(a)\n"
+    + _branches("        for k in range(size):\n"
+                "            ws[out_at + k] = _forward_{c}(ws[inp_at + k], a, T)\n")
+    + "\n\n"
+    "def activation_backward_one(ws, d_at, inp_at, out_at, size, act, a):\n"
+    "    T = type(a)\n"
+    + _branches("        for k in range(size):\n"
+                "            ws[d_at + k] = _backward_{c}(ws[d_at + k], ws[inp_at + k], ws[out_at + k], a, T)\n")
+    + "\n\n"
     "def activation_forward(dst, out_at, src, inp_at, size, act, alpha):\n"
     "    out, inp = dst[out_at:out_at + size], src[inp_at:inp_at + size]\n"
     "    T = inp.dtype.type\n"
@@ -289,16 +292,18 @@ _ACTIVATION_SOURCE = (
 )
 exec(compile(_ACTIVATION_SOURCE, __file__, "exec"), globals())
 
-activate.__doc__ = """``act(x)`` for one value ``x`` (``a``: alpha in the dtype of ``x``). The loops below
-    call it with a constant ``act``, so each loop is that one formula (and vectorizes)."""
-activation_gradient.__doc__ = """``d · act'(x)`` for one value, given ``y = act(x)`` (some derivatives are
-    written in it)."""
+activation_forward_one.__doc__ = """``ws[out_at:out_at + size] = act(ws[inp_at:])`` for one sample's few values, in
+    the kernel (inline: see its docstring) on ``ws`` itself rather than on views; ``a`` is alpha in the data's
+    dtype. The code is picked once, outside the loop over the values (a pick per value cost more than the
+    formula)."""
+activation_backward_one.__doc__ = """``ws[d_at:d_at + size] *= act'(ws[inp_at:])`` (``ws[out_at:]``: ``act`` of it,
+    which some derivatives are written in) for one sample, as :func:`activation_forward_one`."""
 activation_forward.__doc__ = """``out = act(inp)`` elementwise for ``out, inp`` the ``size`` elements at
     ``dst[out_at:]``, ``src[inp_at:]``: one loop per code, each over that code's constant formula."""
 activation_backward.__doc__ = """``d *= act'(inp)`` in place for ``d`` at ``dbuf[d_at:]``; ``out = act(inp)``
     (``acts[out_at:]``, ``acts[inp_at:]``) serves the derivatives written in it. One loop per code, as
     above."""
-activate, activation_gradient = inline(activate), inline(activation_gradient)
+activation_forward_one, activation_backward_one = inline(activation_forward_one), inline(activation_backward_one)
 activation_forward, activation_backward = jit(activation_forward), jit(activation_backward)
 
 _IS_STANDALONE = tuple(code in A.STANDALONE for code in range(len(A.REGISTRY)))
@@ -336,7 +341,7 @@ def output_activation(dst, out_at, acts, z_at, m, K, act):
 
 @jit
 def use_blas(m, n_in, n_out):
-    return m * n_in * n_out > SMALL_GEMM
+    return m * n_in * n_out > (SMALL_GEMM if m > 1 else SMALL_GEMV)
 
 
 @jit
@@ -347,12 +352,18 @@ def dense_forward_loops(acts, out_at, inp_at, params, w_at, m, n_in, n_out, use_
     b_at = w_at + n_in * n_out
     W, b = params[w_at:b_at], params[b_at:b_at + n_out]
     T = out.dtype.type
-    if m == 1:  # one sample: a dot product per output
+    if m == 1:  # one sample: W's rows scaled by the inputs added into out in turn, the loop over the
+        # outputs innermost: it vectorizes, where a dot product per output would be one chain of
+        # dependent adds; each output still sums p = 0, 1, ... in order, then the bias (same bits)
         for j in range(n_out):
-            acc = T(0)
-            for p in range(n_in):
-                acc += inp[p] * W[p * n_out + j]
-            out[j] = acc + b[j] if use_bias else acc
+            out[j] = T(0)
+        for p in range(n_in):
+            x = inp[p]
+            for j in range(n_out):
+                out[j] += x * W[p * n_out + j]
+        if use_bias:
+            for j in range(n_out):
+                out[j] += b[j]
     else:  # a batch: rows innermost, the long loop of a tiny layer (same sums, same order)
         for j in range(n_out):
             for r in range(m):
@@ -442,12 +453,14 @@ def dense_backward_one(dbuf, dinp_at, grad, w_at, dout_at, acts, inp_at, params,
     if use_bias:
         for j in range(n_out):
             db[j] = dout[j]
-    if need_dinp:
+    if need_dinp:  # the outputs outermost: n_in independent sums (not one chain of dependent adds per
+        # input), each still over j = 0, 1, ... in order (same bits)
         for p in range(n_in):
-            acc = T(0)
-            for j in range(n_out):
-                acc += dout[j] * W[p * n_out + j]
-            dinp[p] = acc
+            dinp[p] = T(0)
+        for j in range(n_out):
+            g = dout[j]
+            for p in range(n_in):
+                dinp[p] += g * W[p * n_out + j]
 
 
 @jit
@@ -991,10 +1004,11 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
     than in functions of their own: a function given arrays (even one numba pastes in) takes a reference on
     each of them per call, about twenty atomic operations per step, more than the arithmetic of a
     network of a few dozen weights trained one sample at a time. At one sample per step an Activation op's
-    few values are looped here too (:func:`activate`, :func:`activation_gradient` on scalars of ``ws``):
-    its two calls per step (forward, backward) were about a quarter of W1's step; W1 went from 4.6 to 5.0 M
-    samples/s; copying a lone in-order row (and its target) here instead of two copy_rows calls, 5.1 → 5.4.
-    Moving the one-sample Dense loops here as well measured slower (4.2)."""
+    few values are looped here too (:func:`activation_forward_one`, :func:`activation_backward_one`, inline,
+    on ``ws`` itself), and so is a lone row's copy (and its target's), in order or shuffled, instead of
+    calls to copy_rows or gather_rows. Moving the one-sample Dense loops here as well measured slower.
+    At one sample a Dense op takes loops up to far larger layers than a batch does (``SMALL_GEMV``):
+    BLAS's matrix-vector call, with its views, cost more than the whole step of a small network."""
     n_ops, K = ops.shape[0], ops[ops.shape[0] - 1, N_OUT]
     check_codes(ops, loss, optimizer)
     training = mode != PREDICT
@@ -1030,14 +1044,15 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
                 out[e, :] = 0.0
                 return out[:e]
             m = min(batch_size, n - start)
-            if in_order and m == 1:  # one sample: its few values copied here rather than in two calls
+            if m == 1:  # one sample: its few values copied here rather than in two or three calls
+                row = start if in_order else order[start]
                 for c in range(X.shape[1]):
-                    ws[c] = X[start, c]  # at[SEGMENT, 0] = 0
+                    ws[c] = X[row, c]  # at[SEGMENT, 0] = 0
                 if training:
                     for c in range(y_cols):
-                        yb[c] = y[start, c]
+                        yb[c] = y[row, c]
                 if weighted:
-                    wb[0] = sample_weight[start, 0]
+                    wb[0] = sample_weight[row, 0]
             elif in_order:
                 copy_rows(ws, at[SEGMENT, 0], X, start, m)
                 if training:
@@ -1064,9 +1079,7 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
                         dense_forward_loops(ws, out_at, inp_at, params, off, m, n_in, n_out, use_bias)
                 elif kind == ACTIVATION:
                     if m == 1:  # one sample: a few values, looped here rather than in a call (see the docstring)
-                        act, a = ops[i, ACT], X.dtype.type(op_params[i, ALPHA])
-                        for k in range(n_in):
-                            ws[out_at + k] = activate(ws[inp_at + k], act, a)
+                        activation_forward_one(ws, out_at, inp_at, n_in, ops[i, ACT], X.dtype.type(op_params[i, ALPHA]))
                     else:
                         activation_forward(ws, out_at, ws, inp_at, m * n_in, ops[i, ACT], op_params[i, ALPHA])
                 elif kind == DROPOUT:
@@ -1127,9 +1140,8 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
                     d, d_next = d_next, d
                 elif kind == ACTIVATION:
                     if m == 1:
-                        act, a = ops[i, ACT], X.dtype.type(op_params[i, ALPHA])
-                        for k in range(n_out):
-                            ws[d + k] = activation_gradient(ws[d + k], ws[inp_at + k], ws[out_at + k], act, a)
+                        activation_backward_one(ws, d, inp_at, out_at, n_out, ops[i, ACT],
+                                                X.dtype.type(op_params[i, ALPHA]))
                     else:
                         activation_backward(ws, d, ws, inp_at, out_at, m * n_out, ops[i, ACT], op_params[i, ALPHA])
                 elif kind == DROPOUT:
