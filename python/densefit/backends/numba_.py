@@ -63,6 +63,12 @@ from . import CORRECT, LOSS_SUM, SEEN, STEPS, contract, numba_vmath
 # The dispatcher runs this module's calls with the process's BLAS on at most densefit's threads (see there).
 LIMITS_BLAS_THREADS = True
 
+# Losses over at least this many elements (binary cross-entropy: of the batch; softmax: of a row) take
+# numba_vmath's exp and log1p in loops that vectorize; fewer take libm's, one element at a time, which is
+# faster for a lone element. The core's thresholds (dispatch.hpp's bce_inline_math, softmax_inline_math).
+BCE_INLINE_MATH = 8
+SOFTMAX_INLINE_MATH = 8
+
 # Products with at most this many multiply-adds run as loops: below it BLAS call overhead dominates.
 SMALL_GEMM = 512
 # The same for one sample (a matrix-vector product), whose loops vectorize (dense_forward_loops,
@@ -613,19 +619,72 @@ def bce_element(x, t):
 
 
 @inline
+def bce_term(x, t):
+    """:func:`bce_element`'s loss term in the dtype of ``x``, on numba_vmath's exp and log1p (a loop of it
+    vectorizes)."""
+    T = type(x)
+    return (T(0) if x < 0 else x) - x * t + A.log1p(A.exp(-abs(x)))
+
+
+@inline
+def bce_gradient(x, t):
+    """:func:`bce_element`'s ``dsig`` on numba_vmath's exp."""
+    T = type(x)
+    one = T(1)
+    e = A.exp(-abs(x))
+    return (one / (one + e) if x >= 0 else e / (one + e)) - t
+
+
+@inline
+def sum64(a, size):
+    """``Σ_i a[i]`` over the first ``size`` elements of ``a``, each term and the sum in float64, in four
+    partial sums (as :func:`sum_squares64`)."""
+    s0 = s1 = s2 = s3 = 0.0
+    quads = size - size % 4
+    for i in range(0, quads, 4):
+        s0 += np.float64(a[i])
+        s1 += np.float64(a[i + 1])
+        s2 += np.float64(a[i + 2])
+        s3 += np.float64(a[i + 3])
+    for i in range(quads, size):
+        s0 += np.float64(a[i])
+    return (s0 + s1) + (s2 + s3)
+
+
+@inline
+def softmax_exps(dz, z, m, K):
+    """``dz = e^(z - max)`` for the ``m`` rows of ``K`` logits ``z``, each row less its own maximum, on
+    numba_vmath's exp in one loop over the whole batch (over a row of ten it would hardly vectorize)."""
+    for r in range(m):
+        zr = z[r * K:(r + 1) * K]
+        zmax = zr[0]  # zr[argmax(zr)], as a running select rather than argmax's unpredictable branches
+        for k in range(1, K):
+            zmax = zr[k] if zr[k] > zmax else zmax
+        for k in range(K):
+            dz[r * K + k] = zr[k] - zmax
+    for i in range(m * K):
+        dz[i] = A.exp(dz[i])
+
+
+@inline
 def softmax_crossentropy_row(dzr, zr, yr, K, y_cols, scale, acc):
     """One row's softmax cross-entropy: return ``acc`` plus it (float64) and whether the row's argmax is
     the target's; ``dzr`` gets the gradient at the logits ``zr`` times ``scale``. ``yr`` is the row's
     ``K`` targets, or one class index (``y_cols == 1``, ``K > 1``; in range: backends.contract checks). The
     row's terms are added to ``acc`` one by one: the batch mean passes its running total, so its sum
-    is the one it has always been, term by term; the weighted sum passes 0 and weighs the row's sum."""
+    is the one it has always been, term by term; the weighted sum passes 0 and weighs the row's sum.
+    Rows of ``SOFTMAX_INLINE_MATH`` logits or more come with ``dzr = e^(zr - max)`` (:func:`softmax_exps`)."""
     T = zr.dtype.type
     predicted = argmax(zr)
     zmax = zr[predicted]
     sum_e = T(0)
-    for k in range(K):
-        dzr[k] = np.exp(zr[k] - zmax)
-        sum_e += dzr[k]
+    if K >= SOFTMAX_INLINE_MATH:  # dzr holds the exps already (softmax_exps): their sum, in order
+        for k in range(K):
+            sum_e += dzr[k]
+    else:
+        for k in range(K):
+            dzr[k] = np.exp(zr[k] - zmax)
+            sum_e += dzr[k]
     log_sum_e = np.log(sum_e)
     if y_cols == 1 and K > 1:
         label = np.int64(yr[0])
@@ -678,17 +737,29 @@ def mse_weighted(dbuf, dz_at, acts, z_at, y, rs, m, K):
 
 @jit
 def binary_crossentropy(dbuf, dz_at, acts, z_at, y, m, K):
-    """The mean of :func:`bce_element` over all ``m·K`` elements; ``correct`` counts elements."""
-    dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
+    """The mean of :func:`bce_element` over all ``m·K`` elements; ``correct`` counts elements. From
+    ``BCE_INLINE_MATH`` elements on, in three loops that vectorize: the terms (:func:`bce_term`) into ``dz``,
+    their sum (:func:`sum64`), then the gradient over them (:func:`bce_gradient`, its exp taken again: a
+    float64 sum in the loop that computes the terms would keep it from vectorizing)."""
+    n = m * K
+    dz, z = dbuf[dz_at:dz_at + n], acts[z_at:z_at + n]
     T = z.dtype.type
     total, correct = 0.0, 0
-    scale = T(1 / (m * K))
-    for i in range(m * K):
-        term, dsig, hit = bce_element(z[i], y[i])
-        total += term
-        correct += hit
-        dz[i] = dsig * scale
-    return total / (m * K), correct
+    scale = T(1 / n)
+    if n < BCE_INLINE_MATH:
+        for i in range(n):
+            term, dsig, hit = bce_element(z[i], y[i])
+            total += term
+            correct += hit
+            dz[i] = dsig * scale
+        return total / n, correct
+    for i in range(n):
+        dz[i] = bce_term(z[i], y[i])
+    total = sum64(dz, n)
+    for i in range(n):
+        dz[i] = bce_gradient(z[i], y[i]) * scale
+        correct += (z[i] > 0) == (y[i] > 0.5)
+    return total / n, correct
 
 
 @jit
@@ -715,6 +786,8 @@ def categorical_crossentropy(dbuf, dz_at, acts, z_at, y, m, K, y_cols):
     dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
     total, correct = 0.0, 0
     scale = z.dtype.type(1 / m)
+    if K >= SOFTMAX_INLINE_MATH:
+        softmax_exps(dz, z, m, K)
     for r in range(m):
         total, hit = softmax_crossentropy_row(dz[r * K:(r + 1) * K], z[r * K:(r + 1) * K],
                                               y[r * y_cols:(r + 1) * y_cols], K, y_cols, scale, total)
@@ -727,6 +800,8 @@ def categorical_crossentropy_weighted(dbuf, dz_at, acts, z_at, y, rs, m, K, y_co
     """:func:`categorical_crossentropy` with row ``r`` weighted by ``rs[r]``."""
     dz, z, r_scale = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K], rs[:m]
     total, correct = 0.0, 0
+    if K >= SOFTMAX_INLINE_MATH:
+        softmax_exps(dz, z, m, K)
     for r in range(m):
         term, hit = softmax_crossentropy_row(dz[r * K:(r + 1) * K], z[r * K:(r + 1) * K],
                                              y[r * y_cols:(r + 1) * y_cols], K, y_cols, r_scale[r], 0.0)
