@@ -358,7 +358,13 @@ def dense_forward_loops(acts, out_at, inp_at, params, w_at, m, n_in, n_out, use_
     b_at = w_at + n_in * n_out
     W, b = params[w_at:b_at], params[b_at:b_at + n_out]
     T = out.dtype.type
-    if m == 1:  # one sample: W's rows scaled by the inputs added into out in turn, the loop over the
+    if m == 1 and n_out < 8:  # one sample, a few outputs: a dot product per output, its sum in a register
+        for j in range(n_out):
+            acc = T(0)
+            for p in range(n_in):
+                acc += inp[p] * W[p * n_out + j]
+            out[j] = acc + b[j] if use_bias else acc
+    elif m == 1:  # one sample: W's rows scaled by the inputs added into out in turn, the loop over the
         # outputs innermost: it vectorizes, where a dot product per output would be one chain of
         # dependent adds; each output still sums p = 0, 1, ... in order, then the bias (same bits)
         for j in range(n_out):
