@@ -63,8 +63,17 @@ from . import CORRECT, LOSS_SUM, SEEN, STEPS, contract, numba_vmath
 # The dispatcher runs this module's calls with the process's BLAS on at most densefit's threads (see there).
 LIMITS_BLAS_THREADS = True
 
+# Losses over at least this many elements (binary cross-entropy: of the batch; softmax: of a row) take
+# numba_vmath's exp and log1p in loops that vectorize; fewer take libm's, one element at a time, which is
+# faster for a lone element. The core's thresholds (dispatch.hpp's bce_inline_math, softmax_inline_math).
+BCE_INLINE_MATH = 8
+SOFTMAX_INLINE_MATH = 8
+
 # Products with at most this many multiply-adds run as loops: below it BLAS call overhead dominates.
 SMALL_GEMM = 512
+# The same for one sample (a matrix-vector product), whose loops vectorize (dense_forward_loops,
+# dense_backward_one): BLAS's call, views and reshapes cost more than them up to far larger layers.
+SMALL_GEMV = 1 << 14
 
 # Rows of the workspace's offset table (see workspace).
 SEGMENT, CACHE = 0, 1
@@ -263,16 +272,16 @@ def _branches(template, first="if", rest="elif"):
 
 
 _ACTIVATION_SOURCE = (
-    "def activate(x, act, a):\n"
-    "    T = type(x)\n"
-    + _branches("        return _forward_{c}(x, a, T)\n", rest="if")
-    + "    return x\n"
-    "\n\n"
-    "def activation_gradient(d, x, y, act, a):\n"
-    "    T = type(x)\n"
-    + _branches("        return _backward_{c}(d, x, y, a, T)\n", rest="if")
-    + "    return d\n"
-    "\n\n"
+    "def activation_forward_one(ws, out_at, inp_at, size, act, a):\n"
+    "    T = type(a)\n"
+    + _branches("        for k in range(size):\n"
+                "            ws[out_at + k] = _forward_{c}(ws[inp_at + k], a, T)\n")
+    + "\n\n"
+    "def activation_backward_one(ws, d_at, inp_at, out_at, size, act, a):\n"
+    "    T = type(a)\n"
+    + _branches("        for k in range(size):\n"
+                "            ws[d_at + k] = _backward_{c}(ws[d_at + k], ws[inp_at + k], ws[out_at + k], a, T)\n")
+    + "\n\n"
     "def activation_forward(dst, out_at, src, inp_at, size, act, alpha):\n"
     "    out, inp = dst[out_at:out_at + size], src[inp_at:inp_at + size]\n"
     "    T = inp.dtype.type\n"
@@ -289,16 +298,18 @@ _ACTIVATION_SOURCE = (
 )
 exec(compile(_ACTIVATION_SOURCE, __file__, "exec"), globals())
 
-activate.__doc__ = """``act(x)`` for one value ``x`` (``a``: alpha in the dtype of ``x``). The loops below
-    call it with a constant ``act``, so each loop is that one formula (and vectorizes)."""
-activation_gradient.__doc__ = """``d · act'(x)`` for one value, given ``y = act(x)`` (some derivatives are
-    written in it)."""
+activation_forward_one.__doc__ = """``ws[out_at:out_at + size] = act(ws[inp_at:])`` for one sample's few values, in
+    the kernel (inline: see its docstring) on ``ws`` itself rather than on views; ``a`` is alpha in the data's
+    dtype. The code is picked once, outside the loop over the values (a pick per value cost more than the
+    formula)."""
+activation_backward_one.__doc__ = """``ws[d_at:d_at + size] *= act'(ws[inp_at:])`` (``ws[out_at:]``: ``act`` of it,
+    which some derivatives are written in) for one sample, as :func:`activation_forward_one`."""
 activation_forward.__doc__ = """``out = act(inp)`` elementwise for ``out, inp`` the ``size`` elements at
     ``dst[out_at:]``, ``src[inp_at:]``: one loop per code, each over that code's constant formula."""
 activation_backward.__doc__ = """``d *= act'(inp)`` in place for ``d`` at ``dbuf[d_at:]``; ``out = act(inp)``
     (``acts[out_at:]``, ``acts[inp_at:]``) serves the derivatives written in it. One loop per code, as
     above."""
-activate, activation_gradient = inline(activate), inline(activation_gradient)
+activation_forward_one, activation_backward_one = inline(activation_forward_one), inline(activation_backward_one)
 activation_forward, activation_backward = jit(activation_forward), jit(activation_backward)
 
 _IS_STANDALONE = tuple(code in A.STANDALONE for code in range(len(A.REGISTRY)))
@@ -336,7 +347,7 @@ def output_activation(dst, out_at, acts, z_at, m, K, act):
 
 @jit
 def use_blas(m, n_in, n_out):
-    return m * n_in * n_out > SMALL_GEMM
+    return m * n_in * n_out > (SMALL_GEMM if m > 1 else SMALL_GEMV)
 
 
 @jit
@@ -347,12 +358,24 @@ def dense_forward_loops(acts, out_at, inp_at, params, w_at, m, n_in, n_out, use_
     b_at = w_at + n_in * n_out
     W, b = params[w_at:b_at], params[b_at:b_at + n_out]
     T = out.dtype.type
-    if m == 1:  # one sample: a dot product per output
+    if m == 1 and n_out < 8:  # one sample, a few outputs: a dot product per output, its sum in a register
         for j in range(n_out):
             acc = T(0)
             for p in range(n_in):
                 acc += inp[p] * W[p * n_out + j]
             out[j] = acc + b[j] if use_bias else acc
+    elif m == 1:  # one sample: W's rows scaled by the inputs added into out in turn, the loop over the
+        # outputs innermost: it vectorizes, where a dot product per output would be one chain of
+        # dependent adds; each output still sums p = 0, 1, ... in order, then the bias (same bits)
+        for j in range(n_out):
+            out[j] = T(0)
+        for p in range(n_in):
+            x = inp[p]
+            for j in range(n_out):
+                out[j] += x * W[p * n_out + j]
+        if use_bias:
+            for j in range(n_out):
+                out[j] += b[j]
     else:  # a batch: rows innermost, the long loop of a tiny layer (same sums, same order)
         for j in range(n_out):
             for r in range(m):
@@ -442,12 +465,14 @@ def dense_backward_one(dbuf, dinp_at, grad, w_at, dout_at, acts, inp_at, params,
     if use_bias:
         for j in range(n_out):
             db[j] = dout[j]
-    if need_dinp:
+    if need_dinp:  # the outputs outermost: n_in independent sums (not one chain of dependent adds per
+        # input), each still over j = 0, 1, ... in order (same bits)
         for p in range(n_in):
-            acc = T(0)
-            for j in range(n_out):
-                acc += dout[j] * W[p * n_out + j]
-            dinp[p] = acc
+            dinp[p] = T(0)
+        for j in range(n_out):
+            g = dout[j]
+            for p in range(n_in):
+                dinp[p] += g * W[p * n_out + j]
 
 
 @jit
@@ -600,19 +625,72 @@ def bce_element(x, t):
 
 
 @inline
+def bce_term(x, t):
+    """:func:`bce_element`'s loss term in the dtype of ``x``, on numba_vmath's exp and log1p (a loop of it
+    vectorizes)."""
+    T = type(x)
+    return (T(0) if x < 0 else x) - x * t + A.log1p(A.exp(-abs(x)))
+
+
+@inline
+def bce_gradient(x, t):
+    """:func:`bce_element`'s ``dsig`` on numba_vmath's exp."""
+    T = type(x)
+    one = T(1)
+    e = A.exp(-abs(x))
+    return (one / (one + e) if x >= 0 else e / (one + e)) - t
+
+
+@inline
+def sum64(a, size):
+    """``Σ_i a[i]`` over the first ``size`` elements of ``a``, each term and the sum in float64, in four
+    partial sums (as :func:`sum_squares64`)."""
+    s0 = s1 = s2 = s3 = 0.0
+    quads = size - size % 4
+    for i in range(0, quads, 4):
+        s0 += np.float64(a[i])
+        s1 += np.float64(a[i + 1])
+        s2 += np.float64(a[i + 2])
+        s3 += np.float64(a[i + 3])
+    for i in range(quads, size):
+        s0 += np.float64(a[i])
+    return (s0 + s1) + (s2 + s3)
+
+
+@inline
+def softmax_exps(dz, z, m, K):
+    """``dz = e^(z - max)`` for the ``m`` rows of ``K`` logits ``z``, each row less its own maximum, on
+    numba_vmath's exp in one loop over the whole batch (over a row of ten it would hardly vectorize)."""
+    for r in range(m):
+        zr = z[r * K:(r + 1) * K]
+        zmax = zr[0]  # zr[argmax(zr)], as a running select rather than argmax's unpredictable branches
+        for k in range(1, K):
+            zmax = zr[k] if zr[k] > zmax else zmax
+        for k in range(K):
+            dz[r * K + k] = zr[k] - zmax
+    for i in range(m * K):
+        dz[i] = A.exp(dz[i])
+
+
+@inline
 def softmax_crossentropy_row(dzr, zr, yr, K, y_cols, scale, acc):
     """One row's softmax cross-entropy: return ``acc`` plus it (float64) and whether the row's argmax is
     the target's; ``dzr`` gets the gradient at the logits ``zr`` times ``scale``. ``yr`` is the row's
     ``K`` targets, or one class index (``y_cols == 1``, ``K > 1``; in range: backends.contract checks). The
     row's terms are added to ``acc`` one by one: the batch mean passes its running total, so its sum
-    is the one it has always been, term by term; the weighted sum passes 0 and weighs the row's sum."""
+    is the one it has always been, term by term; the weighted sum passes 0 and weighs the row's sum.
+    Rows of ``SOFTMAX_INLINE_MATH`` logits or more come with ``dzr = e^(zr - max)`` (:func:`softmax_exps`)."""
     T = zr.dtype.type
     predicted = argmax(zr)
     zmax = zr[predicted]
     sum_e = T(0)
-    for k in range(K):
-        dzr[k] = np.exp(zr[k] - zmax)
-        sum_e += dzr[k]
+    if K >= SOFTMAX_INLINE_MATH:  # dzr holds the exps already (softmax_exps): their sum, in order
+        for k in range(K):
+            sum_e += dzr[k]
+    else:
+        for k in range(K):
+            dzr[k] = np.exp(zr[k] - zmax)
+            sum_e += dzr[k]
     log_sum_e = np.log(sum_e)
     if y_cols == 1 and K > 1:
         label = np.int64(yr[0])
@@ -665,17 +743,29 @@ def mse_weighted(dbuf, dz_at, acts, z_at, y, rs, m, K):
 
 @jit
 def binary_crossentropy(dbuf, dz_at, acts, z_at, y, m, K):
-    """The mean of :func:`bce_element` over all ``m·K`` elements; ``correct`` counts elements."""
-    dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
+    """The mean of :func:`bce_element` over all ``m·K`` elements; ``correct`` counts elements. From
+    ``BCE_INLINE_MATH`` elements on, in three loops that vectorize: the terms (:func:`bce_term`) into ``dz``,
+    their sum (:func:`sum64`), then the gradient over them (:func:`bce_gradient`, its exp taken again: a
+    float64 sum in the loop that computes the terms would keep it from vectorizing)."""
+    n = m * K
+    dz, z = dbuf[dz_at:dz_at + n], acts[z_at:z_at + n]
     T = z.dtype.type
     total, correct = 0.0, 0
-    scale = T(1 / (m * K))
-    for i in range(m * K):
-        term, dsig, hit = bce_element(z[i], y[i])
-        total += term
-        correct += hit
-        dz[i] = dsig * scale
-    return total / (m * K), correct
+    scale = T(1 / n)
+    if n < BCE_INLINE_MATH:
+        for i in range(n):
+            term, dsig, hit = bce_element(z[i], y[i])
+            total += term
+            correct += hit
+            dz[i] = dsig * scale
+        return total / n, correct
+    for i in range(n):
+        dz[i] = bce_term(z[i], y[i])
+    total = sum64(dz, n)
+    for i in range(n):
+        dz[i] = bce_gradient(z[i], y[i]) * scale
+        correct += (z[i] > 0) == (y[i] > 0.5)
+    return total / n, correct
 
 
 @jit
@@ -702,6 +792,8 @@ def categorical_crossentropy(dbuf, dz_at, acts, z_at, y, m, K, y_cols):
     dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
     total, correct = 0.0, 0
     scale = z.dtype.type(1 / m)
+    if K >= SOFTMAX_INLINE_MATH:
+        softmax_exps(dz, z, m, K)
     for r in range(m):
         total, hit = softmax_crossentropy_row(dz[r * K:(r + 1) * K], z[r * K:(r + 1) * K],
                                               y[r * y_cols:(r + 1) * y_cols], K, y_cols, scale, total)
@@ -714,6 +806,8 @@ def categorical_crossentropy_weighted(dbuf, dz_at, acts, z_at, y, rs, m, K, y_co
     """:func:`categorical_crossentropy` with row ``r`` weighted by ``rs[r]``."""
     dz, z, r_scale = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K], rs[:m]
     total, correct = 0.0, 0
+    if K >= SOFTMAX_INLINE_MATH:
+        softmax_exps(dz, z, m, K)
     for r in range(m):
         term, hit = softmax_crossentropy_row(dz[r * K:(r + 1) * K], z[r * K:(r + 1) * K],
                                              y[r * y_cols:(r + 1) * y_cols], K, y_cols, r_scale[r], 0.0)
@@ -973,10 +1067,11 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
     than in functions of their own: a function given arrays (even one numba pastes in) takes a reference on
     each of them per call, about twenty atomic operations per step, more than the arithmetic of a
     network of a few dozen weights trained one sample at a time. At one sample per step an Activation op's
-    few values are looped here too (:func:`activate`, :func:`activation_gradient` on scalars of ``ws``):
-    its two calls per step (forward, backward) were about a quarter of W1's step; W1 went from 4.6 to 5.0 M
-    samples/s; copying a lone in-order row (and its target) here instead of two copy_rows calls, 5.1 → 5.4.
-    Moving the one-sample Dense loops here as well measured slower (4.2)."""
+    few values are looped here too (:func:`activation_forward_one`, :func:`activation_backward_one`, inline,
+    on ``ws`` itself), and so is a lone row's copy (and its target's), in order or shuffled, instead of
+    calls to copy_rows or gather_rows. Moving the one-sample Dense loops here as well measured slower.
+    At one sample a Dense op takes loops up to far larger layers than a batch does (``SMALL_GEMV``):
+    BLAS's matrix-vector call, with its views, cost more than the whole step of a small network."""
     n_ops, K = ops.shape[0], ops[ops.shape[0] - 1, N_OUT]
     check_codes(ops, loss, optimizer)
     training = mode != PREDICT
@@ -1012,14 +1107,15 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
                 out[e, :] = 0.0
                 return out[:e]
             m = min(batch_size, n - start)
-            if in_order and m == 1:  # one sample: its few values copied here rather than in two calls
+            if m == 1:  # one sample: its few values copied here rather than in two or three calls
+                row = start if in_order else order[start]
                 for c in range(X.shape[1]):
-                    ws[c] = X[start, c]  # at[SEGMENT, 0] = 0
+                    ws[c] = X[row, c]  # at[SEGMENT, 0] = 0
                 if training:
                     for c in range(y_cols):
-                        yb[c] = y[start, c]
+                        yb[c] = y[row, c]
                 if weighted:
-                    wb[0] = sample_weight[start, 0]
+                    wb[0] = sample_weight[row, 0]
             elif in_order:
                 copy_rows(ws, at[SEGMENT, 0], X, start, m)
                 if training:
@@ -1046,9 +1142,7 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
                         dense_forward_loops(ws, out_at, inp_at, params, off, m, n_in, n_out, use_bias)
                 elif kind == ACTIVATION:
                     if m == 1:  # one sample: a few values, looped here rather than in a call (see the docstring)
-                        act, a = ops[i, ACT], X.dtype.type(op_params[i, ALPHA])
-                        for k in range(n_in):
-                            ws[out_at + k] = activate(ws[inp_at + k], act, a)
+                        activation_forward_one(ws, out_at, inp_at, n_in, ops[i, ACT], X.dtype.type(op_params[i, ALPHA]))
                     else:
                         activation_forward(ws, out_at, ws, inp_at, m * n_in, ops[i, ACT], op_params[i, ALPHA])
                 elif kind == DROPOUT:
@@ -1109,9 +1203,8 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
                     d, d_next = d_next, d
                 elif kind == ACTIVATION:
                     if m == 1:
-                        act, a = ops[i, ACT], X.dtype.type(op_params[i, ALPHA])
-                        for k in range(n_out):
-                            ws[d + k] = activation_gradient(ws[d + k], ws[inp_at + k], ws[out_at + k], act, a)
+                        activation_backward_one(ws, d, inp_at, out_at, n_out, ops[i, ACT],
+                                                X.dtype.type(op_params[i, ALPHA]))
                     else:
                         activation_backward(ws, d, ws, inp_at, out_at, m * n_out, ops[i, ACT], op_params[i, ALPHA])
                 elif kind == DROPOUT:
