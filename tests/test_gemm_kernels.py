@@ -193,7 +193,8 @@ def test_block_kernel_rejects_what_it_does_not_do():
             _core.gemm(a, b, kernel="block")
         return
     for kwargs in ({"trans_b": True, "b": b.T.copy()}, {"alpha": 2.0}, {"b": np.ones((8, 15), np.float32)},
-                   {"b": np.ones((8, 3000), np.float32)}):
+                   {"b": np.ones((8, 9000), np.float32)},  # K·N over the limit for a few rows
+                   {"a": np.ones((65, 8), np.float32), "b": np.ones((8, 3000), np.float32)}):  # ... and for 65 rows
         args = {"a": a, "b": b, "kernel": "block", **kwargs}
         with pytest.raises(ValueError, match="'block' kernel needs"):
             _core.gemm(**args)

@@ -22,17 +22,18 @@ THREADS = (1, 2, 3)
 ACTIVATIONS = ("relu", "gelu", "tanh", "elu", "sigmoid", "softplus", "leaky_relu")
 TOL = {"float64": 1e-10, "float32": 1e-4}
 # 300 rows × 256 columns reach dispatch.hpp's kParallelSweepElements (the last batch of 100 rows
-# does not); the 256 × 256 product keeps the network off the data-parallel pass (its chunks run
-# each sweep on one thread), so the general pass runs, whole batches at a time.
-BATCH, N, WIDTH = 300, 700, 256
+# does not); the 256 × 320 product keeps the network off the data-parallel pass (its chunks run
+# each sweep on one thread; a float chunk's block_gemm takes B up to 256 × 256), so the general
+# pass runs, whole batches at a time.
+BATCH, N, WIDTH, WIDER = 300, 700, 256, 320
 
 
 def _problem(activation, dtype, batchnorm, seed=0):
     def layers():
-        if batchnorm:  # the unfused Activation after BatchNorm; the 256 × 256 product as below
-            return [Dense(WIDTH, input_dim=12), BatchNorm(), Activation(activation), Dense(WIDTH),
+        if batchnorm:  # the unfused Activation after BatchNorm; the 256 × 320 product as below
+            return [Dense(WIDTH, input_dim=12), BatchNorm(), Activation(activation), Dense(WIDER),
                     Dense(3, activation="softmax")]
-        return [Dense(WIDTH, activation=activation, input_dim=12), Dense(WIDTH, activation=activation),
+        return [Dense(WIDTH, activation=activation, input_dim=12), Dense(WIDER, activation=activation),
                 Dense(3, activation="softmax")]
     plan = build_plan(layers(), 12, "categorical_crossentropy", O.AdamW(0.01, weight_decay=0.05), dtype, seed)
     state = init_state(plan, layers(), seed)

@@ -187,11 +187,40 @@ def test_batchnorm_statistics_over_chunks_are_the_whole_batch_ones(name, restore
     assert relative(ours.params, ref.params) < 1e-10
 
 
-def test_products_the_threads_would_split_stay_whole_batch():
-    """A chunk's product of kParallelGemmMacs or more would split over the threads inside gemm()."""
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_products_the_threads_would_split_stay_whole_batch(dtype):
+    """A chunk's product of kParallelGemmMacs or more would go to OpenBLAS and split over the
+    threads inside gemm(), unless (float) block_gemm takes it: B up to its few-rows limit."""
     wide = TUNING["parallel_gemm_macs"] // CHUNK  # n_in · n_out at which a chunk's product reaches it
     side = int(np.ceil(np.sqrt(wide)))
-    for n_out, expected in ((side, "general"), (side // 2, "data_parallel")):
+    block = TUNING["block_gemm_few_rows_b_elements"] if dtype == "float32" and _core.build_info()["block_gemm"] else 0
+    cases = [(side, "general" if side * side > block else "data_parallel"), (side // 2, "data_parallel")]
+    if block:
+        cases.append((block // side + 1, "general"))  # B over the limit: OpenBLAS
+    for n_out, expected in cases:
         layers = [Dense(side, activation="relu", input_dim=8), Dense(n_out, activation="relu"), Dense(1)]
-        plan = build_plan(layers, 8, "mse", O.SGD(0.1), "float32", 0)
+        plan = build_plan(layers, 8, "mse", O.SGD(0.1), dtype, 0)
         assert cpp._net(plan).training_pass(1024) == expected, n_out
+
+
+def test_block_gemm_chunks_of_wide_layers_give_the_same_bits_and_match_numpy(restore_threads):
+    """A 200 × 200 product reaches kParallelGemmMacs in a chunk, but float chunks take it in block_gemm
+    (B up to 256 × 256): the data-parallel pass, the same bits for any thread count, numpy's results."""
+    layers = lambda: [Dense(200, activation="tanh", input_dim=16), Dropout(0.1), Dense(200, activation="relu"),
+                      Dense(3, activation="softmax")]
+    # momentum SGD: Adam's normalized steps would magnify float32's rounding beyond the tolerance
+    plan = build_plan(layers(), 16, "categorical_crossentropy", O.SGD(0.05, momentum=0.9), "float32", 0)
+    state = init_state(plan, layers(), 0)
+    assert 200 * 200 >= TUNING["parallel_gemm_macs"] // CHUNK
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(700, 16)).astype(np.float32)
+    y = rng.integers(0, 3, (700, 1)).astype(np.float32)
+    lrs = np.array([0.01, 0.005])
+    orders = np.stack([rng.permutation(700) for _ in range(2)])
+    for batch_size in (256, 333):
+        assert cpp._net(plan).training_pass(batch_size) == "data_parallel"
+        _assert_same_bits(_train_each_thread_count(plan, state, X, y, orders, lrs, batch_size, None))
+        ref, ours = state.copy(), state.copy()
+        numpy_.train_epochs(plan, ref, X, y, orders, lrs, batch_size)
+        cpp.train_epochs(plan, ours, X, y, orders, lrs, batch_size)
+        assert relative(ours.params, ref.params) < TOL["float32"]

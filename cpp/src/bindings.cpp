@@ -350,7 +350,8 @@ py::array_t<T> gemm_t(const py::array& a, const py::array& b, bool trans_a, bool
             if (!df::kBlockGemmBuilt) throw py::value_error("the 'block' kernel is built for AVX-512 only (build_info()['block_gemm'])");
             if (trans_b || alpha != 1 || beta != 0 || !df::block_gemm_applies(M, N, K))
                 throw py::value_error("the 'block' kernel needs b not transposed, alpha = 1, beta = 0, N >= 16 and K·N <= " +
-                                      std::to_string(df::kBlockGemmBElements));
+                                      std::to_string(df::block_gemm_b_limit(M)) + " (for " + std::to_string(M) +
+                                      " rows)");
             run = &block_kernel;
         }
     }
@@ -478,7 +479,9 @@ PYBIND11_MODULE(_core, m) {
             "training_pass",
             [](const BoundNet& b, int64_t batch_size) {
                 if (batch_size < 1) throw py::value_error("batch_size must be >= 1");
-                switch (df::training_pass(b.net, batch_size)) {
+                const df::TrainingPass pass = b.f64 ? df::training_pass<double>(b.net, batch_size)
+                                                    : df::training_pass<float>(b.net, batch_size);
+                switch (pass) {
                     case df::TrainingPass::LINEAR: return "linear";
                     case df::TrainingPass::TINY: return "tiny";
                     case df::TrainingPass::DATA_PARALLEL: return "data_parallel";
@@ -590,6 +593,7 @@ PYBIND11_MODULE(_core, m) {
             tuning["narrow"] = df::kNarrow;
             tuning["small_gemm_macs"] = df::kSmallGemmMacs;
             tuning["block_gemm_b_elements"] = df::kBlockGemmBElements;
+            tuning["block_gemm_few_rows_b_elements"] = df::kBlockGemmFewRowsBElements;
             tuning["sparse_share"] = df::kSparseShare;
             tuning["transpose_b_elements"] = df::kTransposeBElements;
             tuning["parallel_gemm_macs"] = df::kParallelGemmMacs;

@@ -74,7 +74,12 @@ constexpr int64_t kSmallGemmMacs = 512;
 // block_gemm reads B (K × N) unpacked once per block of 6 rows, so B must stay in cache: up to
 // this many elements (64 KB of float). Larger products go to OpenBLAS, which packs.
 constexpr int64_t kBlockGemmBElements = 128 * 128;
-constexpr int64_t kBlockGemmMaxK = kBlockGemmBElements / 16;  // N ≥ 16
+
+// ... except a product of at most kDataParallelRows rows (a chunk of the data-parallel pass, or a
+// small batch), which takes block_gemm with B up to this many elements (256 KB, read from L2):
+// OpenBLAS packs B on every call, which for so few rows costs more than block_gemm's reads of it.
+constexpr int64_t kBlockGemmFewRowsBElements = 256 * 256;
+constexpr int64_t kBlockGemmMaxK = kBlockGemmFewRowsBElements / 16;  // N ≥ 16
 
 // block_gemm's zero-skipping pairs of rows run when they leave at most this share of the work.
 constexpr double kSparseShare = 0.85;
@@ -176,9 +181,15 @@ inline int64_t data_parallel_chunks(int64_t m) { return (m + kDataParallelRows -
 // pass (data_parallel.hpp): a rule on the network and the batch only, never on the thread count, so
 // 1 thread and N threads take the same pass and get the same bits. BatchNorm networks too (the
 // chunks add their statistics at each BatchNorm). Not when a chunk's Dense product would reach
-// kParallelGemmMacs: gemm() would split that product over the threads, which a chunk running on
-// one of them cannot do, and the whole-batch pass's products split over the threads anyway.
-inline bool data_parallel_applies(const Net& net, int64_t batch) {
+// kParallelGemmMacs and go to OpenBLAS: gemm() would split it over the threads, which a chunk
+// running on one of them cannot do, and the whole-batch pass's products split over the threads
+// anyway. A float chunk's product that block_gemm takes (B up to kBlockGemmFewRowsBElements) does
+// qualify: block_gemm on a chunk's rows outruns OpenBLAS on the whole batch split in parts.
+template <class T>
+bool gemm_takes_block_gemm(int64_t M, int64_t N, int64_t K);  // below, with the Dense products
+
+template <class T>
+bool data_parallel_applies(const Net& net, int64_t batch) {
     if (batch < kDataParallelMinRows || batch > kDataParallelMaxRows) return false;
     const int64_t chunks = data_parallel_chunks(batch);
     if (net.n_params > kDataParallelMaxGradElements / chunks) return false;
@@ -186,16 +197,18 @@ inline bool data_parallel_applies(const Net& net, int64_t batch) {
     for (const Op& op : net.ops) {
         if (op.kind != DENSE) continue;
         const int64_t macs = op.n_in * op.n_out;  // ≤ n_params ≤ 2^24
-        if (macs >= kParallelGemmMacs / kDataParallelRows) return false;
+        const bool block_gemm_chunk = gemm_takes_block_gemm<T>(kDataParallelRows, op.n_out, op.n_in);
+        if (macs >= kParallelGemmMacs / kDataParallelRows && !block_gemm_chunk) return false;
         row_macs += macs;
     }
     return row_macs >= kDataParallelMinRowMacs;
 }
 
-inline TrainingPass training_pass(const Net& net, int64_t batch) {
+template <class T>
+TrainingPass training_pass(const Net& net, int64_t batch) {
     if (is_linear(net)) return TrainingPass::LINEAR;
     if (tiny_pass_applies(net, batch)) return TrainingPass::TINY;
-    if (data_parallel_applies(net, batch)) return TrainingPass::DATA_PARALLEL;
+    if (data_parallel_applies<T>(net, batch)) return TrainingPass::DATA_PARALLEL;
     return TrainingPass::GENERAL;
 }
 
@@ -259,9 +272,14 @@ inline DinpKernel dinp_kernel(int64_t m, int64_t n_in, int64_t n_out, bool gated
     return DinpKernel::ROWWISE;
 }
 
+// The most elements of B that block_gemm takes for a product of M rows.
+inline int64_t block_gemm_b_limit(int64_t M) {
+    return M <= kDataParallelRows ? kBlockGemmFewRowsBElements : kBlockGemmBElements;
+}
+
 // Whether block_gemm can compute C (M × N) = op(A) · B.
 inline bool block_gemm_applies(int64_t M, int64_t N, int64_t K) {
-    return kBlockGemmBuilt && M >= 1 && N >= 16 && K >= 1 && K * N <= kBlockGemmBElements;
+    return kBlockGemmBuilt && M >= 1 && N >= 16 && K >= 1 && K * N <= block_gemm_b_limit(M);
 }
 
 // Whether gemm() runs block_gemm for a plain product (float, M and N > 1). Dense fuses its

@@ -428,7 +428,7 @@ struct TrainingState {
     T *params, *slot0, *slot1, *grad;
 
     TrainingState(const Net& plan_net, Workspace<T>& ws, T* plan_params, T* plan_slot0, T* plan_slot1)
-        : pass(training_pass(plan_net, ws.batch)),
+        : pass(training_pass<T>(plan_net, ws.batch)),
           net(&plan_net),
           params(plan_params),
           slot0(plan_slot0),
