@@ -67,10 +67,12 @@ public:
         mean_.resize(static_cast<size_t>(net.max_width));
         totals_.resize(static_cast<size_t>(2 * net.max_width));
         cur_.resize(static_cast<size_t>(c));
-        scratch_.resize(static_cast<size_t>(c));
         chunks_.reserve(static_cast<size_t>(c));
         // every chunk sized for the most rows a chunk of any batch up to `batch` gets
-        for (int64_t i = 0; i < c; i++) chunks_.push_back(make(std::min(kDataParallelRows, batch)));
+        for (int64_t i = 0; i < c; i++) {
+            chunks_.push_back(make(std::min(kDataParallelRows, batch)));
+            scratch_.push_back(chunks_.back().scratch);
+        }
         sums_.resize(static_cast<size_t>(c));
         grads_.resize(static_cast<size_t>(c));
     }
@@ -112,8 +114,7 @@ public:
                 batchnorm_sums(chunks_[i].scratch, chunks_[i].ins[b], rows_of(i), C);
             });
             T* mean = mean_.data();
-            const T* sum = sum_scratch(c, C);
-            for (int64_t f = 0; f < C; f++) mean[f] = sum[f] / T(m);
+            batchnorm_mean(mean, sum_scratch(c, C), m, C);
             pool.run(static_cast<int>(c), [&](int i) {
                 W& ws = chunks_[i];
                 batchnorm_center(ws.cache[b], ws.scratch, ws.ins[b], mean, rows_of(i), C);
@@ -145,9 +146,9 @@ public:
         // backward: through each BatchNorm with the chunks' sums, then down to the one below
         for (int64_t j = k - 1; j >= 0; j--) {
             const int64_t b = bn[j], C = net.ops[b].n_in, below = j > 0 ? bn[j - 1] : -1;
+            if (b == 0) break;  // a BatchNorm on the inputs: no input gradient (its dγ, dβ are in the chunks' grads)
             const T* sums = sum_scratch(c, 2 * C);
             std::copy(sums, sums + 2 * C, totals_.data());
-            if (b == 0) break;  // a BatchNorm on the inputs: no input gradient
             pool.run(static_cast<int>(c), [&](int i) {
                 W& ws = chunks_[i];
                 T* dd = ws.d[cur_[i]];
@@ -174,9 +175,8 @@ public:
     }
 
 private:
-    // The chunks' scratch (n values each) added in the tree into chunk 0's, which is returned.
+    // The first c chunks' scratch (n values each) added in the tree into chunk 0's, which is returned.
     const T* sum_scratch(int64_t c, int64_t n) {
-        for (int64_t i = 0; i < c; i++) scratch_[i] = chunks_[i].scratch;
         tree_sum(scratch_.data(), c, [&](T* a, const T* b) { add_into(a, b, n); });
         return chunks_[0].scratch;
     }
@@ -204,7 +204,7 @@ private:
     std::vector<LossSum> sums_;  // c: chunk i's loss sum and correct count, then their tree sum
     std::vector<T*> grads_;    // c: chunk i's gradient (chunk 0's is the caller's grad)
     std::vector<int> cur_;     // c: which of chunk i's ws.d holds its running gradient
-    std::vector<T*> scratch_;  // c: the chunks' scratch, for sum_scratch's tree
+    std::vector<T*> scratch_;  // c: chunk i's ws.scratch, for sum_scratch's tree
     std::vector<int64_t> batchnorms_;  // the network's BatchNorm ops, in order
     std::vector<T> mean_, totals_;  // a BatchNorm's batch mean (C); its backward sums (2C)
 };

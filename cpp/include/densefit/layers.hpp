@@ -402,6 +402,12 @@ void batchnorm_sums(T* __restrict sum, const T* __restrict inp, int64_t m, int64
         for (int64_t c = 0; c < C; c++) sum[c] += inp[r * C + c];
 }
 
+// mean (C) = sum / M (sum may be mean).
+template <class T>
+void batchnorm_mean(T* mean, const T* sum, int64_t M, int64_t C) {
+    for (int64_t c = 0; c < C; c++) mean[c] = sum[c] / T(M);
+}
+
 // centered (m × C) = inp - mean; sq (C) = Σ_rows centered², the rows added in order.
 template <class T>
 void batchnorm_center(T* __restrict centered, T* __restrict sq, const T* __restrict inp, const T* __restrict mean,
@@ -453,7 +459,7 @@ template <class T>
 void batchnorm_forward_train(T* out, T* xhat, T* invstd, T* mean, T* running_mean, T* running_var, const T* inp,
                              const T* gamma, const T* beta, int64_t m, int64_t C, double momentum, double epsilon) {
     batchnorm_sums(mean, inp, m, C);
-    for (int64_t c = 0; c < C; c++) mean[c] /= T(m);
+    batchnorm_mean(mean, mean, m, C);
     batchnorm_center(xhat, invstd, inp, mean, m, C);  // invstd holds Σ centered² until it is computed
     batchnorm_statistics(invstd, invstd, mean, running_mean, running_var, m, C, momentum, epsilon);
     batchnorm_normalize(out, xhat, invstd, gamma, beta, m, C);

@@ -613,32 +613,39 @@ def batchnorm_backward(dbuf, d_at, grad, caches, xhat_at, invstd_at, params, gam
 
 
 @inline
+def bce_loss_term(x, t, log1p_e):
+    """Binary cross-entropy's loss term ``max(x, 0) - x t + log(1 + e^-|x|)`` in the dtype of ``x``, given
+    that last logarithm (libm's or numba_vmath's)."""
+    return (type(x)(0) if x < 0 else x) - x * t + log1p_e
+
+
+@inline
+def bce_sigmoid_gradient(x, t, e):
+    """``sigmoid(x) - t``, the loss's gradient at the logit (unscaled), given ``e = e^-|x|``."""
+    one = type(x)(1)
+    return (one / (one + e) if x >= 0 else e / (one + e)) - t
+
+
+@inline
 def bce_element(x, t):
-    """Binary cross-entropy of logit ``x`` and target ``t``: ``(term, dsig, hit)`` with ``term`` the loss
-    ``max(x, 0) - x t + log(1 + e^-|x|)`` in float64, ``dsig = sigmoid(x) - t`` (its gradient, unscaled)
-    and ``hit`` whether ``x`` predicts ``t``; ``e^-|x|`` is shared by the loss and the sigmoid."""
-    T = type(x)
-    one = T(1)
+    """Binary cross-entropy of logit ``x`` and target ``t`` on libm's exp and log1p: ``(term, dsig, hit)``
+    with ``term`` the loss in float64, ``dsig`` its gradient (unscaled) and ``hit`` whether ``x`` predicts
+    ``t``; ``e^-|x|`` is shared by the loss and the sigmoid."""
     e = np.exp(-abs(x))
-    term = np.float64((T(0) if x < 0 else x) - x * t + np.log1p(e))
-    return term, (one / (one + e) if x >= 0 else e / (one + e)) - t, (x > 0) == (t > 0.5)
+    return np.float64(bce_loss_term(x, t, np.log1p(e))), bce_sigmoid_gradient(x, t, e), (x > 0) == (t > 0.5)
 
 
 @inline
 def bce_term(x, t):
     """:func:`bce_element`'s loss term in the dtype of ``x``, on numba_vmath's exp and log1p (a loop of it
     vectorizes)."""
-    T = type(x)
-    return (T(0) if x < 0 else x) - x * t + A.log1p(A.exp(-abs(x)))
+    return bce_loss_term(x, t, A.log1p(A.exp(-abs(x))))
 
 
 @inline
 def bce_gradient(x, t):
     """:func:`bce_element`'s ``dsig`` on numba_vmath's exp."""
-    T = type(x)
-    one = T(1)
-    e = A.exp(-abs(x))
-    return (one / (one + e) if x >= 0 else e / (one + e)) - t
+    return bce_sigmoid_gradient(x, t, A.exp(-abs(x)))
 
 
 @inline
@@ -938,8 +945,9 @@ _OPTIMIZER_SOURCE = (
     + "".join(_optimizer_branch(opt) for opt in _OPTIMIZERS)
 )
 exec(compile(_OPTIMIZER_SOURCE, __file__, "exec"), globals())
-optimizer_step.__doc__ = """Step ``t`` (from 1) of the optimizer with code ``optimizer`` at learning rate ``lr``, in place on
-    the weights ``w``, their ``slots`` (2, P) given the gradient ``g``; ``q`` its ``opt_params``."""
+optimizer_step.__doc__ = """Step ``t`` (from 1) of the optimizer with code ``optimizer`` at learning rate
+    ``lr``, in place on the weights ``w``, their ``slots`` (2, P) given the gradient ``g``; ``q`` its
+    ``opt_params``."""
 optimizer_step = inline(optimizer_step)
 
 
