@@ -14,7 +14,9 @@ through the output activation's own derivative.
 The elementwise formulas (``term``: one element's loss before the mean, ``dz``: the gradient of
 the row's mean over its ``K`` outputs, before the batch's row scale ``1/m`` or ``wᵢ / Σw``) are
 in the numpy subset that means the same on arrays (the numpy backend) and scalars (for numba to
-compile; its backend does not use them yet), as in :mod:`densefit.activations`.
+compile, element by element, into its loops: ``backends/numba_.py``), as in :mod:`densefit.activations`
+(whose :func:`~densefit.activations.exp` and :func:`~densefit.activations.log1p` they call: numba binds those
+to its vectorizable forms).
 Categorical cross-entropy is a row-wise formula (a max and a sum over the row) that each backend
 writes in its own shape.
 """
@@ -41,7 +43,8 @@ def mse_dz(z, y, K, T):
 
 
 def binary_crossentropy_term(z, y, T):
-    return np.maximum(z, T(0)) - z * y + np.log1p(np.exp(-np.abs(z)))
+    """In float64 (of the term in ``T``)."""
+    return np.float64(np.maximum(z, T(0)) - z * y + A.log1p(A.exp(-np.abs(z))))
 
 
 def binary_crossentropy_dz(z, y, K, T):
@@ -56,8 +59,9 @@ def binary_crossentropy_hit(z, y, T):
 @dataclass(frozen=True)
 class Spec:
     """One loss. ``output``: the output activation it is fused with (its code); ``correct``: what
-    the correct count counts, ``"elements"``, ``"rows"`` or ``"none"``; ``term``/``dz``: the
-    elementwise formulas (``None`` for the row-wise categorical cross-entropy)."""
+    the correct count counts, ``"elements"`` (those where ``hit``), ``"rows"`` or ``"none"``;
+    ``term``/``dz``/``hit``: the elementwise formulas (``None`` for the row-wise categorical
+    cross-entropy; ``hit`` also for a loss that counts nothing)."""
 
     name: str
     code: int
@@ -65,12 +69,14 @@ class Spec:
     correct: str
     term: Callable | None = None
     dz: Callable | None = None
+    hit: Callable | None = None
     aliases: tuple[str, ...] = ()
 
 
 REGISTRY: tuple[Spec, ...] = (
     Spec("mse", 0, A.IDENTITY, "none", mse_term, mse_dz, aliases=("mean_squared_error",)),
-    Spec("binary_crossentropy", 1, A.SIGMOID, "elements", binary_crossentropy_term, binary_crossentropy_dz),
+    Spec("binary_crossentropy", 1, A.SIGMOID, "elements", binary_crossentropy_term, binary_crossentropy_dz,
+         binary_crossentropy_hit),
     Spec("categorical_crossentropy", 2, A.SOFTMAX, "rows", aliases=("sparse_categorical_crossentropy",)),
 )
 assert [s.code for s in REGISTRY] == list(range(len(REGISTRY))), "codes are the registry's positions"

@@ -63,10 +63,9 @@ from . import CORRECT, LOSS_SUM, SEEN, STEPS, contract, numba_vmath
 # The dispatcher runs this module's calls with the process's BLAS on at most densefit's threads (see there).
 LIMITS_BLAS_THREADS = True
 
-# Losses over at least this many elements (binary cross-entropy: of the batch; softmax: of a row) take
-# numba_vmath's exp and log1p in loops that vectorize; fewer take libm's, one element at a time, which is
-# faster for a lone element. The core's thresholds (dispatch.hpp's bce_inline_math, softmax_inline_math).
-BCE_INLINE_MATH = 8
+# Softmax rows of at least this many logits take numba_vmath's exp in a loop that vectorizes; fewer take
+# libm's, one element at a time, which is faster for a few. The core's threshold (dispatch.hpp's
+# softmax_inline_math).
 SOFTMAX_INLINE_MATH = 8
 
 # Products with at most this many multiply-adds run as loops: below it BLAS call overhead dominates.
@@ -185,20 +184,18 @@ def argmax(row):
 
 
 @inline
-def sum_squares64(a, size):
-    """``Σ_i a[i]²`` over the first ``size`` elements of ``a``, each term and the sum in float64, in
-    four partial sums."""
+def sum64(a, size):
+    """``Σ_i a[i]`` over the first ``size`` elements of ``a``, each term and the sum in float64, in four
+    partial sums."""
     s0 = s1 = s2 = s3 = 0.0
     quads = size - size % 4
     for i in range(0, quads, 4):
-        x0, x1, x2, x3 = np.float64(a[i]), np.float64(a[i + 1]), np.float64(a[i + 2]), np.float64(a[i + 3])
-        s0 += x0 * x0
-        s1 += x1 * x1
-        s2 += x2 * x2
-        s3 += x3 * x3
+        s0 += np.float64(a[i])
+        s1 += np.float64(a[i + 1])
+        s2 += np.float64(a[i + 2])
+        s3 += np.float64(a[i + 3])
     for i in range(quads, size):
-        x = np.float64(a[i])
-        s0 += x * x
+        s0 += np.float64(a[i])
     return (s0 + s1) + (s2 + s3)
 
 
@@ -249,7 +246,7 @@ def _jitable_helpers(function, seen):
     above, exp, expm1, log1p and tanh theirs in numba_vmath (the core's vectorizable forms)."""
     for name in function.__code__.co_names:
         helper = function.__globals__.get(name)
-        if (inspect.isfunction(helper) and helper.__module__ == A.__name__
+        if (inspect.isfunction(helper) and helper.__module__ in (A.__name__, L.__name__)
                 and helper not in (A.select, A.masked, *numba_vmath.BOUND) and helper not in seen):
             seen.add(helper)
             _jitable_helpers(helper, seen)
@@ -412,7 +409,7 @@ def dense_backward_loops(dbuf, dinp_at, grad, w_at, dout_at, acts, inp_at, param
     b_at = w_at + n_in * n_out
     dW, db = grad[w_at:b_at], grad[b_at:b_at + n_out]
     T = dout.dtype.type
-    # the sums over rows in four partial sums (rows r ≡ 0, 1, 2, 3 mod 4; see the note above sum_squares64),
+    # the sums over rows in four partial sums (rows r ≡ 0, 1, 2, 3 mod 4; see the note above sum64),
     # written out here: a helper given these arrays would cost reference counting on every call
     quads = m - m % 4
     for p in range(n_in):
@@ -604,64 +601,64 @@ def batchnorm_backward(dbuf, d_at, grad, caches, xhat_at, invstd_at, params, gam
 
 # ---------------------------------------------------------------------------------------------
 # losses: value (float64), count of correct predictions and the fused gradient at the logits
-# ``dz (m, K)`` at ``dbuf[dz_at:]``, given the logits ``z`` at ``acts[z_at:]`` and the flat targets ``y``.
+# ``dz (m, K)`` at ``dbuf[dz_at:]``, given the logits ``z`` at ``acts[z_at:]``, the flat targets ``y`` and
+# the row scales ``rs`` (``rᵢ = wᵢ / W``, see batch_weighting; empty: the batch mean, every row 1/m).
 #
-# Two leaves per loss: the batch mean (every row weighs 1/m), and the sample-weighted sum
-# ``Σ rᵢ ℓᵢ`` with each row's gradient scaled by its ``rᵢ = wᵢ / W`` (``rs``, see batch_weighting). Not one
-# leaf with a branch: the weighted one reads one more array, and an unweighted step would pay its
-# reference counting on every call. The per-element formulas they share are the inline helpers.
+# The elementwise losses are the formulas of densefit.losses, compiled here as the activations are:
+# each spec's ``term``, ``dz`` and ``hit`` become inline functions and :func:`elementwise_loss` is
+# generated from the registry, one branch per code, each a loop over that code's constant formulas
+# (so that it vectorizes, on numba_vmath's exp and log1p); adding one needs no edit here. Categorical
+# cross-entropy is row-wise (a max and a sum per row): written here in its own shape.
+
+_N_LOSSES = len(L.REGISTRY)
+_ELEMENTWISE = tuple(s for s in L.REGISTRY if s.term is not None)
+for _spec in _ELEMENTWISE:
+    for _part in ("term", "dz", "hit"):
+        if getattr(_spec, _part) is not None:
+            _jitable_helpers(getattr(_spec, _part), _helpers)
+            globals()[f"_{_part}_{_spec.code}"] = inline(getattr(_spec, _part))
 
 
-@inline
-def bce_loss_term(x, t, log1p_e):
-    """Binary cross-entropy's loss term ``max(x, 0) - x t + log(1 + e^-|x|)`` in the dtype of ``x``, given
-    that last logarithm (libm's or numba_vmath's)."""
-    return (type(x)(0) if x < 0 else x) - x * t + log1p_e
+def _loss_branch(spec):
+    lines = (f"    {'if' if spec is _ELEMENTWISE[0] else 'elif'} loss == {spec.code}:\n"
+             "        for i in range(n):\n"
+             f"            terms[i] = _term_{spec.code}(z[i], y[i], T)\n"
+             f"            dz[i] = _dz_{spec.code}(z[i], y[i], K, T)\n")
+    if spec.hit is not None:
+        lines += ("        for i in range(n):\n"
+                  f"            correct += _hit_{spec.code}(z[i], y[i], T)\n")
+    return lines
 
 
-@inline
-def bce_sigmoid_gradient(x, t, e):
-    """``sigmoid(x) - t``, the loss's gradient at the logit (unscaled), given ``e = e^-|x|``."""
-    one = type(x)(1)
-    return (one / (one + e) if x >= 0 else e / (one + e)) - t
+def _loss_source(name, rows_scaled):
+    """:func:`elementwise_loss` (the batch mean) or :func:`elementwise_loss_weighted` (``rows_scaled``)."""
+    return (f"def {name}(dbuf, dz_at, acts, z_at, y, {'rs, ' if rows_scaled else ''}scratch, m, K, loss):\n"
+            "    n = m * K\n"
+            "    dz, z, terms = dbuf[dz_at:dz_at + n], acts[z_at:z_at + n], scratch[:n]\n"
+            "    T = z.dtype.type\n"
+            "    correct = 0\n"
+            + "".join(_loss_branch(spec) for spec in _ELEMENTWISE)
+            + ("    total = 0.0\n"
+               "    for r in range(m):\n"
+               "        for i in range(r * K, (r + 1) * K):\n"
+               "            dz[i] = dz[i] * rs[r]\n"
+               "        total += sum64(terms[r * K:(r + 1) * K], K) / K * np.float64(rs[r])\n"
+               "    return total, correct\n" if rows_scaled else
+               "    scale = T(1 / m)\n"
+               "    for i in range(n):\n"
+               "        dz[i] = dz[i] * scale\n"
+               "    return sum64(terms, n) / n, correct\n"))
 
 
-@inline
-def bce_element(x, t):
-    """Binary cross-entropy of logit ``x`` and target ``t`` on libm's exp and log1p: ``(term, dsig, hit)``
-    with ``term`` the loss in float64, ``dsig`` its gradient (unscaled) and ``hit`` whether ``x`` predicts
-    ``t``; ``e^-|x|`` is shared by the loss and the sigmoid."""
-    e = np.exp(-abs(x))
-    return np.float64(bce_loss_term(x, t, np.log1p(e))), bce_sigmoid_gradient(x, t, e), (x > 0) == (t > 0.5)
-
-
-@inline
-def bce_term(x, t):
-    """:func:`bce_element`'s loss term in the dtype of ``x``, on numba_vmath's exp and log1p (a loop of it
-    vectorizes)."""
-    return bce_loss_term(x, t, A.log1p(A.exp(-abs(x))))
-
-
-@inline
-def bce_gradient(x, t):
-    """:func:`bce_element`'s ``dsig`` on numba_vmath's exp."""
-    return bce_sigmoid_gradient(x, t, A.exp(-abs(x)))
-
-
-@inline
-def sum64(a, size):
-    """``Σ_i a[i]`` over the first ``size`` elements of ``a``, each term and the sum in float64, in four
-    partial sums (as :func:`sum_squares64`)."""
-    s0 = s1 = s2 = s3 = 0.0
-    quads = size - size % 4
-    for i in range(0, quads, 4):
-        s0 += np.float64(a[i])
-        s1 += np.float64(a[i + 1])
-        s2 += np.float64(a[i + 2])
-        s3 += np.float64(a[i + 3])
-    for i in range(quads, size):
-        s0 += np.float64(a[i])
-    return (s0 + s1) + (s2 + s3)
+exec(compile(_loss_source("elementwise_loss", False) + "\n\n" + _loss_source("elementwise_loss_weighted", True),
+             __file__, "exec"), globals())
+elementwise_loss.__doc__ = """The elementwise loss with code ``loss``, the mean over the ``m·K`` elements: each
+    element's term (float64) into ``scratch`` and its ``dz`` (of the row's mean over its ``K`` outputs) divided
+    by ``m``; ``correct`` counts the elements its ``hit`` holds for (0 for a loss without one)."""
+elementwise_loss_weighted.__doc__ = """:func:`elementwise_loss` with row ``r``'s mean weighted by ``rs[r]``
+    (``Σ rᵢ ℓᵢ``, ``dz · rᵢ``). A leaf of its own: one leaf with a branch on ``rs`` would keep numba from pruning
+    the reference counting of its views."""
+elementwise_loss, elementwise_loss_weighted = jit(elementwise_loss), jit(elementwise_loss_weighted)
 
 
 @inline
@@ -718,109 +715,23 @@ def softmax_crossentropy_row(dzr, zr, yr, K, y_cols, scale, acc):
 
 
 @jit
-def mse(dbuf, dz_at, acts, z_at, y, m, K):
-    """Mean squared error over all ``m·K`` elements."""
-    dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
-    T = z.dtype.type
-    scale = T(2 / (m * K))
-    for i in range(m * K):
-        dz[i] = z[i] - y[i]  # the difference, squared and summed, then scaled in place
-    total = sum_squares64(dz, m * K)
-    for i in range(m * K):
-        dz[i] = dz[i] * scale
-    return total / (m * K), 0
-
-
-@jit
-def mse_weighted(dbuf, dz_at, acts, z_at, y, rs, m, K):
-    """:func:`mse` with row ``r``'s mean over its ``K`` outputs weighted by ``rs[r]``."""
-    dz, z, r_scale = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K], rs[:m]
-    T = z.dtype.type
-    two_over_k = T(2 / K)
-    total = 0.0
-    for r in range(m):
-        row = 0.0
-        for i in range(r * K, (r + 1) * K):
-            diff = z[i] - y[i]
-            row += np.float64(diff) * np.float64(diff)
-            dz[i] = diff * two_over_k * r_scale[r]
-        total += row / K * np.float64(r_scale[r])
-    return total, 0
-
-
-@jit
-def binary_crossentropy(dbuf, dz_at, acts, z_at, y, m, K):
-    """The mean of :func:`bce_element` over all ``m·K`` elements; ``correct`` counts elements. From
-    ``BCE_INLINE_MATH`` elements on, in three loops that vectorize: the terms (:func:`bce_term`) into ``dz``,
-    their sum (:func:`sum64`), then the gradient over them (:func:`bce_gradient`, its exp taken again: a
-    float64 sum in the loop that computes the terms would keep it from vectorizing)."""
-    n = m * K
-    dz, z = dbuf[dz_at:dz_at + n], acts[z_at:z_at + n]
-    T = z.dtype.type
-    total, correct = 0.0, 0
-    scale = T(1 / n)
-    if n < BCE_INLINE_MATH:
-        for i in range(n):
-            term, dsig, hit = bce_element(z[i], y[i])
-            total += term
-            correct += hit
-            dz[i] = dsig * scale
-        return total / n, correct
-    for i in range(n):
-        dz[i] = bce_term(z[i], y[i])
-    total = sum64(dz, n)
-    for i in range(n):
-        dz[i] = bce_gradient(z[i], y[i]) * scale
-        correct += (z[i] > 0) == (y[i] > 0.5)
-    return total / n, correct
-
-
-@jit
-def binary_crossentropy_weighted(dbuf, dz_at, acts, z_at, y, rs, m, K):
-    """:func:`binary_crossentropy` with row ``r``'s mean over its ``K`` outputs weighted by ``rs[r]``."""
-    dz, z, r_scale = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K], rs[:m]
-    T = z.dtype.type
-    total, correct = 0.0, 0
-    one_over_k = T(1 / K)
-    for r in range(m):
-        row = 0.0
-        for i in range(r * K, (r + 1) * K):
-            term, dsig, hit = bce_element(z[i], y[i])
-            row += term
-            correct += hit
-            dz[i] = dsig * one_over_k * r_scale[r]
-        total += row / K * np.float64(r_scale[r])
-    return total, correct
-
-
-@jit
-def categorical_crossentropy(dbuf, dz_at, acts, z_at, y, m, K, y_cols):
-    """Softmax cross-entropy per row (:func:`softmax_crossentropy_row`), averaged; ``correct`` counts rows."""
+def categorical_crossentropy(dbuf, dz_at, acts, z_at, y, rs, m, K, y_cols):
+    """Softmax cross-entropy per row (:func:`softmax_crossentropy_row`), averaged, or with row scales
+    ``Σ rᵢ ℓᵢ``; ``correct`` counts rows."""
     dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
     total, correct = 0.0, 0
     scale = z.dtype.type(1 / m)
     if K >= SOFTMAX_INLINE_MATH:
         softmax_exps(dz, z, m, K)
     for r in range(m):
-        total, hit = softmax_crossentropy_row(dz[r * K:(r + 1) * K], z[r * K:(r + 1) * K],
-                                              y[r * y_cols:(r + 1) * y_cols], K, y_cols, scale, total)
+        dzr, zr, yr = dz[r * K:(r + 1) * K], z[r * K:(r + 1) * K], y[r * y_cols:(r + 1) * y_cols]
+        if rs.size == 0:
+            total, hit = softmax_crossentropy_row(dzr, zr, yr, K, y_cols, scale, total)
+        else:
+            term, hit = softmax_crossentropy_row(dzr, zr, yr, K, y_cols, rs[r], 0.0)
+            total += term * np.float64(rs[r])
         correct += hit
-    return total / m, correct
-
-
-@jit
-def categorical_crossentropy_weighted(dbuf, dz_at, acts, z_at, y, rs, m, K, y_cols):
-    """:func:`categorical_crossentropy` with row ``r`` weighted by ``rs[r]``."""
-    dz, z, r_scale = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K], rs[:m]
-    total, correct = 0.0, 0
-    if K >= SOFTMAX_INLINE_MATH:
-        softmax_exps(dz, z, m, K)
-    for r in range(m):
-        term, hit = softmax_crossentropy_row(dz[r * K:(r + 1) * K], z[r * K:(r + 1) * K],
-                                             y[r * y_cols:(r + 1) * y_cols], K, y_cols, r_scale[r], 0.0)
-        total += term * np.float64(r_scale[r])
-        correct += hit
-    return total, correct
+    return (total / m if rs.size == 0 else total), correct
 
 
 @inline
@@ -1036,7 +947,7 @@ def check_codes(ops, loss, optimizer):
             raise ValueError("unknown op kind")
         if kind == ACTIVATION and not is_standalone(ops[i, ACT]):
             raise ValueError("activation has no standalone forward (softmax is fused with the loss)")
-    if loss != L.MSE and loss != L.BINARY_CROSSENTROPY and loss != L.CATEGORICAL_CROSSENTROPY:
+    if not 0 <= loss < _N_LOSSES:
         raise ValueError("unknown loss code")
     if not 0 <= optimizer < _N_OPTIMIZERS:
         raise ValueError("unknown optimizer code")
@@ -1088,6 +999,7 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
     rows = min(batch_size, n)
     ws, at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], rows, X.dtype)
     yb = np.empty(rows * y_cols if training else 0, X.dtype)
+    terms = np.empty(rows * K if training else 0, np.float64)  # the elementwise losses' terms
     weighted = training and sample_weight.shape[0] > 0
     wb = np.empty(rows if weighted else 0, X.dtype)  # the batch's weights, then its row scales
     out = np.zeros((lrs.size, 4))
@@ -1177,20 +1089,14 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
             z_at = at[SEGMENT, n_ops]
             if weighted:
                 penalty_factor = batch_weighting(wb, m, penalty_per_weight)
-                if loss == L.MSE:
-                    value, correct = mse_weighted(ws, d_at, ws, z_at, yb, wb, m, K)
-                elif loss == L.BINARY_CROSSENTROPY:
-                    value, correct = binary_crossentropy_weighted(ws, d_at, ws, z_at, yb, wb, m, K)
-                else:
-                    value, correct = categorical_crossentropy_weighted(ws, d_at, ws, z_at, yb, wb, m, K, y_cols)
             else:
                 penalty_factor = penalty_scale(np.float64(m), penalty_per_weight)
-                if loss == L.MSE:
-                    value, correct = mse(ws, d_at, ws, z_at, yb, m, K)
-                elif loss == L.BINARY_CROSSENTROPY:
-                    value, correct = binary_crossentropy(ws, d_at, ws, z_at, yb, m, K)
-                else:
-                    value, correct = categorical_crossentropy(ws, d_at, ws, z_at, yb, m, K, y_cols)
+            if loss == L.CATEGORICAL_CROSSENTROPY:
+                value, correct = categorical_crossentropy(ws, d_at, ws, z_at, yb, wb, m, K, y_cols)
+            elif weighted:
+                value, correct = elementwise_loss_weighted(ws, d_at, ws, z_at, yb, wb, terms, m, K, loss)
+            else:
+                value, correct = elementwise_loss(ws, d_at, ws, z_at, yb, terms, m, K, loss)
 
             # backward: fills grad given the gradient at the logits at ws[d_at:]; the running gradient moves to
             # ws[d_next_at:] and back at each Dense op (the other ops work in place)

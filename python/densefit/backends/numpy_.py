@@ -96,7 +96,7 @@ def per_sample_loss(loss: int, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray
             return -logp[np.arange(z.shape[0]), labels].astype(np.float64), int(np.count_nonzero(predicted == labels))
         return (-np.add.reduce(y * logp, axis=1, dtype=np.float64),
                 int(np.count_nonzero(predicted == y.argmax(axis=1))))
-    correct = int(np.count_nonzero(L.binary_crossentropy_hit(z, y, T))) if spec.correct == "elements" else 0
+    correct = int(np.count_nonzero(spec.hit(z, y, T))) if spec.hit is not None else 0
     return np.add.reduce(spec.term(z, y, T), axis=1, dtype=np.float64) / K, correct
 
 
