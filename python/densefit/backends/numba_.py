@@ -619,15 +619,14 @@ for _spec in _ELEMENTWISE:
             globals()[f"_{_part}_{_spec.code}"] = inline(getattr(_spec, _part))
 
 
-def _loss_branch(spec):
-    lines = (f"    {'if' if spec is _ELEMENTWISE[0] else 'elif'} loss == {spec.code}:\n"
-             "        for i in range(n):\n"
-             f"            terms[i] = _term_{spec.code}(z[i], y[i], T)\n"
-             f"            dz[i] = _dz_{spec.code}(z[i], y[i], K, T)\n")
-    if spec.hit is not None:
-        lines += ("        for i in range(n):\n"
-                  f"            correct += _hit_{spec.code}(z[i], y[i], T)\n")
-    return lines
+def _loss_branch(spec, scaled):
+    """One ``if loss == <code>:`` branch: one loop over the elements, each element's term, its ``dz`` (times
+    ``scale`` unless rows are ``scaled`` after it) and its hit."""
+    hit = f"            correct += _hit_{spec.code}(z[i], y[i], T)\n" if spec.hit is not None else ""
+    return (f"    {'if' if spec is _ELEMENTWISE[0] else 'elif'} loss == {spec.code}:\n"
+            "        for i in range(n):\n"
+            f"            terms[i] = _term_{spec.code}(z[i], y[i], T)\n"
+            f"            dz[i] = _dz_{spec.code}(z[i], y[i], K, T){'' if scaled else ' * scale'}\n" + hit)
 
 
 def _loss_source(name, rows_scaled):
@@ -636,17 +635,15 @@ def _loss_source(name, rows_scaled):
             "    n = m * K\n"
             "    dz, z, terms = dbuf[dz_at:dz_at + n], acts[z_at:z_at + n], scratch[:n]\n"
             "    T = z.dtype.type\n"
+            "    scale = T(1 / m)\n"
             "    correct = 0\n"
-            + "".join(_loss_branch(spec) for spec in _ELEMENTWISE)
+            + "".join(_loss_branch(spec, rows_scaled) for spec in _ELEMENTWISE)
             + ("    total = 0.0\n"
                "    for r in range(m):\n"
                "        for i in range(r * K, (r + 1) * K):\n"
                "            dz[i] = dz[i] * rs[r]\n"
                "        total += sum64(terms[r * K:(r + 1) * K], K) / K * np.float64(rs[r])\n"
                "    return total, correct\n" if rows_scaled else
-               "    scale = T(1 / m)\n"
-               "    for i in range(n):\n"
-               "        dz[i] = dz[i] * scale\n"
                "    return sum64(terms, n) / n, correct\n"))
 
 
