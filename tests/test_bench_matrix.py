@@ -83,7 +83,8 @@ def test_quick_matrix_table_and_checks():
             assert cells["cpp / best peer"].endswith("×")
         if "numba" in trainers:
             assert cells["numba / cpp"].endswith("×")
-    assert "sgemm peak" in text
+    for dtype in {result["row"].dtype for result in results}:
+        assert f"{dtype} GEMM peak" in text
     for result in results:
         row = result["row"]
         assert result["reference"] is not None
@@ -106,3 +107,12 @@ def test_densefit_bench_matrix_command(capsys, tmp_path):
     assert head[:len(matrix.HEAD)] == matrix.HEAD and "cpp samples/s" in head
     assert line[0] == "relu-narrow-b32" and line[-1] == "ok"
     assert "densefit bench --matrix" in text
+
+
+def test_percent_of_peak_is_against_the_rows_dtype():
+    """A float64 row's GFLOP/s is set against the float64 (dgemm) peak, a float32 row's against sgemm's."""
+    rows = [matrix.Row("a", (4, 4, 1), "relu", "sgd", 32), matrix.Row("b", (4, 4, 1), "relu", "sgd", 32, "float64")]
+    results = [{"row": row, "reference": None, "trainers": {"cpp": {"samples_per_s": 1e6, "gflops": 50.0}}}
+               for row in rows]
+    head, *body = _table("\n".join(matrix.table(results, ["cpp"], {"float32": 200.0, "float64": 100.0})))
+    assert [dict(zip(head, line))["% of peak"] for line in body] == ["25%", "50%"]

@@ -962,32 +962,23 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
            step, progress, cancel):
     """The network run over batches, in one of three modes:
 
-    - ``TRAIN``: all epochs: epoch ``e`` visits ``orders[e]`` (``orders[0]`` every epoch if ``orders`` has one
-      row; rows ``0..n-1`` if that row is empty), or for a shuffled call (``half_bits``, ``shuffle.half_bits(n)``,
-      not 0) the order :func:`epoch_order` computes for epoch ``first_epoch + e`` with ``shuffle_seed`` (both
-      uint64; ``orders`` unused), in slices of
-      ``batch_size`` with learning rate ``lrs[e]``, one optimizer step per slice, the first one numbered
-      ``step``; returns ``(E, 4)`` stats.
-    - ``GRADIENT``: one training-mode batch (``batch_size = n``, one epoch): fills ``grad (P,)`` and returns
-      the stats of that batch, without an optimizer step (``stats`` moves: pass a copy).
-    - ``PREDICT``: the inference-mode outputs through ``output_act`` into ``outputs (n·K,)``; ``y`` unused.
+    - ``TRAIN``: every epoch ``e`` (learning rate ``lrs[e]``) in slices of ``batch_size``, one optimizer step
+      per slice, the first numbered ``step``, in the order ``orders[e]`` (``orders[0]`` every epoch if it has
+      one row; rows ``0..n-1`` if that row is empty), or for a shuffled call (``half_bits`` =
+      ``shuffle.half_bits(n)`` not 0) in :func:`epoch_order`'s order of epoch ``first_epoch + e`` with
+      ``shuffle_seed``; returns the ``(E, 4)`` stats.
+    - ``GRADIENT``: one training-mode batch of all ``n`` rows: fills ``grad (P,)``, no step; returns its stats.
+    - ``PREDICT``: the inference-mode outputs through ``output_act`` into ``outputs (n·K,)``.
 
-    ``sample_weight`` is the ``(n, 1)`` column of row weights, gathered with each batch as its targets are,
-    or ``(0, 1)``: none, every batch its mean (see densefit.backends for the weighted objective).
-    ``penalty_per_weight``: the plan's flag (:func:`penalty_scale`). ``progress`` (``(1,)`` int64, or
-    ``(0,)``: none) receives the rows trained so far after every batch, for a bar another thread polls;
-    ``cancel`` (the same kinds) is polled between batches: once nonzero the epoch under way is undone and the
-    completed epochs' rows of the stats are returned.
+    ``sample_weight``: the ``(n, 1)`` row weights, gathered with each batch as its targets are, or ``(0, 1)``.
+    ``progress`` (``(1,)`` int64, or ``(0,)``) gets the rows trained so far after every batch; ``cancel`` (the
+    same) is polled between batches: once nonzero the epoch under way is undone and the completed epochs'
+    stats are returned.
 
-    The forward and backward loops over the ops are written out here, in the loop over batches, rather
-    than in functions of their own: a function given arrays (even one numba pastes in) takes a reference on
-    each of them per call, about twenty atomic operations per step, more than the arithmetic of a
-    network of a few dozen weights trained one sample at a time. At one sample per step an Activation op's
-    few values are looped here too (:func:`activation_forward_one`, :func:`activation_backward_one`, inline,
-    on ``ws`` itself), and so is a lone row's copy (and its target's), in order or shuffled, instead of
-    calls to copy_rows or gather_rows. Moving the one-sample Dense loops here as well measured slower.
-    At one sample a Dense op takes loops up to far larger layers than a batch does (``SMALL_GEMV``):
-    BLAS's matrix-vector call, with its views, cost more than the whole step of a small network."""
+    The loops over the ops are written out here rather than in functions of their own (see the module
+    docstring: each call given arrays costs reference counting), and at one sample per step so are an
+    Activation op's few values and the row's copy. At one sample a Dense op takes loops up to far larger
+    layers (``SMALL_GEMV``): BLAS's matrix-vector call, with its views, costs more than a small network's step."""
     n_ops, K = ops.shape[0], ops[ops.shape[0] - 1, N_OUT]
     check_codes(ops, loss, optimizer)
     training = mode != PREDICT

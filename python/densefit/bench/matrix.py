@@ -32,9 +32,9 @@ and its timings are still shown.
 Timing: one untimed warm-up (the check run; it absorbs JIT compilation), then ``R`` timed runs
 per trainer, interleaved (trainer A, B, C, A, B, C, ...), median reported as samples/s (rows ×
 epochs / seconds). GFLOP/s counts 6 FLOPs per multiply-add of the Dense layers and sample
-(forward 2, backward 4), against the float32 sgemm peak measured here: the best of a 2048² numpy
-matmul and of the core's own GEMM (``densefit._core.gemm``), at the thread count of the run; the
-single-thread numpy peak is printed too. No result passes or fails on speed.
+(forward 2, backward 4), against the GEMM peak of the row's dtype measured here (float32 sgemm,
+float64 dgemm: half its lanes): the best of a 2048² numpy matmul and of the core's own GEMM
+(``densefit._core.gemm``), at the thread count of the run; the single-thread numpy peak is printed too. No result passes or fails on speed.
 
 ``--quick``: tiny sizes (hidden widths at most 64, inputs at most 32, at most ~600 rows, at most 2
 epochs, one timed run) for tests and smoke runs; its numbers mean nothing.
@@ -710,10 +710,10 @@ def measure_row(row: Row, trainers, repeats: int, log=None) -> dict:
     return out
 
 
-def sgemm_peaks(size: int = 2048, repeats: int = 3) -> dict:
-    """Float32 GFLOP/s of a ``size``² matmul, best of ``repeats``: numpy with one thread, numpy
+def gemm_peaks(size: int = 2048, repeats: int = 3, dtype: str = "float32") -> dict:
+    """GFLOP/s of a ``size``² matmul in ``dtype``, best of ``repeats``: numpy with one thread, numpy
     with the run's threads, and the core's GEMM (``densefit._core.gemm``, kernel ``auto``) if exposed."""
-    a, b = (np.random.default_rng(i).random((size, size), dtype=np.float32) for i in range(2))
+    a, b = (np.random.default_rng(i).random((size, size)).astype(dtype) for i in range(2))
     flops = 2 * size ** 3
 
     def best(fn):
@@ -752,8 +752,9 @@ HEAD = ["row", "network", "activation", "optimizer", "batch", "dtype", "extras",
 RATIO_COLUMNS = ["cpp / best peer", "numba / cpp", "cpp GFLOP/s", "% of peak", "ref loss", "max weight Δ", "check"]
 
 
-def table(results, trainers, peak: float) -> list[str]:
-    """The markdown table: one line per row, samples/s per trainer, ratios, cpp GFLOP/s, checks."""
+def table(results, trainers, peaks: dict) -> list[str]:
+    """The markdown table: one line per row, samples/s per trainer, ratios, cpp GFLOP/s (against
+    ``peaks[row.dtype]``), checks."""
     head = HEAD + [f"{t} samples/s" for t in trainers] + RATIO_COLUMNS
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for result in results:
@@ -767,6 +768,7 @@ def table(results, trainers, peak: float) -> list[str]:
         cells.append(f"{rate['numba'] / rate['cpp']:.3g}×" if "numba" in rate and "cpp" in rate else "")
         if "cpp" in rate:
             gflops = entries["cpp"]["gflops"]
+            peak = peaks.get(row.dtype)
             cells += [f"{gflops:.3g}", f"{100 * gflops / peak:.0f}%" if peak else ""]
         else:
             cells += ["", ""]
@@ -784,7 +786,7 @@ LEGEND = ("samples/s = rows × epochs / median timed run (runs interleaved acros
           "warm-up that is also the check run); every trainer shuffles each epoch with fit's permutation "
           "`densefit.shuffle.permutation(seed, epoch, n)`, drawn inside its timed loop; cpp / best peer = cpp samples/s over "
           "the fastest of torch eager, JAX jit step and JAX lax.scan; GFLOP/s = 6 × Dense multiply-adds per sample × "
-          "samples/s; % of peak against the float32 sgemm peak above (the best of its measurements); ref loss = final "
+          "samples/s; % of peak against the GEMM peak of the row's dtype above (the best of its measurements); ref loss = final "
           "loss of densefit-numpy; max weight Δ = the largest max|w - w_ref| / max|w_ref| (over all weights) of any "
           "trainer (float32 rounding differences grow along chaotic trajectories); check = final loss/accuracy "
           "(densefit-numpy evaluates every trainer's weights) against densefit's numpy backend trained the same way.")
@@ -837,7 +839,8 @@ def run(args, command: str) -> int:
 def markdown(rows, trainers, repeats, threads, command, quick=False, log=None) -> tuple[list[str], list[dict]]:
     """The matrix section's lines and the measured results (see :func:`measure_row`)."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    peaks = sgemm_peaks(512 if quick else 2048, 1 if quick else 3)
+    peaks = {dtype: gemm_peaks(512 if quick else 2048, 1 if quick else 3, dtype)
+             for dtype in sorted({row.dtype for row in rows})}
     results = []
     for row in rows:
         log(f"{row.name}: {row.rows:,} rows × {row.epochs} epochs")
@@ -851,10 +854,11 @@ def markdown(rows, trainers, repeats, threads, command, quick=False, log=None) -
     header = [line for line in machine_lines(info, None, command) if not line.startswith("- threads")]
     header.insert(2, f"- threads: {threads or 'library defaults'}; median of {repeats} interleaved timed runs "
                      "after one warm-up (check) run per trainer")
-    header.insert(3, "- float32 sgemm peak: " + ", ".join(
-        f"{k.replace('_', ' ')} {v:.1f} GFLOP/s" for k, v in peaks.items() if k != "peak")
-        + f"; % of peak uses {peaks['peak']:.1f}")
-    return ["## Benchmark matrix", ""] + header + ["", LEGEND, ""] + table(results, trainers, peaks["peak"]) \
+    for k, (dtype, peak) in enumerate(peaks.items()):
+        header.insert(3 + k, f"- {dtype} GEMM peak: " + ", ".join(
+            f"{key.replace('_', ' ')} {v:.1f} GFLOP/s" for key, v in peak.items() if key != "peak")
+            + f"; % of peak uses {peak['peak']:.1f}")
+    return ["## Benchmark matrix", ""] + header + ["", LEGEND, ""] + table(results, trainers, {dtype: peak["peak"] for dtype, peak in peaks.items()}) \
         + [""], results
 
 
