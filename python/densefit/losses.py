@@ -80,6 +80,7 @@ REGISTRY: tuple[Spec, ...] = (
     Spec("categorical_crossentropy", 2, A.SOFTMAX, "rows", aliases=("sparse_categorical_crossentropy",)),
 )
 assert [s.code for s in REGISTRY] == list(range(len(REGISTRY))), "codes are the registry's positions"
+assert all((s.correct == "elements") == (s.hit is not None) for s in REGISTRY), "hit is what counts elements"
 
 MSE, BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY = (s.code for s in REGISTRY)
 
