@@ -402,10 +402,13 @@ class Sequential:
             logs.update({f"val_{k}": [v] for k, v in self._evaluate(*validation[:2], None, validation[2]).items()})
         logs["learning_rate"] = lrs
         history._extend(range(first, first + count), logs, elapsed, n)
+        if not callbacks.callbacks:  # a fit of many short epochs would spend more on the loop below than on training
+            return
+        values = {k: np.asarray(v, dtype=np.float64).tolist() for k, v in logs.items()}
         for i in range(count):
             if not per_epoch:
                 callbacks.on_epoch_begin(first + i, {})
-            callbacks.on_epoch_end(first + i, {k: float(v[i]) for k, v in logs.items()})
+            callbacks.on_epoch_end(first + i, {k: v[i] for k, v in values.items()})
 
     def _may_be_long(self, history, count: int, n: int, batch_size: int) -> bool:
         """Whether a backend call of ``count`` epochs may outlast the ~0.25 s within which Ctrl-C
