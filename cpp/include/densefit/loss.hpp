@@ -39,16 +39,17 @@ LossSum mse_rows(T* dz, const T* z, const T* y, int64_t n, T scale) {
         const double diff = static_cast<double>(z[i] - y[i]);
         return diff * diff;
     };
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;  // independent partial sums: the adds do not wait on each other
+    // Sixteen independent partial sums (element i into sum i mod 16, the tail into sum 0), added
+    // pairwise at the end: the adds do not wait on each other, and the sums fill two vectors.
+    constexpr int kSums = 16;
+    double s[kSums] = {};
     int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += square(i);
-        s1 += square(i + 1);
-        s2 += square(i + 2);
-        s3 += square(i + 3);
-    }
-    for (; i < n; i++) s0 += square(i);
-    return {(s0 + s1) + (s2 + s3), 0};
+    for (; i + kSums <= n; i += kSums)
+        for (int j = 0; j < kSums; j++) s[j] += square(i + j);
+    for (; i < n; i++) s[0] += square(i);
+    for (int width = kSums / 2; width > 0; width /= 2)
+        for (int j = 0; j < width; j++) s[j] += s[j + width];
+    return {s[0], 0};
 }
 
 // log1p(x) for x in [0, 1] through the library's logf and the correction of Goldberg ("What every
