@@ -8,6 +8,12 @@ would, for the networks of the benchmark workloads. Not part of densefit.
 - :func:`linear_epochs`: linear or logistic regression (W5, W6) as per-sample scalar loops
   accumulating the batch gradient.
 
+Both train ``len(orders)`` epochs, epoch ``e`` visiting the rows in the order ``orders[e]``
+(``orders``: ``(epochs, n)`` int64, a shuffled workload's precomputed permutations), each
+batch's rows read through the order inside the loop (the MLP's 2-D views path gathers them into
+a batch buffer); ``orders`` of shape ``(epochs, 0)`` (:func:`in_order`) means ``0..n-1``, the
+rows read in place.
+
 Size legend: ``m`` rows of the batch, ``n`` rows of X, ``d`` features, ``K`` outputs.
 Losses are means over the batch (MSE also over outputs); gradients are taken w.r.t. the
 logits in the fused form. Updates follow torch.optim (SGD with momentum, Adam).
@@ -18,6 +24,17 @@ from numba import njit
 
 MSE, BCE, CCE = 0, 1, 2
 SGD, ADAM = 0, 1
+
+
+def in_order(epochs: int) -> np.ndarray:
+    """The ``orders`` argument for ``epochs`` epochs in the order ``0..n-1``."""
+    return np.empty((epochs, 0), dtype=np.int64)
+
+
+@njit
+def _row(order, k):
+    """The row at position ``k`` of an epoch: ``order[k]``, or ``k`` if the epoch has no order."""
+    return order[k] if order.size else k
 
 
 @njit
@@ -38,13 +55,14 @@ def _matmul(out, a, b, use_blas):
 
 
 @njit
-def _loss_grad(dz, z, zo, Y, start, m, loss):
+def _loss_grad(dz, z, zo, Y, order, start, m, loss):
     """dz[:m·K] = d(mean loss)/dz for the batch of logits z[zo:zo + m·K] (flat, row-major) and
-    targets Y[start:start + m]; returns the summed (not mean) loss of the batch."""
+    the targets of positions start..start + m of the epoch's order; returns the summed (not
+    mean) loss of the batch."""
     K = Y.shape[1]
     total = 0.0
     for i in range(m):
-        r, y = zo + i * K, start + i
+        r, y = zo + i * K, _row(order, start + i)
         if loss == CCE:
             zmax = z[r]
             for j in range(K):
@@ -86,8 +104,9 @@ def _update(params, grads, slots, optimizer, lr, momentum, t):
             params[i] -= lr * (slots[i] / c1) / (np.sqrt(slots[P + i] / c2) + 1e-8)
 
 
-def mlp_epochs(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, batch_size, epochs, use_blas):
-    """Train in place for ``epochs`` epochs over ``0..n-1``; returns the last epoch's mean loss.
+def mlp_epochs(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, batch_size, orders, use_blas):
+    """Train in place for ``len(orders)`` epochs, each in its order (see the module docstring);
+    returns the last epoch's mean loss.
 
     ``params``: flat ``W0, b0, W1, b1, ...`` (``W`` row-major ``in×out``); ``slots``: zeros of
     ``params.size`` (SGD) or ``2·params.size`` (Adam); ``sizes``: widths from input to output.
@@ -98,8 +117,8 @@ def mlp_epochs(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, batch_
     matrix products as explicit loops, or ``np.dot`` when ``use_blas``.
     """
     if max(sizes) < 16 and not use_blas:
-        return _mlp_epochs_flat(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, batch_size, epochs)
-    return _mlp_epochs_views(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, batch_size, epochs, use_blas)
+        return _mlp_epochs_flat(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, batch_size, orders)
+    return _mlp_epochs_views(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, batch_size, orders, use_blas)
 
 
 @njit
@@ -158,7 +177,7 @@ def _layer_offsets(sizes):
 
 
 @njit
-def _mlp_epochs_flat(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, batch_size, epochs):
+def _mlp_epochs_flat(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, batch_size, orders):
     n, d = X.shape
     L = sizes.size - 1
     stride = batch_size * sizes.max()
@@ -168,17 +187,19 @@ def _mlp_epochs_flat(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, 
     offsets = _layer_offsets(sizes)
     t = 0
     total = 0.0
-    for _ in range(epochs):
+    for e in range(orders.shape[0]):
+        order = orders[e]
         total = 0.0
         for start in range(0, n, batch_size):
             m = min(batch_size, n - start)
             for i in range(m):
+                row = _row(order, start + i)
                 for p in range(d):
-                    acts[i * d + p] = X[start + i, p]
+                    acts[i * d + p] = X[row, p]
             for l in range(L):
                 _dense_forward(acts, (l + 1) * stride, l * stride, params, offsets[l], m, sizes[l], sizes[l + 1],
                                l < L - 1)
-            total += _loss_grad(delta, acts, L * stride, Y, start, m, loss)
+            total += _loss_grad(delta, acts, L * stride, Y, order, start, m, loss)
             for l in range(L - 1, -1, -1):
                 cur, nxt = (L - 1 - l) % 2, (L - l) % 2
                 _dense_backward(delta, nxt * stride, cur * stride, acts, l * stride, grads, params, offsets[l], m,
@@ -189,24 +210,34 @@ def _mlp_epochs_flat(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, 
 
 
 @njit
-def _mlp_epochs_views(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, batch_size, epochs, use_blas):
-    n = X.shape[0]
+def _mlp_epochs_views(X, Y, params, slots, sizes, loss, optimizer, lr, momentum, batch_size, orders, use_blas):
+    n, d = X.shape
     L = sizes.size - 1
     width = sizes.max()
     grads = np.zeros_like(params)
     acts = np.zeros((L, batch_size * width), dtype=X.dtype)   # outputs of each layer
     delta = np.zeros((2, batch_size * width), dtype=X.dtype)  # dL/d(layer output), ping-pong
+    gathered = np.zeros((batch_size, d), dtype=X.dtype)       # a shuffled batch's rows of X
     offsets = _layer_offsets(sizes)
     t = 0
     total = 0.0
-    for _ in range(epochs):
+    for e in range(orders.shape[0]):
+        order = orders[e]
         total = 0.0
         for start in range(0, n, batch_size):
             m = min(batch_size, n - start)
+            if order.size:
+                for i in range(m):
+                    row = order[start + i]
+                    for p in range(d):
+                        gathered[i, p] = X[row, p]
+                x = gathered[:m]
+            else:
+                x = X[start:start + m]
             # forward
             for l in range(L):
                 d_in, d_out, o = sizes[l], sizes[l + 1], offsets[l]
-                inp = X[start:start + m] if l == 0 else acts[l - 1, :m * d_in].reshape((m, d_in))
+                inp = x if l == 0 else acts[l - 1, :m * d_in].reshape((m, d_in))
                 W = params[o:o + d_in * d_out].reshape((d_in, d_out))
                 b = params[o + d_in * d_out:o + d_in * d_out + d_out]
                 out = acts[l, :m * d_out].reshape((m, d_out))
@@ -216,11 +247,11 @@ def _mlp_epochs_views(X, Y, params, slots, sizes, loss, optimizer, lr, momentum,
                         out[i, j] += b[j]
                         if l < L - 1 and out[i, j] < 0:
                             out[i, j] = 0.0
-            total += _loss_grad(delta[0], acts[L - 1], 0, Y, start, m, loss)
+            total += _loss_grad(delta[0], acts[L - 1], 0, Y, order, start, m, loss)
             # backward
             for l in range(L - 1, -1, -1):
                 d_in, d_out, o = sizes[l], sizes[l + 1], offsets[l]
-                inp = X[start:start + m] if l == 0 else acts[l - 1, :m * d_in].reshape((m, d_in))
+                inp = x if l == 0 else acts[l - 1, :m * d_in].reshape((m, d_in))
                 W = params[o:o + d_in * d_out].reshape((d_in, d_out))
                 dW = grads[o:o + d_in * d_out].reshape((d_in, d_out))
                 db = grads[o + d_in * d_out:o + d_in * d_out + d_out]
@@ -244,17 +275,20 @@ def _mlp_epochs_views(X, Y, params, slots, sizes, loss, optimizer, lr, momentum,
 
 
 @njit
-def linear_epochs(X, y, w, b, loss, lr, batch_size, epochs):
+def linear_epochs(X, y, w, b, loss, lr, batch_size, orders):
     """Plain mini-batch SGD in place on ``z = X·w + b`` (one output): ``loss`` MSE (linear
-    regression) or BCE (logistic regression). ``b`` is a 1-element array."""
+    regression) or BCE (logistic regression), ``len(orders)`` epochs, each in its order (rows
+    read where they are). ``b`` is a 1-element array."""
     n, d = X.shape
     gw = np.zeros_like(w)
-    for _ in range(epochs):
+    for e in range(orders.shape[0]):
+        order = orders[e]
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             gw[:] = 0.0
             gb = 0.0
-            for i in range(start, stop):
+            for k in range(start, stop):
+                i = _row(order, k)
                 z = b[0]
                 for j in range(d):
                     z += X[i, j] * w[j]

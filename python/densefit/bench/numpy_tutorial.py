@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .workloads import batch_rows
+
 MSE, BCE, CCE = "mse", "binary_crossentropy", "categorical_crossentropy"
 
 
@@ -30,19 +32,21 @@ def _loss_and_dlogits(z: np.ndarray, y: np.ndarray, loss: str) -> tuple[float, n
 
 
 def train(X: np.ndarray, Y: np.ndarray, weights: list, loss: str, optimizer: str, lr: float, momentum: float,
-          batch_size: int, epochs: int) -> list:
-    """Train ``weights`` (``[W0, b0, W1, b1, ...]``, relu hidden layers) in place over ``0..n-1``
-    in slices of ``batch_size``; SGD (torch's momentum) or Adam (β 0.9/0.999, ε 1e-8). Like the
-    tutorial (and like densefit's ``fit``), it records each epoch's mean training loss."""
+          batch_size: int, epochs: int, orders: np.ndarray | None = None) -> list:
+    """Train ``weights`` (``[W0, b0, W1, b1, ...]``, relu hidden layers) in place over ``0..n-1``,
+    or epoch ``e`` over ``orders[e]`` (``orders``: ``(epochs, n)``), in slices of ``batch_size``;
+    SGD (torch's momentum) or Adam (β 0.9/0.999, ε 1e-8). Like the tutorial (and like densefit's
+    ``fit``), it records each epoch's mean training loss."""
     slots = [np.zeros_like(w) for w in weights]
     second = [np.zeros_like(w) for w in weights]
     t = 0
     L = len(weights) // 2
     curve = []
-    for _ in range(epochs):
+    for e in range(epochs):
         total = 0.0
         for start in range(0, len(X), batch_size):
-            xb, yb = X[start:start + batch_size], Y[start:start + batch_size]
+            rows = batch_rows(None if orders is None else orders[e], start, start + batch_size)
+            xb, yb = X[rows], Y[rows]
             acts = [xb]
             for l in range(L):
                 z = acts[-1] @ weights[2 * l] + weights[2 * l + 1]

@@ -6,9 +6,11 @@ run from the workload's initial weights, returning the final weights ``[W0, b0, 
 (``W`` is ``(in, out)``). :func:`train` is ``setup`` + ``run`` + :func:`workloads.evaluate`.
 
 What is the same for every peer: the data, the network, the loss, the optimizer and its
-hyper-parameters, the batch size, the epochs, and the sample order ``0..n-1`` (no shuffling:
-shuffling would make the orders differ between libraries, and the order does not change the
-cost). Initial weights are copied from a densefit model everywhere except where noted:
+hyper-parameters, the batch size, the epochs, and the sample order: ``0..n-1``, or in a
+shuffled workload (W3, W4, W6) ``fit(shuffle=True)``'s permutation of each epoch, which densefit
+draws inside ``fit`` (timed) and the peers precompute in ``setup`` (:meth:`Workload.orders`,
+untimed), gathering each batch's rows in the timed run as densefit does. Initial weights are
+copied from a densefit model everywhere except where noted:
 
 - scikit-learn's ``MLPClassifier`` gets them through its ``_init_coef`` hook (its SGD without
   Nesterov and with ``alpha=0`` is the same update; its Adam puts ε inside the bias
@@ -16,6 +18,13 @@ cost). Initial weights are copied from a densefit model everywhere except where 
   ``coef_init``/``intercept_init`` but update **per sample** (``batch_size`` 1, not the
   workload's); ``SGDRegressor``'s squared loss is ``½(ŷ - y)²``, so it steps half as far as
   MSE. Their results are checked one-sided (no worse than densefit's numpy backend).
+  scikit-learn's ``fit`` takes no sample order. In a shuffled workload ``MLPClassifier`` trains
+  one ``partial_fit`` (one epoch, unshuffled) per epoch on ``X[order]``, so it follows fit's
+  orders; the per-sample ``SGDRegressor`` (W6), whose trajectory differs anyway, shuffles with
+  its own generator (``shuffle=True, random_state=SEED``). (Neither of ``MLPClassifier``'s own
+  choices passes its check everywhere: in order ``0..n-1`` its W4 at
+  ``DENSEFIT_BENCH_SCALE=0.05`` ends 3.5 accuracy points from densefit's, with its own shuffle
+  its full-size W4 loss 14% above.)
 - The JAX and hand-written numba trainers write the SGD-with-momentum and Adam updates by
   hand, with torch.optim's formulas.
 """
@@ -27,12 +36,13 @@ import importlib.util
 import os
 import warnings
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
 
 from . import threads_env
-from .workloads import BCE, CCE, MSE, SEED, Workload, batches, evaluate
+from .workloads import BCE, CCE, MSE, SEED, Workload, batch_rows, batches, evaluate
 
 DENSEFIT_BACKENDS = ("cpp", "numba", "numpy")
 REFERENCE = "densefit-numpy"
@@ -97,7 +107,8 @@ def _densefit_setup(backend: str):
         def run():
             model.compile(loss=w.loss, optimizer=w.densefit_optimizer())    # fresh optimizer slots and counters
             model.set_weights(init)
-            model.fit(w.X, w.targets, epochs=w.epochs, batch_size=w.batch_size, shuffle=False, verbose=0)
+            # epoch e visits permutation(SEED, e, n) when shuffled: compile restarted the epoch count
+            model.fit(w.X, w.targets, epochs=w.epochs, batch_size=w.batch_size, shuffle=w.shuffle, verbose=0)
             return model.get_weights()
         return run
     return setup
@@ -143,6 +154,8 @@ def _torch_setup(compiled: bool):
         if compiled:
             step = torch.compile(step)
         slices = batches(w.n, w.batch_size)
+        orders = w.orders()
+        orders = [None] * w.epochs if orders is None else list(torch.from_numpy(orders))
         init = w.init_weights()
 
         def run():
@@ -156,9 +169,10 @@ def _torch_setup(compiled: bool):
                     for value in state.values():
                         if torch.is_tensor(value):
                             value.zero_()
-            for _ in range(w.epochs):
+            for order in orders:
                 for start, stop in slices:
-                    step(X[start:stop], T[start:stop])
+                    rows = batch_rows(order, start, stop)
+                    step(X[rows], T[rows])
             weights = []
             for layer in linears:
                 weights += [layer.weight.detach().numpy().T.copy(), layer.bias.detach().numpy().copy()]
@@ -181,11 +195,15 @@ def _torch_compile_problem() -> str | None:
 # ------------------------------------------------------------------------------ JAX
 @functools.lru_cache(maxsize=None)
 def _jax():
-    """JAX on the CPU with float64 enabled (W6), and the jitted ``step`` and ``epoch``.
+    """JAX on the CPU with float64 enabled (W6), and the jitted functions: ``step`` (one batch)
+    and ``epoch`` (``lax.scan`` over stacked full batches) for epochs in order ``0..n-1``;
+    ``step_at`` and ``epoch_at``, the same on the whole ``X``, ``Y`` and an epoch's order: the
+    batch's positions are a ``dynamic_slice`` of the order and its rows gathered inside the
+    jitted code (matrix.py's way), so the gather is in the peer's time as in densefit's.
 
     State is ``(params, slots, t)``: ``params`` the tuple ``(W0, b0, ...)``, ``slots`` the
     momentum buffers (SGD) or ``m`` then ``v`` (Adam), ``t`` the step count in the params' dtype.
-    ``spec`` (static) is ``(loss, optimizer, lr, momentum)``.
+    ``spec`` (static) is ``(loss, optimizer, lr, momentum)``; ``size`` (static) the batch's rows.
     """
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import jax
@@ -225,30 +243,59 @@ def _jax():
         state, _ = jax.lax.scan(lambda s, batch: (step(s, *batch, spec), None), state, (Xb, Yb))
         return state
 
-    return jax, jax.jit(step, static_argnames="spec"), jax.jit(epoch, static_argnames="spec")
+    def step_at(state, X, Y, order, start, spec, size):
+        rows = jax.lax.dynamic_slice(order, (start,), (size,))
+        return step(state, X[rows], Y[rows], spec)
+
+    def epoch_at(state, X, Y, order, spec, size):
+        full = order.shape[0] // size * size
+        state, _ = jax.lax.scan(lambda s, rows: (step(s, X[rows], Y[rows], spec), None), state,
+                                order[:full].reshape(-1, size))
+        return state
+
+    by_order = ("spec", "size")
+    return jax, SimpleNamespace(step=jax.jit(step, static_argnames="spec"),
+                                epoch=jax.jit(epoch, static_argnames="spec"),
+                                step_at=jax.jit(step_at, static_argnames=by_order),
+                                epoch_at=jax.jit(epoch_at, static_argnames=by_order))
 
 
 def _jax_setup(scan: bool):
     def setup(w: Workload):
-        jax, step, epoch = _jax()
+        jax, jitted = _jax()
         spec = (w.loss, w.optimizer, w.lr, w.momentum)
         params = tuple(jax.device_put(a) for a in w.init_weights())
         slots = tuple(jax.numpy.zeros_like(p) for p in params) * (2 if w.optimizer == "adam" else 1)
         t0 = jax.numpy.zeros((), dtype=w.dtype)
-        slices = batches(w.n, w.batch_size)
-        if scan:   # full batches stacked as (batches, batch_size, d) for lax.scan; the smaller last one apart
-            full = w.n // w.batch_size * w.batch_size
-            stacked = [jax.device_put(a[:full].reshape(full // w.batch_size, w.batch_size, -1)) for a in (w.X, w.Y)]
-            slices = slices[full // w.batch_size:]
-        data = [(jax.device_put(w.X[start:stop]), jax.device_put(w.Y[start:stop])) for start, stop in slices]
+        full = w.n // w.batch_size * w.batch_size if scan else 0   # rows in the full batches lax.scan takes
+        steps = batches(w.n, w.batch_size)[full // w.batch_size:]   # the batches stepped one at a time
+        if w.shuffle:   # the whole data and each epoch's order on the device; rows gathered in the jitted code
+            X, Y = jax.device_put(w.X), jax.device_put(w.Y)
+            orders = [jax.device_put(order) for order in w.orders()]
+
+            def epoch(state, order):
+                if full:
+                    state = jitted.epoch_at(state, X, Y, order, spec=spec, size=w.batch_size)
+                for start, stop in steps:
+                    state = jitted.step_at(state, X, Y, order, start, spec=spec, size=stop - start)
+                return state
+        else:           # 0..n-1: the batches sliced once, the full ones stacked as (batches, batch_size, d)
+            stacked = [jax.device_put(a[:full].reshape(full // w.batch_size, w.batch_size, a.shape[1]))
+                       for a in (w.X, w.Y)]
+            data = [(jax.device_put(w.X[start:stop]), jax.device_put(w.Y[start:stop])) for start, stop in steps]
+            orders = [None] * w.epochs
+
+            def epoch(state, order):
+                if full:
+                    state = jitted.epoch(state, *stacked, spec=spec)
+                for x, y in data:
+                    state = jitted.step(state, x, y, spec=spec)
+                return state
 
         def run():
             state = (params, slots, t0)
-            for _ in range(w.epochs):
-                if scan and stacked[0].shape[0]:
-                    state = epoch(state, *stacked, spec=spec)
-                for x, y in data:
-                    state = step(state, x, y, spec=spec)
+            for order in orders:
+                state = epoch(state, order)
             return [np.asarray(p) for p in jax.block_until_ready(state[0])]
         return run
     return setup
@@ -272,19 +319,25 @@ def _sklearn_setup(w: Workload):
         solver = {"adam": dict(solver="adam", beta_1=0.9, beta_2=0.999, epsilon=1e-8),
                   "sgd": dict(solver="sgd", learning_rate="constant", momentum=w.momentum, nesterovs_momentum=False)}
 
+        orders = w.orders()
+        classes = np.arange(max(2, w.sizes[-1]))
+
         def fit():
             model = SeededMLP(hidden_layer_sizes=w.sizes[1:-1], activation="relu", alpha=0.0, batch_size=w.batch_size,
                               learning_rate_init=w.lr, max_iter=w.epochs, shuffle=False, tol=0.0,
                               n_iter_no_change=w.epochs + 1, random_state=0, **solver[w.optimizer])
             model._next_layer = 0
-            model.fit(w.X, w.labels)
+            if orders is None:
+                model.fit(w.X, w.labels)
+            for order in [] if orders is None else orders:     # one epoch per call, its rows gathered in order
+                model.partial_fit(w.X[order], w.labels[order], classes=classes)
             return [a for pair in zip(model.coefs_, model.intercepts_) for a in pair]
     elif w.loss == BCE:
         from sklearn.linear_model import SGDClassifier
 
         def fit():
             model = SGDClassifier(loss="log_loss", penalty=None, learning_rate="constant", eta0=w.lr,
-                                  max_iter=w.epochs, tol=None, shuffle=False)
+                                  max_iter=w.epochs, tol=None, shuffle=w.shuffle, random_state=SEED)
             model.fit(w.X, w.labels, coef_init=init[0].T, intercept_init=init[1])
             return [model.coef_.T, model.intercept_]
     else:
@@ -292,7 +345,7 @@ def _sklearn_setup(w: Workload):
 
         def fit():
             model = SGDRegressor(loss="squared_error", penalty=None, learning_rate="constant", eta0=w.lr,
-                                 max_iter=w.epochs, tol=None, shuffle=False)
+                                 max_iter=w.epochs, tol=None, shuffle=w.shuffle, random_state=SEED)
             model.fit(w.X, w.Y[:, 0], coef_init=init[0][:, 0], intercept_init=init[1])
             return [model.coef_.reshape(-1, 1), model.intercept_]
 
@@ -305,9 +358,10 @@ def _sklearn_setup(w: Workload):
 
 def _sklearn_note(w: Workload) -> str:
     if len(w.sizes) > 2:
-        return "MLPClassifier"
+        return "MLPClassifier" + (", a partial_fit per epoch on X[order]" if w.shuffle else "")
     kind = "SGDClassifier(log_loss)" if w.loss == BCE else "SGDRegressor"
-    return f"{kind}: per-sample SGD (batch 1), not batch {w.batch_size}"
+    order = "; its own shuffle, not fit's order" if w.shuffle else ""
+    return f"{kind}: per-sample SGD (batch 1), not batch {w.batch_size}{order}"
 
 
 # ------------------------------------------------------------------------------ hand-written numba
@@ -315,12 +369,14 @@ def _numba_loop_setup(w: Workload):
     from . import numba_loops as nl
     init = w.init_weights()
     loss = {MSE: nl.MSE, BCE: nl.BCE, CCE: nl.CCE}[w.loss]
+    orders = w.orders()
+    orders = nl.in_order(w.epochs) if orders is None else orders
     if len(w.sizes) == 2:                  # linear / logistic regression: per-sample scalar loops
         y = np.ascontiguousarray(w.Y[:, 0])
 
         def run():
             coef, intercept = init[0][:, 0].copy(), init[1].copy()
-            nl.linear_epochs(w.X, y, coef, intercept, loss, w.lr, w.batch_size, w.epochs)
+            nl.linear_epochs(w.X, y, coef, intercept, loss, w.lr, w.batch_size, orders)
             return [coef.reshape(-1, 1), intercept]
         return run
 
@@ -332,7 +388,7 @@ def _numba_loop_setup(w: Workload):
     def run():
         params = flat.copy()
         slots = np.zeros(params.size * (2 if optimizer == nl.ADAM else 1), dtype=params.dtype)
-        nl.mlp_epochs(w.X, w.Y, params, slots, sizes, loss, optimizer, w.lr, w.momentum, w.batch_size, w.epochs,
+        nl.mlp_epochs(w.X, w.Y, params, slots, sizes, loss, optimizer, w.lr, w.momentum, w.batch_size, orders,
                       use_blas)
         weights, offset = [], 0
         for d_in, d_out in zip(w.sizes[:-1], w.sizes[1:]):
@@ -353,10 +409,11 @@ def _numba_loop_note(w: Workload) -> str:
 def _numpy_tutorial_setup(w: Workload):
     from . import numpy_tutorial
     init = w.init_weights()
+    orders = w.orders()
 
     def run():
         return numpy_tutorial.train(w.X, w.Y, [a.copy() for a in init], w.loss, w.optimizer, w.lr, w.momentum,
-                                    w.batch_size, w.epochs)
+                                    w.batch_size, w.epochs, orders)
     return run
 
 

@@ -12,7 +12,9 @@ torch.compile), a check of its final loss/accuracy against densefit's numpy back
 median of ``R`` timed runs (more for short runs, until they add up to 1 s). Reported: samples/s, the ratio to torch eager and to densefit's
 numpy backend, and for W3/W4 the achieved GFLOP/s against a float32 sgemm peak measured here
 (numpy 2048×2048 matmul, best of 5), for W5 the GB/s of X read. No result is a pass or a fail
-on speed; a trainer whose result disagrees is marked in the "check" column.
+on speed; a trainer whose result disagrees is marked in the "check" column. A workload's
+heading says whether it is shuffled (W3, W4, W6: every trainer visits ``fit(shuffle=True)``'s
+orders, see :mod:`.workloads`) or in order ``0..n-1``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ LEGEND = ("Columns: samples/s = rows × epochs / median run time; × torch eager
           "of samples/s in this run; first run +s = warm-up run minus median run, i.e. the JIT compile time for "
           "numba, JAX and torch.compile (paid once per process and signature, so a later workload may show 0); "
           "check = final loss/accuracy on the whole data set against densefit's numpy backend "
-          "(see densefit/bench/peers.py for the tolerances); GFLOP/s counts 6 FLOPs per weight and sample.")
+          "(see densefit/bench/peers.py for the tolerances); GFLOP/s counts 6 FLOPs per weight and sample. "
+          "Sample order (in each workload's heading): in order = rows 0..n-1 every epoch; shuffled = epoch e "
+          "visits densefit.shuffle.permutation(seed, e, n), fit(shuffle=True)'s order, for every trainer: densefit "
+          "draws it inside fit (timed), the peers precompute the same orders untimed; all gather the batches' rows "
+          "in the timed run (scikit-learn: MLPClassifier one partial_fit per epoch on X[order]; the per-sample "
+          "SGDRegressor shuffles with its own generator).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -128,7 +135,8 @@ def workload_table(w, rows, peak) -> list[str]:
     head = ["trainer", "samples/s", "× torch eager", "× densefit-numpy", "median s", "first run +s", "loss", "accuracy",
             "check"] + ([extra] if extra else []) + ["note"]
     lines = [f"### {w.id} {w.name}: {w.n:,} × {w.sizes[0]}, network {'-'.join(map(str, w.sizes))}, "
-             f"{w.optimizer} lr {w.lr:g}, batch {w.batch_size}, {w.epochs} epochs, {w.dtype}", "",
+             f"{w.optimizer} lr {w.lr:g}, batch {w.batch_size}, {w.epochs} epochs, {w.dtype}, "
+             f"{'shuffled' if w.shuffle else 'in order'}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if "skipped" in r:

@@ -2,8 +2,16 @@
 
 Every trainer (densefit's backends and the peers in :mod:`peers`) gets the same arrays, the
 same initial weights (drawn by a densefit model with the workload's seed) and visits the
-samples in the same order: ``0..n-1`` in consecutive slices of ``batch_size``, the last,
-smaller slice kept, no shuffling (so every peer can follow exactly the same trajectory).
+samples in the same order, in consecutive slices of ``batch_size`` of the epoch's order, the
+last, smaller slice kept, so every peer can follow exactly the same trajectory. The order is
+``0..n-1`` every epoch, except in the workloads DESIGN.md shuffles (``Spec.shuffle``: W3, W4,
+W6): there epoch ``e`` visits ``densefit.shuffle.permutation(SEED, e, n)``, the order
+``fit(shuffle=True)`` draws on a model seeded with ``SEED`` right after ``compile`` (which
+restarts the epoch count at 0). densefit draws it inside ``fit``, so generating the orders is
+part of its time, as for a user; the peers precompute the same orders (:meth:`Workload.orders`)
+before they are timed, which DESIGN.md allows since it only favours them. Every trainer gathers
+the rows of a shuffled batch (``X[order[start:stop]]``) in its timed run (scikit-learn: see
+:mod:`peers`).
 
 ``DENSEFIT_BENCH_SCALE`` (default 1.0) shrinks a workload for smoke runs: rows become
 ``max(min(n, 1000), round(n * scale))`` (never more than the full size) and epochs
@@ -54,15 +62,17 @@ class Spec:
     dtype: str = "float32"
     rate: str = ""        # extra throughput to report: "gflops" (W3, W4) or "x_gb_per_s" (W5)
     init_seed: int = SEED  # seed of the densefit model that draws the initial weights (see above)
+    shuffle: bool = False  # epoch e visits permutation(SEED, e, n), not 0..n-1 (DESIGN.md's "shuffle" column)
 
 
 SPECS = {s.id: s for s in [
     Spec("W1", "seed-sgd", 1000, (2, 3, 4, 1), BCE, "sgd", 0.01, 1, 150, init_seed=0),
     Spec("W2", "seed-minibatch", 1000, (2, 3, 4, 1), BCE, "sgd", 0.1, 32, 2000, init_seed=0),
-    Spec("W3", "mlp-small", 100_000, (32, 64, 64, 1), BCE, "sgd", 0.01, 64, 5, momentum=0.9, rate="gflops"),
-    Spec("W4", "mlp-medium", 60_000, (784, 256, 256, 10), CCE, "adam", 1e-3, 128, 2, rate="gflops"),
+    Spec("W3", "mlp-small", 100_000, (32, 64, 64, 1), BCE, "sgd", 0.01, 64, 5, momentum=0.9, rate="gflops",
+         shuffle=True),
+    Spec("W4", "mlp-medium", 60_000, (784, 256, 256, 10), CCE, "adam", 1e-3, 128, 2, rate="gflops", shuffle=True),
     Spec("W5", "wide-logreg", 1_000_000, (100, 1), BCE, "sgd", 0.05, 256, 1, rate="x_gb_per_s"),
-    Spec("W6", "linreg-f64", 1000, (1, 1), MSE, "sgd", 0.01, 64, 100, dtype="float64"),
+    Spec("W6", "linreg-f64", 1000, (1, 1), MSE, "sgd", 0.01, 64, 100, dtype="float64", shuffle=True),
 ]}
 IDS = tuple(SPECS)
 FAMILIES = {"tiny": ("W1", "W2"), "mlp": ("W3", "W4"), "linear": ("W5", "W6")}
@@ -121,6 +131,17 @@ class Workload:
         """Bytes of X read by one training run."""
         return self.X.nbytes * self.epochs
 
+    def orders(self) -> np.ndarray | None:
+        """The ``(epochs, n)`` int64 row orders of a shuffled workload, ``None`` (``0..n-1``
+        every epoch) otherwise: row ``e`` is ``densefit.shuffle.permutation(SEED, e, n)``, what
+        ``fit(shuffle=True)`` visits in epoch ``e`` of the first ``fit`` after ``compile`` on a
+        model seeded with ``SEED`` (the peers' densefit trainers). For the peers, precomputed
+        in their untimed setup."""
+        if not self.shuffle:
+            return None
+        from densefit import shuffle
+        return shuffle.orders(SEED, 0, self.epochs, self.n)
+
     def densefit_layers(self):
         """The network as densefit layers: hidden relu layers, output activation from the loss."""
         import densefit as df
@@ -160,6 +181,13 @@ def rates(w: Workload, seconds: float) -> dict:
 def batches(n: int, batch_size: int) -> list[tuple[int, int]]:
     """The ``(start, stop)`` slices of one epoch: consecutive, the last smaller one kept."""
     return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
+def batch_rows(order, start: int, stop: int):
+    """The index of the batch ``[start, stop)`` of an epoch: the slice itself when the epoch
+    visits ``0..n-1`` (``order`` is ``None``; ``X[rows]`` is then a view), else those positions
+    of the epoch's order (numpy or torch; ``X[rows]`` gathers the batch's rows)."""
+    return slice(start, stop) if order is None else order[start:stop]
 
 
 def bench_scale() -> float:
