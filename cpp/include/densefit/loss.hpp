@@ -39,17 +39,19 @@ LossSum mse_rows(T* dz, const T* z, const T* y, int64_t n, T scale) {
         const double diff = static_cast<double>(z[i] - y[i]);
         return diff * diff;
     };
-    // Sixteen independent partial sums (element i into sum i mod 16, the tail into sum 0), added
-    // pairwise at the end: the adds do not wait on each other, and the sums fill two vectors.
+    // Sixteen independent partial sums (element i into sum i mod 16), added pairwise at the end,
+    // then the tail's own sum: the adds do not wait on each other, the sums stay in two vector
+    // registers (a tail added into one of them would send them through memory).
     constexpr int kSums = 16;
     double s[kSums] = {};
     int64_t i = 0;
     for (; i + kSums <= n; i += kSums)
         for (int j = 0; j < kSums; j++) s[j] += square(i + j);
-    for (; i < n; i++) s[0] += square(i);
-    for (int width = kSums / 2; width > 0; width /= 2)
-        for (int j = 0; j < width; j++) s[j] += s[j + width];
-    return {s[0], 0};
+    double tail = 0;
+    for (; i < n; i++) tail += square(i);
+    for (int j = 0; j < 8; j++) s[j] += s[j + 8];
+    for (int j = 0; j < 4; j++) s[j] += s[j + 4];
+    return {((s[0] + s[2]) + (s[1] + s[3])) + tail, 0};
 }
 
 // log1p(x) for x in [0, 1] through the library's logf and the correction of Goldberg ("What every
