@@ -43,6 +43,13 @@ NETS = {
         lambda: [Dense(36, activation="sigmoid", input_dim=12), Dense(36, activation="softplus"),
                  Dense(3, activation="sigmoid")],
         "binary_crossentropy", lambda: O.Adagrad(0.05), "binary"),
+    # between the data-parallel pass's update split and the general pass's: the gradient sum and the
+    # optimizer step split over the threads (momentum SGD: Adam's normalized steps would magnify
+    # float32's rounding beyond the tolerance of the comparison with numpy)
+    "wide-relu-cce-nesterov-split-update": (
+        lambda: [Dense(96, activation="relu", input_dim=64), Dense(64, activation="relu"),
+                 Dense(3, activation="softmax")],
+        "categorical_crossentropy", lambda: O.SGD(0.05, momentum=0.9, nesterov=True), "index"),
     # BatchNorm: the chunks add their statistics at each BatchNorm (on the inputs too: no input gradient)
     "batchnorm-relu-bce-momentum": (
         lambda: [Dense(48, input_dim=20), BatchNorm(), Activation("relu"), Dense(32), BatchNorm(momentum=0.9),
@@ -162,6 +169,33 @@ def test_data_parallel_pass_matches_numpy(name, dtype, batch_size, restore_threa
             np.testing.assert_array_equal(stats[:, 1], stats_ref[:, 1])  # correct
         for part in ("params", "slots"):
             assert relative(getattr(ours, part), getattr(ref, part)) < TOL[dtype], part
+
+
+def test_a_net_between_the_update_splits_is_tested():
+    """The data-parallel pass splits the optimizer step from fewer parameters than the general pass
+    (its workers are awake from the run before); one net of NETS sits between the two sizes, and
+    above the size from which the chunks' gradient sum is split."""
+    plan = _problem("wide-relu-cce-nesterov-split-update", "float32")[0]
+    assert TUNING["data_parallel_update_params"] <= plan.n_params < TUNING["parallel_update_params"]
+    assert plan.n_params >= TUNING["data_parallel_reduce_params"]
+
+
+def test_split_adamw_update_gives_the_same_bits(restore_threads):
+    """AdamW's decay splits the step into one update per parameter segment, each split over the
+    threads on its own: here the two kernels of 64 × 128 and 128 × 64 (bits only: Adam's steps
+    magnify float32's rounding against numpy's)."""
+    layers = lambda: [Dense(128, activation="relu", input_dim=64), Dense(64, activation="relu"),
+                      Dense(3, activation="softmax")]
+    plan = build_plan(layers(), 64, "categorical_crossentropy", O.AdamW(0.01, weight_decay=0.05), "float32", 0)
+    assert TUNING["data_parallel_update_params"] <= 64 * 128 and plan.n_params < TUNING["parallel_update_params"]
+    state = init_state(plan, layers(), 0)
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(N, 64)).astype(np.float32)
+    y = rng.integers(0, 3, (N, 1)).astype(np.float32)
+    orders = np.stack([rng.permutation(N) for _ in range(2)])
+    for batch_size in (MIN_ROWS, 3 * CHUNK + 7, 1024):
+        assert cpp._net(plan).training_pass(batch_size) == "data_parallel"
+        _assert_same_bits(_train_each_thread_count(plan, state, X, y, orders, np.array([0.01, 0.005]), batch_size, None))
 
 
 def test_small_nets_stay_whole_batch_and_batchnorm_ones_split():

@@ -598,6 +598,7 @@ PYBIND11_MODULE(_core, m) {
             tuning["transpose_b_elements"] = df::kTransposeBElements;
             tuning["parallel_gemm_macs"] = df::kParallelGemmMacs;
             tuning["parallel_update_params"] = df::kParallelUpdateParams;
+            tuning["data_parallel_update_params"] = df::kDataParallelUpdateParams;
             tuning["prefetch_batch_bytes"] = df::kPrefetchBatchBytes;
             tuning["linear_block_bytes"] = df::kLinearBlockBytes;
             tuning["tiny_width"] = df::kTinyWidth;

@@ -12,7 +12,7 @@
 //   parallel_gemm_parts   per OpenBLAS product: how many blocks of C the thread pool splits it into
 //   dense_fuses_in_registers / gated_dinp_applies   where Dense's epilogues go into block_gemm
 //   sweep_splits, sums_down_columns, bce_inline_math, softmax_inline_math, prefetch_next_batch,
-//   linear_block_rows, kParallelUpdateParams, kParallelSweepElements: the smaller per-sweep
+//   linear_block_rows, update_split_params, kParallelSweepElements: the smaller per-sweep
 //   choices below.
 // Every choice keeps the results of the general pass bit for bit (TinyPass, block_gemm and its
 // epilogues, the zero-skipping pairs), or within the rounding DESIGN.md allows where the summation
@@ -92,8 +92,13 @@ constexpr int64_t kTransposeBElements = 128 * 128;
 // longer than waking a worker.
 constexpr int64_t kParallelGemmMacs = int64_t{1} << 21;
 
-// From this many parameters the optimizer update is split over the pool's threads.
+// From this many parameters the optimizer update is split over the pool's threads ...
 constexpr int64_t kParallelUpdateParams = int64_t{1} << 15;
+
+// ... and from this many after a batch of the data-parallel pass (update_split_params): its
+// workers are still spinning from the run just before (the chunks', or the gradient sum's), so a
+// range handed to them costs no wake-up, and a smaller update is worth splitting.
+constexpr int64_t kDataParallelUpdateParams = int64_t{1} << 13;
 
 // From this many elements (m × n) the activation sweeps, forward and backward, are split over the
 // pool's threads (Dense's fused ones in blocks of columns, sweep_splits; an unfused Activation op
@@ -210,6 +215,12 @@ TrainingPass training_pass(const Net& net, int64_t batch) {
     if (tiny_pass_applies(net, batch)) return TrainingPass::TINY;
     if (data_parallel_applies<T>(net, batch)) return TrainingPass::DATA_PARALLEL;
     return TrainingPass::GENERAL;
+}
+
+// From how many parameters the optimizer step after a batch of this pass is split over the pool's
+// threads (elementwise: the split changes no bit).
+inline int64_t update_split_params(TrainingPass pass) {
+    return pass == TrainingPass::DATA_PARALLEL ? kDataParallelUpdateParams : kParallelUpdateParams;
 }
 
 // The general pass prefetches the next batch of an unshuffled X read in place when a batch is

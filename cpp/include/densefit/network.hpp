@@ -312,17 +312,18 @@ bool linear_loss_and_grad(LossValue& result, LinearPass<T>& pass, T* grad, const
     return true;
 }
 
-// Clip grad, then one optimizer step t (from 1) on params and slots. (Updating each Dense right
+// Clip grad, then one optimizer step t (from 1) on params and slots, split over the pool from
+// split_params parameters on (dispatch.hpp's update_split_params). (Updating each Dense right
 // after its backward, or each kernel tile in the epilogue of its dW product, measured slower: the
 // update's writes evict what the next GEMMs read. docs/performance.md.)
 template <class T>
-void apply_gradient(T* params, T* slot0, T* slot1, T* grad, const Net& net, double lr, int64_t t) {
+void apply_gradient(T* params, T* slot0, T* slot1, T* grad, const Net& net, double lr, int64_t t,
+                    int64_t split_params) {
     const Optimizer& opt = net.optimizer;
     const T gscale = clip_gradient(grad, net.n_params, opt.clipvalue, opt.clipnorm);
-    // The update is elementwise, so large buffers are split over the pool with the same result
-    // (from kParallelUpdateParams on: Adam reads and writes three values per parameter).
+    // The update is elementwise, so large buffers are split over the pool with the same result.
     auto update = [&](int64_t begin, int64_t end, T decay) {
-        parallel_ranges(end - begin, kParallelUpdateParams, [&](int64_t b, int64_t e) {
+        parallel_ranges(end - begin, split_params, [&](int64_t b, int64_t e) {
             optimizer_step(params + begin + b, slot0 + begin + b, slot1 + begin + b, grad + begin + b, e - b, opt, lr, t,
                            gscale, decay);
         });
@@ -650,7 +651,7 @@ int64_t train_epochs(double* out, T* params, T* slot0, T* slot1, T* stats, const
                              scale))
                 reject(b, m);
             apply_gradient(state.params, state.slot0, state.slot1, state.grad, *state.net, lrs[e],
-                           static_cast<int64_t>(step) + 1);
+                           static_cast<int64_t>(step) + 1, update_split_params(state.pass));
             step++;
             epoch[0] += lv.value * static_cast<double>(m);
             epoch[1] += static_cast<double>(lv.correct);
