@@ -479,7 +479,7 @@ void gather_batch(T* out_x, T* out_y, const StridedMatrix<T>& X, const StridedMa
     const char* x = X.data;  // (locals: the stores may alias the matrices, which would be reloaded per row)
     const char* y = Y.data;
     const int64_t x_stride = X.row_stride, y_stride = Y.row_stride;
-    if (x_stride == sizeof(T) && y_stride == sizeof(T)) {  // two contiguous columns: indexed loads that vectorize
+    if (x_stride == sizeof(T) && y_stride == sizeof(T)) {  // two contiguous columns: plain indexed loads, no stride products
         const T* xc = reinterpret_cast<const T*>(x);
         const T* yc = reinterpret_cast<const T*>(y);
         for (int64_t k = 0; k < m; k++) {

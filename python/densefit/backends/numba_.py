@@ -714,7 +714,8 @@ def softmax_crossentropy_row(dzr, zr, yr, K, y_cols, scale, acc):
 @jit
 def categorical_crossentropy(dbuf, dz_at, acts, z_at, y, rs, m, K, y_cols):
     """Softmax cross-entropy per row (:func:`softmax_crossentropy_row`), averaged, or with row scales
-    ``Σ rᵢ ℓᵢ``; ``correct`` counts rows."""
+    ``Σ rᵢ ℓᵢ``; ``correct`` counts rows. One leaf for both, unlike the elementwise losses (whose
+    one-sample steps feel a call's reference counting): each row's max, exps and sums outweigh it here."""
     dz, z = dbuf[dz_at:dz_at + m * K], acts[z_at:z_at + m * K]
     total, correct = 0.0, 0
     scale = z.dtype.type(1 / m)
@@ -987,7 +988,8 @@ def kernel(mode, ops, op_params, opt_params, loss, optimizer, output_act, seed, 
     rows = min(batch_size, n)
     ws, at, scratch_at, d_at, d_next_at = workspace(ops, X.shape[1], rows, X.dtype)
     yb = np.empty(rows * y_cols if training else 0, X.dtype)
-    terms = np.empty(rows * K if training else 0, np.float64)  # the elementwise losses' terms
+    elementwise = training and loss != L.CATEGORICAL_CROSSENTROPY
+    terms = np.empty(rows * K if elementwise else 0, np.float64)  # the elementwise loss's terms
     weighted = training and sample_weight.shape[0] > 0
     wb = np.empty(rows if weighted else 0, X.dtype)  # the batch's weights, then its row scales
     out = np.zeros((lrs.size, 4))
